@@ -1,0 +1,22 @@
+//! Compiles `proto/` with protox, a proto compiler in pure Rust, so that a
+//! machine with only the Rust toolchain builds authgate: no system `protoc`.
+
+use std::{env, fs, path::PathBuf};
+
+const PROTO: &str = "proto/authgate/v1/private.proto";
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    println!("cargo:rerun-if-changed=proto");
+    let out_dir = PathBuf::from(env::var("OUT_DIR")?);
+
+    let mut compiler = protox::Compiler::new(["proto"])?;
+    compiler.include_source_info(true).open_file(PROTO)?;
+    // The descriptor set that reflection serves, so grpcurl needs no .proto file.
+    fs::write(
+        out_dir.join("authgate_descriptor.bin"),
+        compiler.encode_file_descriptor_set(),
+    )?;
+
+    tonic_prost_build::configure().compile_fds(compiler.file_descriptor_set())?;
+    Ok(())
+}

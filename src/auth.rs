@@ -1,0 +1,447 @@
+//! The gate: [`AuthInterceptor`] reads the bearer token, validates it against
+//! the published key set and applies the per-method [`ScopePolicy`];
+//! [`AuthLayer`] puts it in front of a whole tonic server, deny by default.
+
+use std::{
+    collections::HashMap,
+    fmt,
+    future::Future,
+    net::SocketAddr,
+    pin::Pin,
+    str::FromStr,
+    sync::Arc,
+    task::{Context, Poll},
+    time::{SystemTime, UNIX_EPOCH},
+};
+
+use tonic::{
+    Status,
+    transport::server::{TcpConnectInfo, TlsConnectInfo},
+};
+
+use crate::{
+    error::AuthError,
+    refresher::KeyStore,
+    validate::{MAX_TOKEN_BYTES, Principal, Validator},
+};
+
+/// Services anyone may call without a token: health and reflection.
+pub const PUBLIC_SERVICES: [&str; 3] = [
+    "grpc.health.v1.Health",
+    "grpc.reflection.v1.ServerReflection",
+    "grpc.reflection.v1alpha.ServerReflection",
+];
+
+/// One `--require-scope METHOD=SCOPE` rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScopeRule {
+    /// The full method path, `/package.Service/Method`.
+    pub method: String,
+    /// The scope the method needs.
+    pub scope: String,
+}
+
+impl FromStr for ScopeRule {
+    type Err = String;
+    fn from_str(s: &str) -> Result<ScopeRule, String> {
+        let (method, scope) = s
+            .split_once('=')
+            .ok_or_else(|| format!("`{s}` is not METHOD=SCOPE"))?;
+        let (method, scope) = (method.trim(), scope.trim());
+        let well_formed = method
+            .strip_prefix('/')
+            .and_then(|m| m.split_once('/'))
+            .is_some_and(|(service, name)| {
+                !service.is_empty() && !name.is_empty() && !name.contains('/')
+            });
+        if !well_formed {
+            return Err(format!(
+                "`{method}` is not a full method path such as /authgate.v1.PrivateService/GetPrivate"
+            ));
+        }
+        if scope.is_empty() || scope.contains(char::is_whitespace) {
+            return Err(format!("scope `{scope}` must be one non-empty word"));
+        }
+        Ok(ScopeRule {
+            method: method.to_owned(),
+            scope: scope.to_owned(),
+        })
+    }
+}
+
+/// Which scopes each method needs. A method without rules needs only a valid
+/// token; a method with several rules needs every scope they name.
+#[derive(Debug, Clone, Default)]
+pub struct ScopePolicy {
+    required: HashMap<Box<str>, Box<[Arc<str>]>>,
+}
+
+impl ScopePolicy {
+    /// A policy from rules; repeated rules for a method add up.
+    pub fn new(rules: impl IntoIterator<Item = ScopeRule>) -> ScopePolicy {
+        let mut required: HashMap<Box<str>, Vec<Arc<str>>> = HashMap::new();
+        for rule in rules {
+            let scopes = required.entry(rule.method.into()).or_default();
+            if !scopes.iter().any(|s| **s == *rule.scope) {
+                scopes.push(rule.scope.into());
+            }
+        }
+        ScopePolicy {
+            required: required
+                .into_iter()
+                .map(|(m, s)| (m, s.into_boxed_slice()))
+                .collect(),
+        }
+    }
+
+    /// Whether no method needs a scope.
+    pub fn is_empty(&self) -> bool {
+        self.required.is_empty()
+    }
+
+    /// Refuses with `PERMISSION_DENIED`, naming the first missing scope, when
+    /// `principal` lacks one that `method` needs.
+    pub fn check(&self, method: &str, principal: &Principal) -> Result<(), AuthError> {
+        let Some(scopes) = self.required.get(method) else {
+            return Ok(());
+        };
+        match scopes.iter().find(|scope| !principal.has_scope(scope)) {
+            Some(missing) => Err(AuthError::MissingScope(missing.clone())),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Authenticates and authorizes calls. Cheap to clone: clones share the key
+/// store, the validator and the policy.
+#[derive(Clone)]
+pub struct AuthInterceptor {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    validator: Validator,
+    /// Read with one atomic load per call; the refresher writes it.
+    keys: Arc<KeyStore>,
+    policy: ScopePolicy,
+}
+
+impl fmt::Debug for AuthInterceptor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuthInterceptor")
+            .field("validator", &self.shared.validator)
+            .field("policy", &self.shared.policy)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AuthInterceptor {
+    /// A gate that validates with `validator` against whatever key set `keys`
+    /// holds at the time of each call.
+    pub fn new(validator: Validator, keys: Arc<KeyStore>, policy: ScopePolicy) -> AuthInterceptor {
+        AuthInterceptor {
+            shared: Arc::new(Shared {
+                validator,
+                keys,
+                policy,
+            }),
+        }
+    }
+
+    /// Who is calling, from the call's `authorization` values. No I/O, no
+    /// lock, no waiting: a `kid` the key set lacks only asks the refresher to
+    /// look, and this call is refused.
+    pub fn authenticate<'a>(
+        &self,
+        authorization: impl IntoIterator<Item = &'a [u8]>,
+    ) -> Result<Principal, AuthError> {
+        let token = bearer_token(authorization)?;
+        let keys = self.shared.keys.load();
+        let keys = keys.as_deref().ok_or(AuthError::KeysNotLoaded)?;
+        match self.shared.validator.validate(token, keys, unix_now()) {
+            Ok(verified) => Ok(verified.principal),
+            Err(AuthError::UnknownKeyId) => {
+                self.shared.keys.ask_refresh();
+                Err(AuthError::UnknownKeyId)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Authenticates, then applies the scope policy for `method`.
+    pub fn check<'a>(
+        &self,
+        method: &str,
+        authorization: impl IntoIterator<Item = &'a [u8]>,
+    ) -> Result<Principal, Refusal> {
+        let principal = self.authenticate(authorization).map_err(|error| Refusal {
+            error,
+            subject: None,
+        })?;
+        match self.shared.policy.check(method, &principal) {
+            Ok(()) => Ok(principal),
+            Err(error) => Err(Refusal {
+                error,
+                subject: Some(principal.subject().into()),
+            }),
+        }
+    }
+
+    /// A layer that guards every method of a tonic server but health and
+    /// reflection.
+    pub fn layer(&self) -> AuthLayer {
+        AuthLayer::new(self.clone())
+    }
+}
+
+/// Why a call was refused, and who made it when the token was valid.
+#[derive(Debug, Clone)]
+pub struct Refusal {
+    /// The reason.
+    pub error: AuthError,
+    /// The caller's `sub`, when the token was valid but lacked a scope.
+    pub subject: Option<Box<str>>,
+}
+
+/// For a single service (`FooServer::with_interceptor(svc, auth)`): validates
+/// the token and puts the [`Principal`] in the request's extensions. tonic
+/// does not tell an interceptor which method is called, so when the policy
+/// names any method this refuses rather than guess: use [`AuthLayer`] there.
+impl tonic::service::Interceptor for AuthInterceptor {
+    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, Status> {
+        let values = request.metadata().get_all("authorization");
+        let principal = self.authenticate(values.iter().map(|v| v.as_bytes()))?;
+        if !self.shared.policy.is_empty() {
+            return Err(AuthError::UnknownMethod.into());
+        }
+        request.extensions_mut().insert(principal);
+        Ok(request)
+    }
+}
+
+/// Extracts the token from `Bearer <token>`: exactly one value, the scheme in
+/// any case, one or more spaces, then one token68 with nothing after it.
+pub fn bearer_token<'a>(
+    authorization: impl IntoIterator<Item = &'a [u8]>,
+) -> Result<&'a str, AuthError> {
+    let mut values = authorization.into_iter();
+    let value = values.next().ok_or(AuthError::MissingAuthorization)?;
+    if values.next().is_some() {
+        return Err(AuthError::DuplicateAuthorization);
+    }
+    // Scheme, spaces and a token at its longest.
+    if value.len() > MAX_TOKEN_BYTES + 64 {
+        return Err(AuthError::TooLong {
+            max: MAX_TOKEN_BYTES,
+        });
+    }
+    let value = std::str::from_utf8(value).map_err(|_| AuthError::NotBearer)?;
+    let (scheme, token) = value.split_once(' ').ok_or(AuthError::NotBearer)?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(AuthError::NotBearer);
+    }
+    let token = token.trim_start_matches(' ');
+    if token.is_empty() {
+        return Err(AuthError::NotBearer);
+    }
+    if token.len() > MAX_TOKEN_BYTES {
+        return Err(AuthError::TooLong {
+            max: MAX_TOKEN_BYTES,
+        });
+    }
+    Ok(token)
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// A tower layer that guards a whole tonic server: every method but the
+/// public ones needs a valid token, including methods added later.
+#[derive(Clone)]
+pub struct AuthLayer {
+    interceptor: AuthInterceptor,
+    /// Path prefixes (`/grpc.health.v1.Health/`) open without a token.
+    public: Arc<[Box<str>]>,
+}
+
+impl AuthLayer {
+    /// Guards everything but [`PUBLIC_SERVICES`].
+    pub fn new(interceptor: AuthInterceptor) -> AuthLayer {
+        AuthLayer {
+            interceptor,
+            public: PUBLIC_SERVICES
+                .iter()
+                .map(|s| format!("/{s}/").into_boxed_str())
+                .collect(),
+        }
+    }
+
+    /// Also leaves `service` (`package.Service`) open without a token.
+    pub fn allow_unauthenticated(mut self, service: &str) -> AuthLayer {
+        let mut public = self.public.to_vec();
+        public.push(format!("/{service}/").into_boxed_str());
+        self.public = public.into();
+        self
+    }
+
+    fn is_public(&self, path: &str) -> bool {
+        self.public.iter().any(|prefix| path.starts_with(&**prefix))
+    }
+}
+
+impl<S> tower_layer::Layer<S> for AuthLayer {
+    type Service = AuthService<S>;
+    fn layer(&self, inner: S) -> AuthService<S> {
+        AuthService {
+            inner,
+            layer: self.clone(),
+        }
+    }
+}
+
+/// The service [`AuthLayer`] wraps around a server.
+#[derive(Clone)]
+pub struct AuthService<S> {
+    inner: S,
+    layer: AuthLayer,
+}
+
+impl<S, B, R> tower_service::Service<http::Request<B>> for AuthService<S>
+where
+    S: tower_service::Service<http::Request<B>, Response = http::Response<R>>,
+    R: Default,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = AuthFuture<S::Future, R>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
+        let path = request.uri().path();
+        if self.layer.is_public(path) {
+            return AuthFuture::Inner {
+                future: self.inner.call(request),
+            };
+        }
+        let values = request.headers().get_all(http::header::AUTHORIZATION);
+        match self
+            .layer
+            .interceptor
+            .check(path, values.iter().map(|v| v.as_bytes()))
+        {
+            Ok(principal) => {
+                request.extensions_mut().insert(principal);
+                AuthFuture::Inner {
+                    future: self.inner.call(request),
+                }
+            }
+            Err(refusal) => {
+                tracing::info!(
+                    method = path,
+                    peer = ?peer(&request),
+                    subject = refusal.subject.as_deref(),
+                    reason = refusal.error.reason(),
+                    code = ?refusal.error.code(),
+                    "refused: {}",
+                    refusal.error
+                );
+                AuthFuture::Refused {
+                    response: Some(Status::from(&refusal.error).into_http()),
+                }
+            }
+        }
+    }
+}
+
+fn peer<B>(request: &http::Request<B>) -> Option<SocketAddr> {
+    let extensions = request.extensions();
+    extensions
+        .get::<TcpConnectInfo>()
+        .and_then(|i| i.remote_addr())
+        .or_else(|| {
+            extensions
+                .get::<TlsConnectInfo<TcpConnectInfo>>()
+                .and_then(|i| i.get_ref().remote_addr())
+        })
+}
+
+pin_project_lite::pin_project! {
+    /// The response of [`AuthService`]: the inner call, or a refusal.
+    #[project = AuthFutureProj]
+    pub enum AuthFuture<F, R> {
+        /// The call went through.
+        Inner { #[pin] future: F },
+        /// The call was refused with this gRPC status.
+        Refused { response: Option<http::Response<R>> },
+    }
+}
+
+impl<F, R, E> Future for AuthFuture<F, R>
+where
+    F: Future<Output = Result<http::Response<R>, E>>,
+{
+    type Output = Result<http::Response<R>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project() {
+            AuthFutureProj::Inner { future } => future.poll(cx),
+            AuthFutureProj::Refused { response } => {
+                Poll::Ready(Ok(response.take().expect("polled after completion")))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bearer_scheme_is_case_insensitive_and_strict() {
+        let one = |v: &'static str| bearer_token([v.as_bytes()]);
+        assert_eq!(one("Bearer abc"), Ok("abc"));
+        assert_eq!(one("bearer abc"), Ok("abc"));
+        assert_eq!(one("BEARER   abc"), Ok("abc"));
+        for bad in [
+            "Basic abc",
+            "Bearer",
+            "Bearer ",
+            "Bearerabc",
+            "abc",
+            "Token abc",
+        ] {
+            assert_eq!(one(bad), Err(AuthError::NotBearer), "{bad}");
+        }
+        assert_eq!(bearer_token([]), Err(AuthError::MissingAuthorization));
+        assert_eq!(
+            bearer_token([&b"Bearer a"[..], b"Bearer b"]),
+            Err(AuthError::DuplicateAuthorization)
+        );
+    }
+
+    #[test]
+    fn scope_rules_parse_full_method_paths() {
+        let rule: ScopeRule = "/authgate.v1.PrivateService/GetPrivate=read:private"
+            .parse()
+            .unwrap();
+        assert_eq!(rule.method, "/authgate.v1.PrivateService/GetPrivate");
+        assert_eq!(rule.scope, "read:private");
+        for bad in [
+            "GetPrivate=read",
+            "/authgate.v1.PrivateService=read",
+            "/a/b/c=read",
+            "/a/b=",
+            "/a/b=two words",
+            "/a/b",
+            "//b=x",
+        ] {
+            assert!(bad.parse::<ScopeRule>().is_err(), "{bad}");
+        }
+    }
+}

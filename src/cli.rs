@@ -1,0 +1,539 @@
+//! The command line: `authgate serve` and `authgate dev`, their flags and
+//! environment, parsed and checked here once and handed to the library as
+//! typed configuration.
+
+use std::{net::SocketAddr, path::PathBuf, process::ExitCode, time::Duration};
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::{
+    auth::{ScopePolicy, ScopeRule},
+    error::StartupError,
+    issuer::{DevClient, DevIssuer, DevIssuerConfig, random_secret},
+    keys::Algorithm,
+    net,
+    refresher::{JwksSource, RefreshConfig},
+    server::{Application, Limits, ServerConfig, TlsFiles, shutdown_signal},
+    validate::ValidationConfig,
+};
+
+/// JWT authentication in front of a gRPC service.
+#[derive(Debug, Parser)]
+#[command(name = "authgate", version, about, long_about = None)]
+pub struct Cli {
+    /// Log format on stderr.
+    #[arg(
+        long,
+        global = true,
+        env = "AUTHGATE_LOG_FORMAT",
+        value_enum,
+        default_value_t = LogFormat::Text
+    )]
+    pub log_format: LogFormat,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// How logs are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines with key=value fields.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// authgate's subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the guarded gRPC service, validating tokens from an issuer such as Auth0.
+    Serve(ServeArgs),
+    /// Run a local issuer and the server wired to it: no account anywhere.
+    Dev(DevArgs),
+}
+
+/// `authgate serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The exact `iss` required, and the base of OIDC discovery [default: https://$AUTH0_DOMAIN/].
+    #[arg(long, env = "AUTHGATE_ISSUER")]
+    pub issuer: Option<String>,
+    /// An accepted `aud`; repeat for several [default: $AUTH0_AUDIENCE].
+    #[arg(long = "audience", env = "AUTHGATE_AUDIENCE", value_delimiter = ',')]
+    pub audiences: Vec<String>,
+    /// Where keys come from [default: discovery's jwks_uri, else {issuer}.well-known/jwks.json].
+    #[arg(long, env = "AUTHGATE_JWKS_URL")]
+    pub jwks_url: Option<String>,
+    /// The Auth0 tenant domain (`tenant.auth0.com`), used when --issuer is not given.
+    #[arg(long, env = "AUTH0_DOMAIN", hide = true)]
+    pub auth0_domain: Option<String>,
+    /// The Auth0 API identifier, used when --audience is not given.
+    #[arg(long, env = "AUTH0_AUDIENCE", hide = true)]
+    pub auth0_audience: Option<String>,
+    /// Settings shared with `authgate dev`.
+    #[command(flatten)]
+    pub gate: GateArgs,
+}
+
+/// Settings of the gate and the server, the same for `serve` and `dev`.
+#[derive(Debug, Args)]
+pub struct GateArgs {
+    /// Where gRPC is served.
+    #[arg(long, env = "AUTHGATE_LISTEN", default_value = "127.0.0.1:50051")]
+    pub listen: SocketAddr,
+    /// METHOD=SCOPE: the method needs the scope; repeat for more (all are needed).
+    #[arg(
+        long = "require-scope",
+        env = "AUTHGATE_REQUIRE_SCOPE",
+        value_delimiter = ';'
+    )]
+    pub require_scope: Vec<ScopeRule>,
+    /// Background JWKS refresh period; a shorter Cache-Control max-age may shorten it.
+    #[arg(long, value_parser = parse_duration, default_value = "10m")]
+    pub jwks_refresh_interval: Duration,
+    /// The least time between two fetches that unknown `kid`s trigger.
+    #[arg(long, value_parser = parse_duration, default_value = "30s")]
+    pub jwks_min_refresh_interval: Duration,
+    /// How long one JWKS or discovery request may take.
+    #[arg(long, value_parser = parse_duration, default_value = "10s")]
+    pub jwks_fetch_timeout: Duration,
+    /// Clock skew allowed on `exp` and `nbf`.
+    #[arg(long, value_parser = parse_duration, default_value = "30s")]
+    pub leeway: Duration,
+    /// Serve TLS with this PEM certificate chain (needs --tls-key).
+    #[arg(long, requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key for --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+}
+
+/// `authgate dev`.
+#[derive(Debug, Args)]
+pub struct DevArgs {
+    /// Where the dev issuer listens (loopback only).
+    #[arg(long, default_value = "127.0.0.1:50052")]
+    pub issuer_listen: SocketAddr,
+    /// The API identifier the dev issuer issues tokens for.
+    #[arg(long, default_value = "https://authgate.dev/api")]
+    pub audience: String,
+    /// The algorithm the dev issuer signs with.
+    #[arg(long, value_parser = parse_algorithm, default_value = "RS256")]
+    pub algorithm: Algorithm,
+    /// How long dev tokens last.
+    #[arg(long, value_parser = parse_duration, default_value = "1h")]
+    pub token_ttl: Duration,
+    /// The dev client's id.
+    #[arg(long, default_value = "authgate-dev")]
+    pub client_id: String,
+    /// The dev client's secret [default: a new random one each start].
+    #[arg(long, env = "AUTHGATE_DEV_CLIENT_SECRET")]
+    pub client_secret: Option<String>,
+    /// Settings shared with `authgate serve`. With none given, GetPrivate
+    /// requires `read:private`, which the dev client is granted.
+    #[command(flatten)]
+    pub gate: GateArgs,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s)
+        .map_err(|e| format!("`{s}` is not a duration like 90s, 10m, 1h: {e}"))
+}
+
+fn parse_algorithm(s: &str) -> Result<Algorithm, String> {
+    Algorithm::from_name(s).ok_or_else(|| {
+        let names: Vec<&str> = Algorithm::ALL.iter().map(|a| a.name()).collect();
+        format!("`{s}` is not one of {}", names.join(", "))
+    })
+}
+
+/// The scope rule `authgate dev` applies when none is given.
+pub const DEV_SCOPE_RULE: &str = "/authgate.v1.PrivateService/GetPrivate=read:private";
+
+/// Runs a parsed command line to completion and says how it ended.
+pub fn run(cli: Cli) -> ExitCode {
+    init_tracing(cli.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Serve(args) => serve(args).await,
+            Command::Dev(args) => dev(args).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error}");
+            match error {
+                StartupError::Config(_) | StartupError::Url(_) | StartupError::Tls(_) => {
+                    ExitCode::from(2)
+                }
+                _ => ExitCode::FAILURE,
+            }
+        }
+    }
+}
+
+fn init_tracing(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
+
+impl ServeArgs {
+    /// The server configuration these flags describe, or why there is none.
+    pub fn config(&self) -> Result<ServerConfig, StartupError> {
+        let issuer = match (&self.issuer, &self.auth0_domain) {
+            (Some(issuer), _) => issuer.clone(),
+            (None, Some(domain)) => auth0_issuer(domain),
+            (None, None) => {
+                return Err(StartupError::Config(
+                    "no issuer: pass --issuer, or set AUTHGATE_ISSUER or AUTH0_DOMAIN".into(),
+                ));
+            }
+        };
+        let mut audiences: Vec<String> = self
+            .audiences
+            .iter()
+            .map(|a| a.trim().to_owned())
+            .filter(|a| !a.is_empty())
+            .collect();
+        if audiences.is_empty() {
+            audiences.extend(self.auth0_audience.clone().filter(|a| !a.is_empty()));
+        }
+        if audiences.is_empty() {
+            return Err(StartupError::Config(
+                "no audience: pass --audience, or set AUTHGATE_AUDIENCE or AUTH0_AUDIENCE \
+                 (the API identifier); without one, tokens for any API of the issuer would pass"
+                    .into(),
+            ));
+        }
+        let issuer_url = net::parse_issuer_url("issuer", &issuer)?;
+        let jwks = match &self.jwks_url {
+            Some(url) => JwksSource::Url(net::parse_issuer_url("JWKS URL", url)?),
+            None => JwksSource::Discovery {
+                issuer: issuer.clone(),
+                url: issuer_url,
+            },
+        };
+        self.gate.config(issuer, audiences, jwks)
+    }
+}
+
+/// `AUTH0_DOMAIN=tenant.auth0.com` means `https://tenant.auth0.com/`, the
+/// `iss` of the tenant's tokens.
+fn auth0_issuer(domain: &str) -> String {
+    let domain = domain.trim().trim_end_matches('/');
+    if domain.starts_with("https://") || domain.starts_with("http://") {
+        format!("{domain}/")
+    } else {
+        format!("https://{domain}/")
+    }
+}
+
+impl GateArgs {
+    fn config(
+        &self,
+        issuer: String,
+        audiences: Vec<String>,
+        jwks: JwksSource,
+    ) -> Result<ServerConfig, StartupError> {
+        if self.jwks_min_refresh_interval > self.jwks_refresh_interval {
+            return Err(StartupError::Config(
+                "--jwks-min-refresh-interval must not exceed --jwks-refresh-interval".into(),
+            ));
+        }
+        let tls = match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => Some(TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+            }),
+            _ => None,
+        };
+        Ok(ServerConfig {
+            listen: self.listen,
+            validation: ValidationConfig {
+                issuer,
+                audiences,
+                leeway: self.leeway,
+            },
+            jwks,
+            refresh: RefreshConfig {
+                interval: self.jwks_refresh_interval,
+                min_interval: self.jwks_min_refresh_interval,
+                fetch_timeout: self.jwks_fetch_timeout,
+                ..RefreshConfig::default()
+            },
+            policy: ScopePolicy::new(self.require_scope.iter().cloned()),
+            tls,
+            limits: Limits::default(),
+        })
+    }
+}
+
+async fn serve(args: ServeArgs) -> Result<(), StartupError> {
+    let config = args.config()?;
+    let app = Application::build(config.clone()).await?;
+    log_start(&config, app.local_addr());
+    app.run_until(shutdown_signal()).await
+}
+
+fn log_start(config: &ServerConfig, addr: SocketAddr) {
+    let jwks = match &config.jwks {
+        JwksSource::Url(url) => url.to_string(),
+        JwksSource::Discovery { .. } => "OIDC discovery".to_owned(),
+    };
+    tracing::info!(
+        listen = %addr,
+        issuer = %config.validation.issuer,
+        audiences = ?config.validation.audiences,
+        jwks = %jwks,
+        tls = config.tls.is_some(),
+        "authgate serving"
+    );
+    if config.tls.is_none() && !addr.ip().is_loopback() {
+        tracing::warn!(
+            listen = %addr,
+            "serving plaintext on a non-loopback address: bearer tokens cross the network \
+             unencrypted; use --tls-cert/--tls-key or a TLS-terminating proxy"
+        );
+    }
+}
+
+async fn dev(args: DevArgs) -> Result<(), StartupError> {
+    if !args.issuer_listen.ip().is_loopback() {
+        return Err(StartupError::Config(
+            "--issuer-listen must be a loopback address: the dev issuer is for this machine only"
+                .into(),
+        ));
+    }
+    let secret = args.client_secret.clone().unwrap_or_else(random_secret);
+    let scopes = vec!["read:private".to_owned()];
+    let issuer = DevIssuer::start(DevIssuerConfig {
+        listen: args.issuer_listen,
+        audience: args.audience.clone(),
+        algorithm: args.algorithm,
+        token_ttl: args.token_ttl,
+        client: DevClient {
+            id: args.client_id.clone(),
+            secret: secret.clone(),
+            scopes: scopes.clone(),
+        },
+    })
+    .await
+    .map_err(|source| StartupError::Bind {
+        addr: format!(
+            "{} (the dev issuer; try --issuer-listen 127.0.0.1:0)",
+            args.issuer_listen
+        ),
+        source,
+    })?;
+
+    let mut gate = args.gate;
+    if gate.require_scope.is_empty() {
+        gate.require_scope
+            .push(DEV_SCOPE_RULE.parse().expect("the dev scope rule parses"));
+    }
+    let jwks = JwksSource::Discovery {
+        issuer: issuer.url().to_owned(),
+        url: net::parse_issuer_url("issuer", issuer.url())?,
+    };
+    let config = gate.config(issuer.url().to_owned(), vec![args.audience.clone()], jwks)?;
+    let app = Application::build(config.clone()).await?;
+    let addr = app.local_addr();
+    let keys = app.keys();
+    log_start(&config, addr);
+    let server = tokio::spawn(app.run_until(shutdown_signal()));
+    if tokio::time::timeout(Duration::from_secs(10), keys.wait_loaded())
+        .await
+        .is_err()
+    {
+        tracing::warn!("the server has not loaded the dev issuer's keys after 10s");
+    }
+
+    let subject = format!("{}@clients", args.client_id);
+    let mut claims = issuer.claims(&subject, &["read:private"]);
+    claims["azp"] = args.client_id.clone().into();
+    claims["gty"] = "client-credentials".into();
+    let token = issuer.mint(&claims);
+    print_dev_banner(&DevBanner {
+        issuer: issuer.url(),
+        audience: &args.audience,
+        client_id: &args.client_id,
+        client_secret: &secret,
+        addr,
+        tls: config.tls.is_some(),
+        policy: &gate.require_scope,
+        token: &token,
+        ttl: args.token_ttl,
+    });
+
+    let result = server
+        .await
+        .map_err(|e| StartupError::Config(format!("the server task failed: {e}")))?;
+    drop(issuer);
+    result
+}
+
+struct DevBanner<'a> {
+    issuer: &'a str,
+    audience: &'a str,
+    client_id: &'a str,
+    client_secret: &'a str,
+    addr: SocketAddr,
+    tls: bool,
+    policy: &'a [ScopeRule],
+    token: &'a str,
+    ttl: Duration,
+}
+
+/// What `authgate dev` prints on stdout: the values a newcomer needs, and
+/// commands that work when pasted. Printing the dev secret and token is the
+/// point of dev mode; nothing else in authgate prints either.
+fn print_dev_banner(b: &DevBanner<'_>) {
+    let rules: Vec<String> = b
+        .policy
+        .iter()
+        .map(|r| format!("{} needs scope {}", r.method, r.scope))
+        .collect();
+    let plaintext = if b.tls { "" } else { "-plaintext " };
+    println!(
+        "authgate dev: a local issuer and the guarded gRPC server, no account needed.\n\
+         \n\
+         \x20 issuer         {issuer}\n\
+         \x20 audience       {audience}\n\
+         \x20 client id      {client_id}\n\
+         \x20 client secret  {client_secret}\n\
+         \x20 gRPC           {addr}{tls}\n\
+         \x20 scopes         {rules}\n\
+         \n\
+         A token for the dev client (valid {ttl}, scope read:private):\n\
+         \n\
+         {token}\n\
+         \n\
+         Call GetPrivate with grpcurl (reflection is on, no .proto needed):\n\
+         \n\
+         \x20 grpcurl {plaintext}-H 'authorization: Bearer {token}' {addr} authgate.v1.PrivateService/GetPrivate\n\
+         \n\
+         Without a token, to see UNAUTHENTICATED:\n\
+         \n\
+         \x20 grpcurl {plaintext}{addr} authgate.v1.PrivateService/GetPrivate\n\
+         \n\
+         Ctrl-C stops both.",
+        issuer = b.issuer,
+        audience = b.audience,
+        client_id = b.client_id,
+        client_secret = b.client_secret,
+        addr = b.addr,
+        tls = if b.tls { " (TLS)" } else { " (plaintext)" },
+        rules = if rules.is_empty() {
+            "any valid token".to_owned()
+        } else {
+            rules.join("; ")
+        },
+        ttl = humantime::format_duration(b.ttl),
+        token = b.token,
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auth0_domain_maps_to_the_dashboard_issuer() {
+        assert_eq!(
+            auth0_issuer("tenant.auth0.com"),
+            "https://tenant.auth0.com/"
+        );
+        assert_eq!(
+            auth0_issuer("tenant.eu.auth0.com/"),
+            "https://tenant.eu.auth0.com/"
+        );
+        assert_eq!(
+            auth0_issuer("https://tenant.auth0.com"),
+            "https://tenant.auth0.com/"
+        );
+    }
+
+    #[test]
+    fn durations_read_as_written_in_the_contract() {
+        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("10m"), Ok(Duration::from_secs(600)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert!(parse_duration("ten minutes").is_err());
+    }
+
+    fn serve_args(args: &[&str]) -> Result<ServerConfig, String> {
+        let cli = Cli::try_parse_from(["authgate", "serve"].iter().chain(args))
+            .map_err(|e| e.to_string())?;
+        match cli.command {
+            Command::Serve(serve) => serve.config().map_err(|e| e.to_string()),
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn serve_refuses_http_issuers_off_loopback() {
+        let err =
+            serve_args(&["--issuer", "http://tenant.auth0.com/", "--audience", "a"]).unwrap_err();
+        assert!(err.contains("must use https"), "{err}");
+        let err = serve_args(&[
+            "--issuer",
+            "https://tenant.auth0.com/",
+            "--audience",
+            "a",
+            "--jwks-url",
+            "http://10.1.1.1/jwks.json",
+        ])
+        .unwrap_err();
+        assert!(err.contains("must use https"), "{err}");
+        assert!(serve_args(&["--issuer", "http://127.0.0.1:8/", "--audience", "a"]).is_ok());
+    }
+
+    #[test]
+    fn serve_reads_repeated_audiences_and_scope_rules() {
+        let config = serve_args(&[
+            "--issuer",
+            "https://t.auth0.com/",
+            "--audience",
+            "a",
+            "--audience",
+            "b,c",
+            "--require-scope",
+            "/p.S/M=x;/p.S/N=y",
+            "--require-scope",
+            "/p.S/M=z",
+            "--leeway",
+            "5s",
+        ])
+        .unwrap();
+        assert_eq!(config.validation.audiences, ["a", "b", "c"]);
+        assert_eq!(config.validation.leeway, Duration::from_secs(5));
+        assert!(!config.policy.is_empty());
+    }
+
+    #[test]
+    fn serve_needs_an_issuer_and_an_audience() {
+        let err = serve_args(&["--audience", "a"]).unwrap_err();
+        assert!(err.contains("no issuer"), "{err}");
+        let err = serve_args(&["--issuer", "https://t.auth0.com/"]).unwrap_err();
+        assert!(err.contains("no audience"), "{err}");
+    }
+}

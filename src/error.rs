@@ -1,0 +1,238 @@
+//! authgate's errors: why a call was refused, why a key set fetch failed, why
+//! start-up stopped; and the one mapping from a refusal to a `tonic::Status`.
+
+use std::sync::Arc;
+
+use tonic::{Code, Status};
+
+/// Why a call was refused. Messages say why in a few words and never echo the
+/// token or any part of it: they reach the caller and the logs.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    /// No `authorization` metadata on the call.
+    #[error("missing authorization metadata")]
+    MissingAuthorization,
+    /// More than one `authorization` entry: which one counts would be a guess.
+    #[error("more than one authorization metadata entry")]
+    DuplicateAuthorization,
+    /// The metadata is not `Bearer <token>`.
+    #[error("authorization metadata is not `Bearer <token>`")]
+    NotBearer,
+    /// The token is longer than authgate reads.
+    #[error("token is longer than {max} bytes")]
+    TooLong {
+        /// The most bytes a token may have.
+        max: usize,
+    },
+    /// The token is not a well-formed JWS in compact form.
+    #[error("token is malformed: {0}")]
+    Malformed(&'static str),
+    /// `alg` is `none`, symmetric, or not one authgate verifies.
+    #[error("token algorithm {} is not allowed", .0.map_or("".into(), |a| format!("`{a}`")))]
+    AlgorithmNotAllowed(Option<&'static str>),
+    /// The header lists a `crit` extension authgate does not implement.
+    #[error("token header has a critical extension (`crit`) that is not understood")]
+    UnsupportedCritical,
+    /// The header has no `kid` and the key set has several keys for its algorithm.
+    #[error("token has no key id (`kid`) and several keys could have signed it")]
+    MissingKeyId,
+    /// The `kid` names no key in the issuer's current key set.
+    #[error("token key id (`kid`) is not in the issuer's key set")]
+    UnknownKeyId,
+    /// The key the `kid` names is not for the token's algorithm.
+    #[error("token algorithm does not match its key")]
+    KeyAlgorithmMismatch,
+    /// The signature does not verify with the named key.
+    #[error("token signature is invalid")]
+    BadSignature,
+    /// `exp` has passed, leeway included.
+    #[error("token has expired")]
+    Expired,
+    /// `nbf` lies ahead, leeway included.
+    #[error("token is not yet valid")]
+    NotYetValid,
+    /// A claim authgate requires is absent.
+    #[error("token has no `{0}` claim")]
+    MissingClaim(&'static str),
+    /// A claim is present with the wrong JSON type, or twice.
+    #[error("token claim `{0}` is invalid (wrong type or repeated)")]
+    InvalidClaim(&'static str),
+    /// `iss` is not the configured issuer.
+    #[error("token issuer is not accepted")]
+    WrongIssuer,
+    /// `aud` names none of the configured audiences.
+    #[error("token audience is not accepted")]
+    WrongAudience,
+    /// A valid token that lacks a scope the method requires.
+    #[error("missing required scope `{0}`")]
+    MissingScope(Arc<str>),
+    /// A method whose required scopes cannot be known, so the call is refused.
+    #[error("the method being called is unknown, so its scopes cannot be checked")]
+    UnknownMethod,
+    /// No key set has loaded yet, so no token can be checked.
+    #[error("the issuer's signing keys have not loaded yet")]
+    KeysNotLoaded,
+}
+
+impl AuthError {
+    /// The gRPC code for this refusal: the one place that decides it.
+    pub fn code(&self) -> Code {
+        match self {
+            AuthError::MissingScope(_) | AuthError::UnknownMethod => Code::PermissionDenied,
+            AuthError::KeysNotLoaded => Code::Unavailable,
+            _ => Code::Unauthenticated,
+        }
+    }
+
+    /// A short, stable label for logs and counters (`bad_signature`, ...).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            AuthError::MissingAuthorization => "missing_authorization",
+            AuthError::DuplicateAuthorization => "duplicate_authorization",
+            AuthError::NotBearer => "not_bearer",
+            AuthError::TooLong { .. } => "too_long",
+            AuthError::Malformed(_) => "malformed",
+            AuthError::AlgorithmNotAllowed(_) => "algorithm_not_allowed",
+            AuthError::UnsupportedCritical => "unsupported_crit",
+            AuthError::MissingKeyId => "missing_kid",
+            AuthError::UnknownKeyId => "unknown_kid",
+            AuthError::KeyAlgorithmMismatch => "key_algorithm_mismatch",
+            AuthError::BadSignature => "bad_signature",
+            AuthError::Expired => "expired",
+            AuthError::NotYetValid => "not_yet_valid",
+            AuthError::MissingClaim(_) => "missing_claim",
+            AuthError::InvalidClaim(_) => "invalid_claim",
+            AuthError::WrongIssuer => "wrong_issuer",
+            AuthError::WrongAudience => "wrong_audience",
+            AuthError::MissingScope(_) => "missing_scope",
+            AuthError::UnknownMethod => "unknown_method",
+            AuthError::KeysNotLoaded => "keys_not_loaded",
+        }
+    }
+}
+
+impl From<&AuthError> for Status {
+    fn from(error: &AuthError) -> Status {
+        let mut status = Status::new(error.code(), error.to_string());
+        if error.code() == Code::Unauthenticated {
+            // RFC 6750 §3: tell HTTP-aware clients how to authenticate.
+            status.metadata_mut().insert(
+                "www-authenticate",
+                tonic::metadata::MetadataValue::from_static("Bearer"),
+            );
+        }
+        status
+    }
+}
+
+impl From<AuthError> for Status {
+    fn from(error: AuthError) -> Status {
+        Status::from(&error)
+    }
+}
+
+/// Why a JWKS or discovery fetch failed. The refresher logs it and keeps the
+/// last good key set.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    /// Connection refused, reset, TLS failure, timeout.
+    #[error("request to {url} failed: {source}")]
+    Http {
+        /// What was asked for.
+        url: String,
+        /// The transport's reason.
+        #[source]
+        source: reqwest::Error,
+    },
+    /// The server answered with a status other than 2xx.
+    #[error("{url} answered HTTP {status}")]
+    Status {
+        /// What was asked for.
+        url: String,
+        /// The status it answered.
+        status: u16,
+    },
+    /// The body was larger than authgate reads.
+    #[error("{url} sent more than {limit} bytes")]
+    TooLarge {
+        /// What was asked for.
+        url: String,
+        /// The most bytes authgate reads.
+        limit: usize,
+    },
+    /// The body was not the JSON document expected.
+    #[error("{url} did not send a valid {what} document: {detail}")]
+    Invalid {
+        /// What was asked for.
+        url: String,
+        /// `JWKS` or `discovery`.
+        what: &'static str,
+        /// What was wrong with it.
+        detail: String,
+    },
+    /// A JWKS document without a single key authgate can verify with.
+    #[error("{url} lists no usable signing key ({skipped} skipped)")]
+    NoUsableKey {
+        /// What was asked for.
+        url: String,
+        /// How many keys were skipped.
+        skipped: usize,
+    },
+    /// A URL that breaks the https-or-loopback rule.
+    #[error(transparent)]
+    Url(#[from] UrlError),
+}
+
+/// A URL authgate will not fetch from.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UrlError {
+    /// Not a URL at all.
+    #[error("{what} `{url}` is not a valid URL: {detail}")]
+    Invalid {
+        /// Which setting.
+        what: &'static str,
+        /// The value given.
+        url: String,
+        /// The parser's reason.
+        detail: String,
+    },
+    /// `http://` to a host that is not loopback, or another scheme.
+    #[error(
+        "{what} `{url}` must use https (http is accepted only for localhost, 127.0.0.0/8 and ::1)"
+    )]
+    Insecure {
+        /// Which setting.
+        what: &'static str,
+        /// The value given.
+        url: String,
+    },
+}
+
+/// Why authgate could not start serving.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    /// A setting is missing or malformed.
+    #[error("{0}")]
+    Config(String),
+    /// A URL breaks the https-or-loopback rule.
+    #[error(transparent)]
+    Url(#[from] UrlError),
+    /// The listen address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address asked for.
+        addr: String,
+        /// The operating system's reason.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The TLS certificate or key could not be read or used.
+    #[error("TLS: {0}")]
+    Tls(String),
+    /// The HTTP client for the issuer could not be built.
+    #[error("cannot build the HTTP client: {0}")]
+    HttpClient(#[source] reqwest::Error),
+    /// The gRPC server failed.
+    #[error("gRPC server: {0}")]
+    Serve(#[source] tonic::transport::Error),
+}

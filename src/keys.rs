@@ -1,0 +1,510 @@
+//! The issuer's key set: JWKS documents parsed key by key into verifying keys
+//! that are parsed once, and the immutable [`KeySet`] the refresher publishes.
+
+use std::{collections::HashMap, fmt, sync::Arc};
+
+use aws_lc_rs::signature::{self, ParsedPublicKey, RsaPublicKeyComponents};
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use serde::Deserialize;
+
+/// The signature algorithms authgate verifies. `none` and every HMAC
+/// algorithm are absent on purpose: a public key set cannot vouch for them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[allow(clippy::upper_case_acronyms)]
+pub enum Algorithm {
+    /// RSASSA-PKCS1-v1_5 with SHA-256.
+    RS256,
+    /// RSASSA-PKCS1-v1_5 with SHA-384.
+    RS384,
+    /// RSASSA-PKCS1-v1_5 with SHA-512.
+    RS512,
+    /// RSASSA-PSS with SHA-256.
+    PS256,
+    /// RSASSA-PSS with SHA-384.
+    PS384,
+    /// RSASSA-PSS with SHA-512.
+    PS512,
+    /// ECDSA on P-256 with SHA-256.
+    ES256,
+    /// ECDSA on P-384 with SHA-384.
+    ES384,
+    /// Ed25519.
+    EdDSA,
+}
+
+impl Algorithm {
+    /// Every algorithm authgate verifies.
+    pub const ALL: [Algorithm; 9] = [
+        Algorithm::RS256,
+        Algorithm::RS384,
+        Algorithm::RS512,
+        Algorithm::PS256,
+        Algorithm::PS384,
+        Algorithm::PS512,
+        Algorithm::ES256,
+        Algorithm::ES384,
+        Algorithm::EdDSA,
+    ];
+    const RSA: [Algorithm; 6] = [
+        Algorithm::RS256,
+        Algorithm::RS384,
+        Algorithm::RS512,
+        Algorithm::PS256,
+        Algorithm::PS384,
+        Algorithm::PS512,
+    ];
+
+    /// The algorithm a JWS `alg` names, if authgate verifies it.
+    pub fn from_name(name: &str) -> Option<Algorithm> {
+        Algorithm::ALL.into_iter().find(|alg| alg.name() == name)
+    }
+
+    /// The JWS name (`RS256`, ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            Algorithm::RS256 => "RS256",
+            Algorithm::RS384 => "RS384",
+            Algorithm::RS512 => "RS512",
+            Algorithm::PS256 => "PS256",
+            Algorithm::PS384 => "PS384",
+            Algorithm::PS512 => "PS512",
+            Algorithm::ES256 => "ES256",
+            Algorithm::ES384 => "ES384",
+            Algorithm::EdDSA => "EdDSA",
+        }
+    }
+
+    /// aws-lc-rs's verification parameters. RSA accepts 2048 to 8192 bits;
+    /// ECDSA takes the fixed-width `r || s` form that JWS uses.
+    pub(crate) fn verification(self) -> &'static dyn signature::VerificationAlgorithm {
+        match self {
+            Algorithm::RS256 => &signature::RSA_PKCS1_2048_8192_SHA256,
+            Algorithm::RS384 => &signature::RSA_PKCS1_2048_8192_SHA384,
+            Algorithm::RS512 => &signature::RSA_PKCS1_2048_8192_SHA512,
+            Algorithm::PS256 => &signature::RSA_PSS_2048_8192_SHA256,
+            Algorithm::PS384 => &signature::RSA_PSS_2048_8192_SHA384,
+            Algorithm::PS512 => &signature::RSA_PSS_2048_8192_SHA512,
+            Algorithm::ES256 => &signature::ECDSA_P256_SHA256_FIXED,
+            Algorithm::ES384 => &signature::ECDSA_P384_SHA384_FIXED,
+            Algorithm::EdDSA => &signature::ED25519,
+        }
+    }
+
+    fn rsa_parameters(self) -> Option<&'static signature::RsaParameters> {
+        Some(match self {
+            Algorithm::RS256 => &signature::RSA_PKCS1_2048_8192_SHA256,
+            Algorithm::RS384 => &signature::RSA_PKCS1_2048_8192_SHA384,
+            Algorithm::RS512 => &signature::RSA_PKCS1_2048_8192_SHA512,
+            Algorithm::PS256 => &signature::RSA_PSS_2048_8192_SHA256,
+            Algorithm::PS384 => &signature::RSA_PSS_2048_8192_SHA384,
+            Algorithm::PS512 => &signature::RSA_PSS_2048_8192_SHA512,
+            _ => return None,
+        })
+    }
+}
+
+impl fmt::Display for Algorithm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The smallest RSA modulus authgate trusts.
+pub const MIN_RSA_BITS: usize = 2048;
+/// The largest RSA modulus authgate verifies with: larger keys cost a
+/// verification time that an attacker could spend for us.
+pub const MAX_RSA_BITS: usize = 8192;
+
+/// One public key from the issuer, parsed once into the verifier of every
+/// algorithm it may sign with.
+pub struct VerifyingKey {
+    kid: Option<Box<str>>,
+    /// The JWK's public parameters, to tell a key that a refresh lists again
+    /// (reused as is) from a new key under an old `kid`.
+    material: Box<str>,
+    /// One parsed key per algorithm: the JWK's declared `alg` alone when it
+    /// has one, otherwise every algorithm of its type.
+    verifiers: Box<[(Algorithm, ParsedPublicKey)]>,
+}
+
+impl VerifyingKey {
+    /// The key's `kid`, if it has one.
+    pub fn kid(&self) -> Option<&str> {
+        self.kid.as_deref()
+    }
+
+    /// The algorithms this key verifies.
+    pub fn algorithms(&self) -> impl Iterator<Item = Algorithm> + '_ {
+        self.verifiers.iter().map(|(alg, _)| *alg)
+    }
+
+    /// Whether `signature` over `message` verifies with this key under `alg`.
+    /// `None` when the key is not for `alg`.
+    pub fn verify(&self, alg: Algorithm, message: &[u8], signature: &[u8]) -> Option<bool> {
+        let (_, key) = self.verifiers.iter().find(|(a, _)| *a == alg)?;
+        Some(key.verify_sig(message, signature).is_ok())
+    }
+}
+
+impl fmt::Debug for VerifyingKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("VerifyingKey")
+            .field("kid", &self.kid)
+            .field("algorithms", &self.algorithms().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+/// A key the JWKS listed that authgate will not verify with, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SkippedKey {
+    /// The key's `kid`, if it had a readable one.
+    pub kid: Option<String>,
+    /// Why it was skipped.
+    pub reason: String,
+}
+
+/// The issuer's usable keys at one moment. Immutable: a refresh builds a new
+/// one and publishes it whole, so a key the issuer withdraws is gone at once.
+#[derive(Debug, Default)]
+pub struct KeySet {
+    by_kid: HashMap<Box<str>, Arc<VerifyingKey>>,
+    /// Keys the JWKS listed without a `kid`.
+    unnamed: Vec<Arc<VerifyingKey>>,
+}
+
+/// Why a JWKS document yielded no key set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JwksError {
+    /// Not JSON, or no `keys` array.
+    Invalid(String),
+    /// Not one usable key.
+    NoUsableKey(Vec<SkippedKey>),
+}
+
+impl KeySet {
+    /// Parses a JWKS document key by key: a key authgate cannot use is skipped
+    /// and reported, the rest still load. Keys that `previous` already holds
+    /// with the same parameters are reused rather than parsed again.
+    pub fn from_jwks(
+        document: &[u8],
+        previous: Option<&KeySet>,
+    ) -> Result<(KeySet, Vec<SkippedKey>), JwksError> {
+        #[derive(Deserialize)]
+        struct Document {
+            keys: Vec<serde_json::Value>,
+        }
+        let document: Document = serde_json::from_slice(document)
+            .map_err(|e| JwksError::Invalid(format!("not a JWKS (`{{\"keys\": [...]}}`): {e}")))?;
+
+        let mut set = KeySet::default();
+        let mut skipped = Vec::new();
+        for value in document.keys {
+            let jwk = match Jwk::deserialize(&value) {
+                Ok(jwk) => jwk,
+                Err(e) => {
+                    let kid = value.get("kid").and_then(|k| k.as_str()).map(str::to_owned);
+                    skipped.push(SkippedKey {
+                        kid,
+                        reason: format!("not a JWK: {e}"),
+                    });
+                    continue;
+                }
+            };
+            let kid = jwk.kid.clone();
+            let key = match previous.and_then(|p| p.reusable(&jwk)) {
+                Some(key) => Ok(key),
+                None => jwk.into_verifying_key().map(Arc::new),
+            };
+            match key {
+                Ok(key) => {
+                    if let Err(reason) = set.insert(key) {
+                        skipped.push(SkippedKey { kid, reason });
+                    }
+                }
+                Err(reason) => skipped.push(SkippedKey { kid, reason }),
+            }
+        }
+        if set.is_empty() {
+            return Err(JwksError::NoUsableKey(skipped));
+        }
+        Ok((set, skipped))
+    }
+
+    fn insert(&mut self, key: Arc<VerifyingKey>) -> Result<(), String> {
+        match &key.kid {
+            Some(kid) if self.by_kid.contains_key(kid) => {
+                Err("another usable key has the same kid; the first one listed is used".into())
+            }
+            Some(kid) => {
+                self.by_kid.insert(kid.clone(), key);
+                Ok(())
+            }
+            None => {
+                self.unnamed.push(key);
+                Ok(())
+            }
+        }
+    }
+
+    fn reusable(&self, jwk: &Jwk) -> Option<Arc<VerifyingKey>> {
+        let material = jwk.material();
+        let same = |key: &&Arc<VerifyingKey>| *key.material == *material;
+        match jwk.kid.as_deref() {
+            Some(kid) => self.by_kid.get(kid).filter(same).cloned(),
+            None => self.unnamed.iter().find(same).cloned(),
+        }
+    }
+
+    /// How many usable keys the set holds.
+    pub fn len(&self) -> usize {
+        self.by_kid.len() + self.unnamed.len()
+    }
+
+    /// Whether the set holds no key.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The key with this `kid`.
+    pub fn get(&self, kid: &str) -> Option<&Arc<VerifyingKey>> {
+        self.by_kid.get(kid)
+    }
+
+    /// Every key, named or not.
+    pub fn keys(&self) -> impl Iterator<Item = &Arc<VerifyingKey>> {
+        self.by_kid.values().chain(self.unnamed.iter())
+    }
+
+    /// For a token without `kid`: the one key that could have signed it with
+    /// `alg`. `None` when no key or several could, since trying each would let
+    /// one token cost many verifications.
+    pub fn sole_key_for(&self, alg: Algorithm) -> Option<&Arc<VerifyingKey>> {
+        let mut candidates = self.keys().filter(|k| k.algorithms().any(|a| a == alg));
+        let first = candidates.next()?;
+        candidates.next().is_none().then_some(first)
+    }
+}
+
+/// The members of a JWK that authgate reads (RFC 7517, 7518, 8037). Every
+/// member is optional here so that a key of any shape parses and can then be
+/// judged, and skipped with a reason, on its own.
+#[derive(Deserialize)]
+struct Jwk {
+    kty: String,
+    #[serde(rename = "use")]
+    use_: Option<String>,
+    key_ops: Option<Vec<String>>,
+    alg: Option<String>,
+    kid: Option<String>,
+    n: Option<String>,
+    e: Option<String>,
+    crv: Option<String>,
+    x: Option<String>,
+    y: Option<String>,
+    d: Option<serde::de::IgnoredAny>,
+    p: Option<serde::de::IgnoredAny>,
+}
+
+impl Jwk {
+    fn material(&self) -> String {
+        let part = |v: &Option<String>| v.as_deref().unwrap_or("").to_owned();
+        [
+            self.kty.clone(),
+            part(&self.alg),
+            part(&self.n),
+            part(&self.e),
+            part(&self.crv),
+            part(&self.x),
+            part(&self.y),
+        ]
+        .join(".")
+    }
+
+    fn into_verifying_key(self) -> Result<VerifyingKey, String> {
+        match self.use_.as_deref() {
+            None | Some("sig") => {}
+            Some("enc") => {
+                return Err("`use` is `enc`: an encryption key, not for signatures".into());
+            }
+            Some(_) => return Err("`use` is neither `sig` nor absent".into()),
+        }
+        if let Some(ops) = &self.key_ops
+            && !ops.iter().any(|op| op == "verify")
+        {
+            return Err("`key_ops` does not include `verify`".into());
+        }
+        if self.d.is_some() || self.p.is_some() {
+            return Err(
+                "the JWK holds private key material; a key set that publishes it is compromised"
+                    .into(),
+            );
+        }
+        let declared = match self.alg.as_deref() {
+            None => None,
+            Some(name) => Some(Algorithm::from_name(name).ok_or_else(|| {
+                format!("`alg` {name:?} is not a signature algorithm authgate verifies")
+            })?),
+        };
+        let allowed = |family: &[Algorithm]| -> Result<Vec<Algorithm>, String> {
+            match declared {
+                None => Ok(family.to_vec()),
+                Some(alg) if family.contains(&alg) => Ok(vec![alg]),
+                Some(alg) => Err(format!("`alg` {alg} does not fit a `{}` key", self.kty)),
+            }
+        };
+
+        let verifiers: Vec<(Algorithm, ParsedPublicKey)> = match self.kty.as_str() {
+            "RSA" => {
+                let n = strip_leading_zeros(decode_member("n", self.n.as_deref())?);
+                let e = strip_leading_zeros(decode_member("e", self.e.as_deref())?);
+                let bits = bit_length(&n);
+                if bits < MIN_RSA_BITS {
+                    return Err(format!(
+                        "RSA modulus of {bits} bits is weaker than {MIN_RSA_BITS}"
+                    ));
+                }
+                if bits > MAX_RSA_BITS {
+                    return Err(format!("RSA modulus of {bits} bits exceeds {MAX_RSA_BITS}"));
+                }
+                let components = RsaPublicKeyComponents {
+                    n: &n[..],
+                    e: &e[..],
+                };
+                allowed(&Algorithm::RSA)?
+                    .into_iter()
+                    .map(|alg| {
+                        let params = alg.rsa_parameters().expect("RSA family");
+                        components
+                            .to_parsed_public_key(params)
+                            .map(|key| (alg, key))
+                            .map_err(|e| format!("RSA key rejected: {e}"))
+                    })
+                    .collect::<Result<_, _>>()?
+            }
+            "EC" => {
+                let (alg, size) = match self.crv.as_deref() {
+                    Some("P-256") => (Algorithm::ES256, 32),
+                    Some("P-384") => (Algorithm::ES384, 48),
+                    Some(crv) => return Err(format!("EC curve {crv:?} is not supported")),
+                    None => return Err("EC key has no `crv`".into()),
+                };
+                let alg = allowed(&[alg])?[0];
+                let x = decode_member("x", self.x.as_deref())?;
+                let y = decode_member("y", self.y.as_deref())?;
+                if x.len() != size || y.len() != size {
+                    return Err(format!("EC coordinates are not {size} bytes each"));
+                }
+                let mut point = Vec::with_capacity(1 + 2 * size);
+                point.push(0x04);
+                point.extend_from_slice(&x);
+                point.extend_from_slice(&y);
+                let key = ParsedPublicKey::new(alg.verification(), point)
+                    .map_err(|e| format!("EC key rejected: {e}"))?;
+                vec![(alg, key)]
+            }
+            "OKP" => {
+                match self.crv.as_deref() {
+                    Some("Ed25519") => {}
+                    Some(crv) => {
+                        return Err(format!(
+                            "OKP curve {crv:?} is not a signature curve authgate verifies"
+                        ));
+                    }
+                    None => return Err("OKP key has no `crv`".into()),
+                }
+                let alg = allowed(&[Algorithm::EdDSA])?[0];
+                let x = decode_member("x", self.x.as_deref())?;
+                if x.len() != 32 {
+                    return Err("Ed25519 key is not 32 bytes".into());
+                }
+                let key = ParsedPublicKey::new(alg.verification(), x)
+                    .map_err(|e| format!("Ed25519 key rejected: {e}"))?;
+                vec![(alg, key)]
+            }
+            "oct" => {
+                return Err("symmetric (`oct`) keys are never used to verify tokens".into());
+            }
+            other => return Err(format!("key type {other:?} is not supported")),
+        };
+
+        let material = self.material().into_boxed_str();
+        Ok(VerifyingKey {
+            kid: self.kid.map(String::into_boxed_str),
+            material,
+            verifiers: verifiers.into_boxed_slice(),
+        })
+    }
+}
+
+fn decode_member(name: &str, value: Option<&str>) -> Result<Vec<u8>, String> {
+    let value = value.ok_or_else(|| format!("missing `{name}`"))?;
+    URL_SAFE_NO_PAD
+        .decode(value)
+        .map_err(|_| format!("`{name}` is not base64url"))
+}
+
+fn strip_leading_zeros(mut bytes: Vec<u8>) -> Vec<u8> {
+    let zeros = bytes.iter().take_while(|b| **b == 0).count();
+    bytes.drain(..zeros);
+    bytes
+}
+
+fn bit_length(be: &[u8]) -> usize {
+    match be.first() {
+        None => 0,
+        Some(top) => be.len() * 8 - top.leading_zeros() as usize,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn algorithm_names_round_trip_and_refuse_the_rest() {
+        for alg in Algorithm::ALL {
+            assert_eq!(Algorithm::from_name(alg.name()), Some(alg));
+        }
+        for name in [
+            "none", "HS256", "HS384", "HS512", "ES512", "rs256", "", "RS1",
+        ] {
+            assert_eq!(Algorithm::from_name(name), None, "{name}");
+        }
+    }
+
+    #[test]
+    fn bit_length_counts_from_the_top_set_bit() {
+        assert_eq!(bit_length(&[]), 0);
+        assert_eq!(bit_length(&[1]), 1);
+        assert_eq!(bit_length(&[0x80, 0]), 16);
+        assert_eq!(bit_length(&[0x7f; 256]), 2047);
+    }
+
+    #[test]
+    fn a_document_that_is_not_a_jwks_is_invalid() {
+        for doc in [&b"garbage"[..], b"{}", b"[]", b"{\"keys\": {}}", b""] {
+            assert!(matches!(
+                KeySet::from_jwks(doc, None),
+                Err(JwksError::Invalid(_))
+            ));
+        }
+    }
+
+    #[test]
+    fn junk_keys_are_skipped_each_with_a_reason() {
+        let doc = br#"{"keys": [
+            42,
+            {"kty": "oct", "kid": "sym", "k": "c2VjcmV0"},
+            {"kty": "RSA", "kid": "weak", "n": "AQAB", "e": "AQAB"},
+            {"kty": "OKP", "kid": "x", "crv": "X25519", "x": "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"},
+            {"kty": "EC", "kid": "p521", "crv": "P-521", "x": "AA", "y": "AA"},
+            {"kty": "weird", "kid": "w"},
+            {"kty": "RSA", "kid": "enc", "use": "enc", "n": "AQAB", "e": "AQAB"}
+        ]}"#;
+        match KeySet::from_jwks(doc, None) {
+            Err(JwksError::NoUsableKey(skipped)) => assert_eq!(skipped.len(), 7),
+            other => panic!("expected no usable key, got {other:?}"),
+        }
+    }
+}

@@ -1,0 +1,265 @@
+//! Server assembly: binds first (so port 0 works), then serves the guarded
+//! service with health and reflection, the refresher in the background, until
+//! a shutdown future resolves.
+
+use std::{future::Future, net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
+
+use tokio::net::TcpListener;
+use tonic::transport::{Identity, Server, ServerTlsConfig, server::TcpIncoming};
+use tonic_health::ServingStatus;
+
+use crate::{
+    auth::{AuthInterceptor, ScopePolicy},
+    error::StartupError,
+    pb::{self, private_service_server::PrivateServiceServer},
+    refresher::{JwksSource, KeyStore, RefreshConfig, Refresher},
+    service::PrivateService,
+    validate::{ValidationConfig, Validator},
+};
+
+/// Everything `authgate serve` needs, parsed and checked at the edge.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Where gRPC is served.
+    pub listen: SocketAddr,
+    /// Issuer, audiences and leeway.
+    pub validation: ValidationConfig,
+    /// Where the key set comes from.
+    pub jwks: JwksSource,
+    /// How the key set is refreshed.
+    pub refresh: RefreshConfig,
+    /// Which scopes each method needs.
+    pub policy: ScopePolicy,
+    /// Serve TLS with this certificate chain and key (PEM files).
+    pub tls: Option<TlsFiles>,
+    /// Bounds a client cannot push the server past.
+    pub limits: Limits,
+}
+
+/// A PEM certificate chain and its private key.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    /// The certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// The private key.
+    pub key: PathBuf,
+}
+
+/// Server limits, each a defence against a client that would exhaust us.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Largest header block a client may send (HTTP/2 `SETTINGS_MAX_HEADER_LIST_SIZE`).
+    pub max_header_list_bytes: u32,
+    /// Largest request message decoded.
+    pub max_message_bytes: usize,
+    /// Streams a connection may have open at once.
+    pub max_concurrent_streams: u32,
+    /// Longest a call may run before it is cancelled.
+    pub request_timeout: Duration,
+    /// HTTP/2 ping interval on idle connections; a peer that does not answer
+    /// within `keepalive_timeout` is dropped.
+    pub keepalive_interval: Duration,
+    /// How long to wait for a ping's answer.
+    pub keepalive_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_header_list_bytes: 16 * 1024,
+            max_message_bytes: 64 * 1024,
+            max_concurrent_streams: 256,
+            request_timeout: Duration::from_secs(30),
+            keepalive_interval: Duration::from_secs(60),
+            keepalive_timeout: Duration::from_secs(20),
+        }
+    }
+}
+
+/// A bound, not yet serving authgate server.
+pub struct Application {
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    keys: Arc<KeyStore>,
+    refresher: Refresher,
+    interceptor: AuthInterceptor,
+    tls: Option<ServerTlsConfig>,
+    limits: Limits,
+}
+
+impl Application {
+    /// Binds `config.listen` and prepares everything; fails on bad TLS files.
+    pub async fn build(config: ServerConfig) -> Result<Application, StartupError> {
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| StartupError::Bind {
+                    addr: config.listen.to_string(),
+                    source,
+                })?;
+        Application::with_listener(listener, config)
+    }
+
+    /// Prepares to serve on a listener the caller bound.
+    pub fn with_listener(
+        listener: TcpListener,
+        config: ServerConfig,
+    ) -> Result<Application, StartupError> {
+        let local_addr = listener.local_addr().map_err(|source| StartupError::Bind {
+            addr: config.listen.to_string(),
+            source,
+        })?;
+        let tls = config.tls.as_ref().map(load_tls).transpose()?;
+        if config.refresh.min_interval > config.refresh.interval {
+            return Err(StartupError::Config(format!(
+                "--jwks-min-refresh-interval ({:?}) exceeds --jwks-refresh-interval ({:?})",
+                config.refresh.min_interval, config.refresh.interval
+            )));
+        }
+        if config.validation.audiences.is_empty() {
+            return Err(StartupError::Config(
+                "at least one audience is required".into(),
+            ));
+        }
+        let keys = KeyStore::new();
+        let refresher = Refresher::new(keys.clone(), config.jwks.clone(), config.refresh.clone())
+            .map_err(StartupError::HttpClient)?;
+        let interceptor = AuthInterceptor::new(
+            Validator::new(config.validation.clone()),
+            keys.clone(),
+            config.policy.clone(),
+        );
+        Ok(Application {
+            listener,
+            local_addr,
+            keys,
+            refresher,
+            interceptor,
+            tls,
+            limits: config.limits,
+        })
+    }
+
+    /// The address actually bound (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The key store the gate reads.
+    pub fn keys(&self) -> Arc<KeyStore> {
+        self.keys.clone()
+    }
+
+    /// Serves until `shutdown` resolves, then stops accepting, lets calls in
+    /// flight finish, and returns.
+    pub async fn run_until(self, shutdown: impl Future<Output = ()>) -> Result<(), StartupError> {
+        let Application {
+            listener,
+            keys,
+            refresher,
+            interceptor,
+            tls,
+            limits,
+            ..
+        } = self;
+
+        let (reporter, health) = tonic_health::server::health_reporter();
+        // Not serving until the first key set has loaded: before that every
+        // guarded call would be refused with UNAVAILABLE.
+        reporter
+            .set_service_status("", ServingStatus::NotServing)
+            .await;
+        reporter
+            .set_not_serving::<PrivateServiceServer<PrivateService>>()
+            .await;
+        let refresher = tokio::spawn(refresher.run());
+        let ready = tokio::spawn(async move {
+            keys.wait_loaded().await;
+            reporter
+                .set_serving::<PrivateServiceServer<PrivateService>>()
+                .await;
+            reporter
+                .set_service_status("", ServingStatus::Serving)
+                .await;
+        });
+
+        let reflection = || {
+            tonic_reflection::server::Builder::configure()
+                .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        };
+        let reflection_v1 = reflection()
+            .build_v1()
+            .map_err(|e| StartupError::Config(format!("reflection: {e}")))?;
+        let reflection_v1alpha = reflection()
+            .build_v1alpha()
+            .map_err(|e| StartupError::Config(format!("reflection: {e}")))?;
+
+        let mut server = Server::builder()
+            .timeout(limits.request_timeout)
+            .http2_max_header_list_size(limits.max_header_list_bytes)
+            .max_concurrent_streams(limits.max_concurrent_streams)
+            .http2_keepalive_interval(Some(limits.keepalive_interval))
+            .http2_keepalive_timeout(Some(limits.keepalive_timeout));
+        if let Some(tls) = tls {
+            server = server
+                .tls_config(tls)
+                .map_err(|e| StartupError::Tls(e.to_string()))?;
+        }
+        let incoming = TcpIncoming::from(listener)
+            .with_nodelay(Some(true))
+            .with_keepalive(Some(limits.keepalive_interval));
+        let result = server
+            .layer(interceptor.layer())
+            .add_service(health)
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha)
+            .add_service(
+                PrivateServiceServer::new(PrivateService)
+                    .max_decoding_message_size(limits.max_message_bytes),
+            )
+            .serve_with_incoming_shutdown(incoming, shutdown)
+            .await;
+        refresher.abort();
+        ready.abort();
+        result.map_err(StartupError::Serve)
+    }
+}
+
+fn load_tls(files: &TlsFiles) -> Result<ServerTlsConfig, StartupError> {
+    let read = |path: &PathBuf| {
+        std::fs::read(path)
+            .map_err(|e| StartupError::Tls(format!("cannot read {}: {e}", path.display())))
+    };
+    let identity = Identity::from_pem(read(&files.cert)?, read(&files.key)?);
+    let config = ServerTlsConfig::new().identity(identity);
+    // Parse the certificate and key now, so a bad file stops start-up
+    // instead of the first handshake.
+    Server::builder()
+        .tls_config(config.clone())
+        .map_err(|e| StartupError::Tls(e.to_string()))?;
+    Ok(config)
+}
+
+/// Resolves on SIGTERM or SIGINT (Ctrl-C).
+pub async fn shutdown_signal() {
+    let interrupt = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => {}
+        () = terminate => {}
+    }
+    tracing::info!("shutting down: no new calls; finishing the calls in flight");
+}

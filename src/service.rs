@@ -1,0 +1,36 @@
+//! The guarded gRPC service: `GetPrivate` answers "This is private" with who
+//! the caller is, as the gate established it.
+
+use tonic::{Request, Response, Status};
+
+use crate::{
+    pb::{GetPrivateRequest, GetPrivateResponse, private_service_server},
+    validate::Principal,
+};
+
+/// What `GetPrivate` answers with.
+pub const PRIVATE_MESSAGE: &str = "This is private";
+
+/// `authgate.v1.PrivateService`. Reads the [`Principal`] the gate put in the
+/// request's extensions; without one it refuses, so that a server assembled
+/// without the gate fails closed.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct PrivateService;
+
+#[tonic::async_trait]
+impl private_service_server::PrivateService for PrivateService {
+    async fn get_private(
+        &self,
+        request: Request<GetPrivateRequest>,
+    ) -> Result<Response<GetPrivateResponse>, Status> {
+        let principal = request
+            .extensions()
+            .get::<Principal>()
+            .ok_or_else(|| Status::unauthenticated("no authenticated caller"))?;
+        Ok(Response::new(GetPrivateResponse {
+            message: PRIVATE_MESSAGE.to_owned(),
+            subject: principal.subject().to_owned(),
+            scopes: principal.scopes().map(str::to_owned).collect(),
+        }))
+    }
+}
