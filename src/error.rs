@@ -28,7 +28,7 @@ pub enum AuthError {
     #[error("token is malformed: {0}")]
     Malformed(&'static str),
     /// `alg` is `none`, symmetric, or not one authgate verifies.
-    #[error("token algorithm {} is not allowed", .0.map_or("".into(), |a| format!("`{a}`")))]
+    #[error("token algorithm {}is not allowed", .0.map_or(String::new(), |a| format!("`{a}` ")))]
     AlgorithmNotAllowed(Option<&'static str>),
     /// The header lists a `crit` extension authgate does not implement.
     #[error("token header has a critical extension (`crit`) that is not understood")]

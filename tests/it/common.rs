@@ -1,0 +1,250 @@
+//! What every test needs: its own dev issuer and server on 127.0.0.1:0, a
+//! generated gRPC client, and polling with a deadline instead of sleeps.
+
+use std::{
+    future::Future,
+    net::SocketAddr,
+    sync::{Arc, Once},
+    time::Duration,
+};
+
+use authgate::{
+    auth::{ScopePolicy, ScopeRule},
+    issuer::{DevIssuer, DevIssuerConfig},
+    pb::{GetPrivateRequest, GetPrivateResponse, private_service_client::PrivateServiceClient},
+    refresher::{JwksSource, KeyStore, RefreshConfig},
+    server::{Application, Limits, ServerConfig, TlsFiles},
+    validate::ValidationConfig,
+};
+use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
+use tonic::{Code, Request, Status, metadata::MetadataValue, transport::Channel};
+
+/// The scope `GetPrivate` needs in tests, as in `authgate dev`.
+pub const SCOPE: &str = "read:private";
+pub const GET_PRIVATE: &str = "/authgate.v1.PrivateService/GetPrivate";
+
+/// Logs stay quiet unless `TEST_LOG` is set.
+fn init_tracing() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        if std::env::var_os("TEST_LOG").is_some() {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::new(
+                    "debug,h2=info,hyper=info",
+                ))
+                .with_test_writer()
+                .try_init();
+        }
+    });
+}
+
+/// How a test wants its server.
+pub struct Options {
+    pub refresh: RefreshConfig,
+    pub rules: Vec<ScopeRule>,
+    /// Fetch the JWKS from here instead of through the issuer's discovery.
+    pub jwks_url: Option<String>,
+    pub leeway: Duration,
+    /// Wait until the first key set has loaded before returning.
+    pub wait_for_keys: bool,
+    pub limits: Limits,
+    pub tls: Option<TlsFiles>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            refresh: RefreshConfig {
+                interval: Duration::from_secs(60),
+                min_interval: Duration::from_millis(200),
+                fetch_timeout: Duration::from_secs(2),
+                initial_backoff: Duration::from_millis(50),
+                max_document_bytes: 1024 * 1024,
+            },
+            rules: vec![format!("{GET_PRIVATE}={SCOPE}").parse().unwrap()],
+            jwks_url: None,
+            leeway: Duration::from_secs(30),
+            wait_for_keys: true,
+            limits: Limits::default(),
+            tls: None,
+        }
+    }
+}
+
+/// A running server with its own issuer.
+pub struct TestApp {
+    pub issuer: DevIssuer,
+    pub addr: SocketAddr,
+    pub keys: Arc<KeyStore>,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: JoinHandle<()>,
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(Options::default()).await
+}
+
+pub async fn spawn_issuer() -> DevIssuer {
+    init_tracing();
+    DevIssuer::start(DevIssuerConfig::for_tests())
+        .await
+        .expect("the dev issuer starts")
+}
+
+pub async fn spawn_app_with(options: Options) -> TestApp {
+    let issuer = spawn_issuer().await;
+    spawn_app_for(issuer, options).await
+}
+
+pub async fn spawn_app_for(issuer: DevIssuer, options: Options) -> TestApp {
+    let url = issuer.url().to_owned();
+    spawn_app_for_issuer_url(issuer, options, &url).await
+}
+
+/// A server that requires `iss` to be `issuer_url`, whatever `issuer` is:
+/// for tests whose real issuer is not up yet.
+pub async fn spawn_app_for_issuer_url(
+    issuer: DevIssuer,
+    options: Options,
+    issuer_url: &str,
+) -> TestApp {
+    init_tracing();
+    let jwks = match &options.jwks_url {
+        Some(url) => JwksSource::Url(url.parse().unwrap()),
+        None => JwksSource::Discovery {
+            issuer: issuer_url.to_owned(),
+            url: issuer_url.parse().unwrap(),
+        },
+    };
+    let config = ServerConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        validation: ValidationConfig {
+            issuer: issuer_url.to_owned(),
+            audiences: vec![issuer.audience().to_owned()],
+            leeway: options.leeway,
+        },
+        jwks,
+        refresh: options.refresh,
+        policy: ScopePolicy::new(options.rules),
+        tls: options.tls,
+        limits: options.limits,
+    };
+    let listener = TcpListener::bind(config.listen).await.unwrap();
+    let app = Application::with_listener(listener, config).expect("the server builds");
+    let addr = app.local_addr();
+    let keys = app.keys();
+    let (tx, rx) = oneshot::channel();
+    let server = tokio::spawn(async move {
+        app.run_until(async {
+            let _ = rx.await;
+        })
+        .await
+        .expect("the server runs");
+    });
+    if options.wait_for_keys {
+        tokio::time::timeout(Duration::from_secs(10), keys.wait_loaded())
+            .await
+            .expect("the key set loads");
+    }
+    TestApp {
+        issuer,
+        addr,
+        keys,
+        shutdown: Some(tx),
+        server,
+    }
+}
+
+impl TestApp {
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub async fn channel(&self) -> Channel {
+        Channel::from_shared(self.url())
+            .unwrap()
+            .connect()
+            .await
+            .expect("connects to the server")
+    }
+
+    pub async fn client(&self) -> PrivateServiceClient<Channel> {
+        PrivateServiceClient::new(self.channel().await)
+    }
+
+    /// A valid token granted `read:private`.
+    pub fn token(&self) -> String {
+        self.issuer.mint(&self.issuer.claims("user|1", &[SCOPE]))
+    }
+
+    /// Calls `GetPrivate` with `authorization: Bearer <token>`.
+    pub async fn call(&self, token: &str) -> Result<GetPrivateResponse, Status> {
+        self.call_with(&[format!("Bearer {token}")]).await
+    }
+
+    /// Calls `GetPrivate` with these `authorization` values, verbatim.
+    pub async fn call_with(&self, authorization: &[String]) -> Result<GetPrivateResponse, Status> {
+        let mut request = Request::new(GetPrivateRequest {});
+        for value in authorization {
+            let value = MetadataValue::try_from(value.as_str()).expect("a valid metadata value");
+            request.metadata_mut().append("authorization", value);
+        }
+        self.client()
+            .await
+            .get_private(request)
+            .await
+            .map(|r| r.into_inner())
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(5), &mut self.server).await;
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+/// Polls `check` until it returns true or `within` passes.
+pub async fn eventually<F, Fut>(within: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if check().await {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// The code of a call's outcome, `Ok` as `Code::Ok`.
+pub fn code<T>(result: &Result<T, Status>) -> Code {
+    match result {
+        Ok(_) => Code::Ok,
+        Err(status) => status.code(),
+    }
+}
+
+/// A port on 127.0.0.1 that nothing listens on (bound, then released).
+pub async fn free_port() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    listener.local_addr().unwrap()
+}
+
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}

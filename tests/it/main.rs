@@ -1,0 +1,9 @@
+//! authgate's integration tests: each test starts its own dev issuer and
+//! server on 127.0.0.1:0 and calls them over real HTTP and gRPC. One test
+//! binary, so the suite links once.
+
+mod common;
+mod gate;
+mod refresh;
+mod scopes;
+mod server;

@@ -1,0 +1,338 @@
+//! The key set and its refresher, through the real issuer over HTTP:
+//! rotation, withdrawal, JWKS faults, floods of unknown `kid`s, start-up
+//! while the JWKS is down.
+
+use std::time::Duration;
+
+use serde_json::json;
+use tonic::Code;
+
+use crate::common::{
+    Options, SCOPE, TestApp, code, eventually, free_port, spawn_app, spawn_app_for,
+    spawn_app_for_issuer_url, spawn_app_with, spawn_issuer,
+};
+use authgate::{
+    issuer::{DevIssuer, DevIssuerConfig, JwksFault},
+    keys::Algorithm,
+    refresher::RefreshConfig,
+};
+
+const WITHIN: Duration = Duration::from_secs(5);
+
+async fn accepted(app: &TestApp, token: &str) -> bool {
+    app.call(token).await.is_ok()
+}
+
+async fn refused_with(app: &TestApp, token: &str, want: Code) -> bool {
+    code(&app.call(token).await) == want
+}
+
+/// Waits until the server has fetched the JWKS at least `n` more times.
+async fn fetches_after(app: &TestApp, before: usize, n: usize) -> bool {
+    eventually(WITHIN, || async { app.issuer.jwks_hits() >= before + n }).await
+}
+
+#[tokio::test]
+async fn rotation_then_withdrawal() {
+    let app = spawn_app().await;
+    let old_kid = app.issuer.current_kid();
+    let old = app.token();
+    assert!(accepted(&app, &old).await);
+
+    // Auth0-style rotation: a new key is published and signs from now on.
+    let new_kid = app.issuer.rotate(Algorithm::RS256);
+    let new = app.token();
+    assert!(new.len() > 10 && new_kid != old_kid);
+    // The first call with the new kid is refused without waiting, and asks
+    // the refresher for the new key set; calls soon after pass.
+    assert!(eventually(WITHIN, || accepted(&app, &new)).await);
+    assert!(accepted(&app, &old).await, "the old key is still listed");
+
+    // Withdrawn: the next successful fetch drops it at once.
+    app.issuer.set_published(&old_kid, false);
+    let before = app.issuer.jwks_hits();
+    // An unknown kid is the quickest way to make the server fetch.
+    let stranger = app.issuer.add_unpublished_key(Algorithm::RS256);
+    let probe = app
+        .issuer
+        .mint_with(&stranger, &app.issuer.claims("x", &[]));
+    tokio::time::sleep(Duration::from_millis(250)).await; // past min_interval
+    assert!(refused_with(&app, &probe, Code::Unauthenticated).await);
+    assert!(fetches_after(&app, before, 1).await);
+    assert!(
+        eventually(WITHIN, || refused_with(&app, &old, Code::Unauthenticated)).await,
+        "a withdrawn key still verifies"
+    );
+    let status = app.call(&old).await.unwrap_err();
+    assert!(status.message().contains("kid"), "{status:?}");
+    assert!(accepted(&app, &new).await);
+}
+
+#[tokio::test]
+async fn jwks_faults_keep_the_last_good_key_set() {
+    let app = spawn_app().await;
+    let token = app.token();
+    let faults = [
+        JwksFault::Status(500),
+        JwksFault::Status(404),
+        JwksFault::Garbage,
+        JwksFault::Empty,
+        JwksFault::Hang,
+        JwksFault::Delay(Duration::from_secs(3)),
+        JwksFault::Oversize(1024 * 1024 + 1),
+    ];
+    let stranger = app.issuer.add_unpublished_key(Algorithm::ES256);
+    let probe = app
+        .issuer
+        .mint_with(&stranger, &app.issuer.claims("x", &[]));
+    for fault in faults {
+        app.issuer.set_jwks_fault(fault.clone());
+        let before = app.issuer.jwks_hits();
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        // Make the refresher fetch into the fault.
+        assert!(refused_with(&app, &probe, Code::Unauthenticated).await);
+        assert!(fetches_after(&app, before, 1).await, "{fault:?}: no fetch");
+        // Calls are not slowed or refused while the fetch fails or hangs.
+        let started = std::time::Instant::now();
+        assert!(accepted(&app, &token).await, "{fault:?}: known key refused");
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{fault:?}: a call waited on the refresher"
+        );
+    }
+    // Recovery: the next fetch after the faults end brings new keys.
+    app.issuer.set_jwks_fault(JwksFault::None);
+    let kid = app.issuer.rotate(Algorithm::EdDSA);
+    let fresh = app
+        .issuer
+        .mint_with(&kid, &app.issuer.claims("u", &[SCOPE]));
+    assert!(eventually(WITHIN, || accepted(&app, &fresh)).await);
+    assert!(accepted(&app, &token).await);
+}
+
+#[tokio::test]
+async fn a_slow_jwks_within_the_timeout_still_loads() {
+    let app = spawn_app().await;
+    app.issuer
+        .set_jwks_fault(JwksFault::Delay(Duration::from_millis(500)));
+    let kid = app.issuer.rotate(Algorithm::ES384);
+    let token = app.token();
+    assert!(eventually(WITHIN, || accepted(&app, &token)).await);
+    assert_eq!(app.issuer.current_kid(), kid);
+}
+
+#[tokio::test]
+async fn a_mixed_set_loads_its_good_keys_and_skips_the_junk() {
+    let issuer = spawn_issuer().await;
+    issuer.set_extra_jwks(vec![
+        json!(42),
+        json!("a string"),
+        json!({"kty": "oct", "kid": "hmac", "k": "c2VjcmV0"}),
+        json!({"kty": "RSA", "kid": "weak", "n": "AQAB", "e": "AQAB"}),
+        json!({"kty": "RSA", "kid": "enc", "use": "enc", "n": "AQAB", "e": "AQAB"}),
+        json!({"kty": "OKP", "kid": "ecdh", "crv": "X25519", "x": "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"}),
+        json!({"kty": "EC", "kid": "off-curve", "crv": "P-256", "x": "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", "y": "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"}),
+        json!({"kty": "EC", "kid": "p521", "crv": "P-521", "x": "AA", "y": "AA"}),
+        json!({"kty": "PQC", "kid": "future"}),
+        json!({"kid": "no-kty"}),
+        json!({"kty": "RSA", "kid": "bad-b64", "n": "!!!", "e": "AQAB"}),
+        json!({"kty": "RSA", "kid": "hs-alg", "alg": "HS256", "n": "AQAB", "e": "AQAB"}),
+    ]);
+    let app = spawn_app_for(issuer, Options::default()).await;
+    assert_eq!(app.keys.load().as_ref().unwrap().len(), 1);
+    assert!(accepted(&app, &app.token()).await);
+}
+
+#[tokio::test]
+async fn a_set_of_junk_alone_is_a_failed_fetch() {
+    let app = spawn_app().await;
+    let token = app.token();
+    let kid = app.issuer.current_kid();
+    app.issuer.set_published(&kid, false);
+    app.issuer
+        .set_extra_jwks(vec![json!({"kty": "oct", "kid": "hmac", "k": "c2VjcmV0"})]);
+    let stranger = app.issuer.add_unpublished_key(Algorithm::RS256);
+    let probe = app
+        .issuer
+        .mint_with(&stranger, &app.issuer.claims("x", &[]));
+    let before = app.issuer.jwks_hits();
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    assert!(refused_with(&app, &probe, Code::Unauthenticated).await);
+    assert!(fetches_after(&app, before, 1).await);
+    // Still the last good set: the token signed by the unlisted key passes.
+    assert!(accepted(&app, &token).await);
+}
+
+#[tokio::test]
+async fn a_flood_of_unknown_kids_causes_a_bounded_number_of_fetches() {
+    let mut options = Options::default();
+    options.refresh.min_interval = Duration::from_secs(1);
+    let app = spawn_app_with(options).await;
+    let attacker = app.issuer.add_unpublished_key(Algorithm::ES256);
+    let claims = app.issuer.claims("x", &[SCOPE]).to_string();
+    let start_hits = app.issuer.jwks_hits();
+    let started = std::time::Instant::now();
+    let client = app.client().await;
+    let mut calls = 0;
+    while started.elapsed() < Duration::from_millis(2500) {
+        let mut handles = Vec::new();
+        for i in 0..50 {
+            let kid = format!("random-{calls}-{i}");
+            let header = json!({"alg": "ES256", "kid": kid}).to_string();
+            let token = app.issuer.sign_raw(
+                &attacker,
+                Algorithm::ES256,
+                header.as_bytes(),
+                claims.as_bytes(),
+            );
+            let mut client = client.clone();
+            handles.push(tokio::spawn(async move {
+                let mut request = tonic::Request::new(authgate::pb::GetPrivateRequest {});
+                request
+                    .metadata_mut()
+                    .insert("authorization", format!("Bearer {token}").parse().unwrap());
+                client.get_private(request).await
+            }));
+        }
+        for handle in handles {
+            let result = handle.await.unwrap();
+            assert_eq!(code(&result), Code::Unauthenticated);
+        }
+        calls += 50;
+    }
+    let elapsed = started.elapsed();
+    let fetches = app.issuer.jwks_hits() - start_hits;
+    // At most one fetch per min_interval, plus the one in flight at the edges.
+    let bound = (elapsed.as_secs_f64() / 1.0).ceil() as usize + 1;
+    assert!(calls >= 200, "only {calls} calls");
+    assert!(
+        fetches <= bound,
+        "{calls} unknown kids in {elapsed:?} caused {fetches} fetches (bound {bound})"
+    );
+    assert!(fetches >= 1, "an unknown kid should ask for a fetch");
+}
+
+#[tokio::test]
+async fn start_up_while_the_jwks_is_down() {
+    let addr = free_port().await;
+    let issuer_url = format!("http://{addr}/");
+    // A server pointed at an issuer that is not there yet.
+    let mut options = Options {
+        wait_for_keys: false,
+        jwks_url: Some(format!("{issuer_url}.well-known/jwks.json")),
+        ..Options::default()
+    };
+    options.refresh.initial_backoff = Duration::from_millis(100);
+    options.refresh.interval = Duration::from_secs(2);
+    let placeholder = spawn_issuer().await;
+    // The server must use the future issuer's URL as `iss`: build it by hand.
+    let app = spawn_app_for_issuer_url(placeholder, options, &issuer_url).await;
+
+    let health = health_status(&app, "").await;
+    assert_eq!(
+        health,
+        Some(2),
+        "health should be NOT_SERVING before keys load"
+    );
+    let status = app.call("a.b.c").await.unwrap_err();
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    assert!(status.message().contains("not loaded"));
+
+    // The issuer comes up on that address; the refresher's retries find it.
+    let issuer = DevIssuer::start(DevIssuerConfig {
+        listen: addr,
+        ..DevIssuerConfig::for_tests()
+    })
+    .await
+    .unwrap();
+    let token = issuer.mint(&issuer.claims("late", &[SCOPE]));
+    assert!(eventually(Duration::from_secs(8), || accepted(&app, &token)).await);
+    assert_eq!(health_status(&app, "").await, Some(1));
+    assert_eq!(
+        health_status(&app, "authgate.v1.PrivateService").await,
+        Some(1)
+    );
+}
+
+/// The health status code for `service` (1 SERVING, 2 NOT_SERVING).
+pub async fn health_status(app: &TestApp, service: &str) -> Option<i32> {
+    use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+    let mut client = HealthClient::new(app.channel().await);
+    client
+        .check(HealthCheckRequest {
+            service: service.into(),
+        })
+        .await
+        .ok()
+        .map(|r| r.into_inner().status)
+}
+
+#[tokio::test]
+async fn a_shorter_max_age_is_honoured_but_never_below_the_minimum() {
+    let mut options = Options::default();
+    options.refresh.interval = Duration::from_secs(60);
+    options.refresh.min_interval = Duration::from_millis(500);
+    let issuer = spawn_issuer().await;
+    issuer.set_jwks_max_age(Some(0));
+    let app = spawn_app_for(issuer, options).await;
+    let start = app.issuer.jwks_hits();
+    tokio::time::sleep(Duration::from_millis(2600)).await;
+    let fetched = app.issuer.jwks_hits() - start;
+    // max-age=0 is raised to the 500 ms floor: about five fetches, not hundreds,
+    // and more than the single one a 60 s interval would give.
+    assert!((3..=7).contains(&fetched), "{fetched} fetches in 2.6 s");
+}
+
+#[tokio::test]
+async fn a_redirect_to_another_origin_is_a_failed_fetch() {
+    let elsewhere = spawn_issuer().await;
+    let issuer = spawn_issuer().await;
+    let app = spawn_app_for(issuer, Options::default()).await;
+    let token = app.token();
+    app.issuer
+        .set_jwks_fault(JwksFault::Redirect(elsewhere.jwks_url()));
+    let stranger = app.issuer.add_unpublished_key(Algorithm::RS256);
+    let probe = app
+        .issuer
+        .mint_with(&stranger, &app.issuer.claims("x", &[]));
+    let before = app.issuer.jwks_hits();
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    let _ = app.call(&probe).await;
+    assert!(fetches_after(&app, before, 1).await);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        elsewhere.jwks_hits(),
+        0,
+        "followed a redirect to another origin"
+    );
+    assert!(accepted(&app, &token).await);
+}
+
+#[tokio::test]
+async fn discovery_falls_back_to_the_usual_jwks_path() {
+    let issuer = spawn_issuer().await;
+    issuer.set_discovery(false);
+    let app = spawn_app_for(issuer, Options::default()).await;
+    assert!(app.issuer.discovery_hits() >= 1);
+    assert!(accepted(&app, &app.token()).await);
+}
+
+#[tokio::test]
+async fn the_refresh_interval_bounds_the_retry_backoff() {
+    let mut options = Options::default();
+    options.refresh = RefreshConfig {
+        interval: Duration::from_millis(400),
+        min_interval: Duration::from_millis(100),
+        initial_backoff: Duration::from_millis(100),
+        ..options.refresh
+    };
+    let app = spawn_app_with(options).await;
+    app.issuer.set_jwks_fault(JwksFault::Status(503));
+    let start = app.issuer.jwks_hits();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let tries = app.issuer.jwks_hits() - start;
+    // Backoff doubles from 100 ms but never exceeds the 400 ms interval:
+    // at least 3 s / 400 ms - 1 tries.
+    assert!(tries >= 6, "only {tries} tries in 3 s");
+    assert!(accepted(&app, &app.token()).await);
+}

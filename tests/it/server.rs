@@ -1,0 +1,193 @@
+//! The assembled server: health and reflection open, everything else guarded
+//! (methods that do not exist included), TLS.
+
+use std::time::Duration;
+
+use authgate::pb::{GetPrivateRequest, GetPrivateResponse};
+use tonic::{
+    Code, Request,
+    transport::{Certificate, Channel, ClientTlsConfig},
+};
+
+use crate::common::{Options, TestApp, code, spawn_app, spawn_app_with};
+use authgate::server::TlsFiles;
+
+#[tokio::test]
+async fn health_is_public_and_serving_once_keys_load() {
+    let app = spawn_app().await;
+    for service in ["", "authgate.v1.PrivateService"] {
+        assert_eq!(
+            crate::refresh::health_status(&app, service).await,
+            Some(1),
+            "{service:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn reflection_v1_and_v1alpha_are_public() {
+    use tokio_stream::StreamExt;
+    let app = spawn_app().await;
+    {
+        use tonic_reflection::pb::v1::{
+            ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
+            server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
+        };
+        let mut client = ServerReflectionClient::new(app.channel().await);
+        let request = ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(MessageRequest::ListServices(String::new())),
+        };
+        let mut stream = client
+            .server_reflection_info(tokio_stream::iter([request]))
+            .await
+            .expect("v1 reflection answers without a token")
+            .into_inner();
+        let Some(MessageResponse::ListServicesResponse(list)) =
+            stream.next().await.unwrap().unwrap().message_response
+        else {
+            panic!("not a service list")
+        };
+        let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+        assert!(
+            names.contains(&"authgate.v1.PrivateService".to_owned()),
+            "{names:?}"
+        );
+        assert!(
+            names.contains(&"grpc.health.v1.Health".to_owned()),
+            "{names:?}"
+        );
+    }
+    {
+        use tonic_reflection::pb::v1alpha::{
+            ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
+            server_reflection_request::MessageRequest,
+        };
+        let mut client = ServerReflectionClient::new(app.channel().await);
+        let request = ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(MessageRequest::FileContainingSymbol(
+                "authgate.v1.PrivateService".into(),
+            )),
+        };
+        let mut stream = client
+            .server_reflection_info(tokio_stream::iter([request]))
+            .await
+            .expect("v1alpha reflection answers without a token")
+            .into_inner();
+        assert!(
+            stream
+                .next()
+                .await
+                .unwrap()
+                .unwrap()
+                .message_response
+                .is_some()
+        );
+    }
+}
+
+/// Calls `path` with an empty `GetPrivateRequest`, as a client generated
+/// from some other proto would.
+async fn call_path(app: &TestApp, path: &'static str, token: Option<&str>) -> Code {
+    let mut grpc = tonic::client::Grpc::new(app.channel().await);
+    grpc.ready().await.unwrap();
+    let mut request = Request::new(GetPrivateRequest {});
+    if let Some(token) = token {
+        request
+            .metadata_mut()
+            .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    }
+    let codec = tonic_prost::ProstCodec::<GetPrivateRequest, GetPrivateResponse>::default();
+    let result = grpc
+        .unary(request, http::uri::PathAndQuery::from_static(path), codec)
+        .await;
+    code(&result)
+}
+
+#[tokio::test]
+async fn methods_that_do_not_exist_are_guarded_too() {
+    let app = spawn_app().await;
+    let token = app.token();
+    for path in [
+        "/authgate.v1.PrivateService/DeleteEverything",
+        "/authgate.v2.AdminService/Get",
+        "/grpc.health.v1.HealthX/Check",
+        "/grpc.health.v1.Health",
+    ] {
+        assert_eq!(
+            call_path(&app, path, None).await,
+            Code::Unauthenticated,
+            "{path}"
+        );
+        assert_eq!(
+            call_path(&app, path, Some(&token)).await,
+            Code::Unimplemented,
+            "{path}"
+        );
+    }
+    assert_eq!(
+        call_path(&app, "/authgate.v1.PrivateService/GetPrivate", Some(&token)).await,
+        Code::Ok
+    );
+}
+
+#[tokio::test]
+async fn tls_with_a_private_ca() {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let ca_issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
+        .unwrap()
+        .signed_by(&key, &ca_issuer)
+        .unwrap();
+    let dir = std::env::temp_dir().join(format!("authgate-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (cert_path, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert_path, cert.pem()).unwrap();
+    std::fs::write(&key_path, key.serialize_pem()).unwrap();
+
+    let app = spawn_app_with(Options {
+        tls: Some(TlsFiles {
+            cert: cert_path,
+            key: key_path,
+        }),
+        ..Options::default()
+    })
+    .await;
+    let tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(ca.pem()))
+        .domain_name("localhost");
+    let channel = Channel::from_shared(format!("https://localhost:{}", app.addr.port()))
+        .unwrap()
+        .tls_config(tls)
+        .unwrap()
+        .connect_timeout(Duration::from_secs(5))
+        .connect()
+        .await
+        .expect("a TLS connection");
+    let mut client = authgate::pb::private_service_client::PrivateServiceClient::new(channel);
+    let mut request = Request::new(GetPrivateRequest {});
+    request.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {}", app.token()).parse().unwrap(),
+    );
+    let response = client.get_private(request).await.unwrap().into_inner();
+    assert_eq!(response.message, "This is private");
+    // Plaintext to a TLS port does not get through.
+    assert!(app.call(&app.token()).await.is_err());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn stopping_closes_the_listener() {
+    let app = spawn_app().await;
+    let addr = app.addr;
+    assert_eq!(code(&app.call(&app.token()).await), Code::Ok);
+    app.stop().await;
+    let refused = tokio::net::TcpStream::connect(addr).await;
+    assert!(refused.is_err(), "still accepting after shutdown");
+}
