@@ -191,3 +191,46 @@ async fn stopping_closes_the_listener() {
     let refused = tokio::net::TcpStream::connect(addr).await;
     assert!(refused.is_err(), "still accepting after shutdown");
 }
+
+#[tokio::test]
+async fn shutdown_lets_calls_in_flight_finish() {
+    use tokio_stream::{StreamExt, wrappers::ReceiverStream};
+    use tonic_reflection::pb::v1::{
+        ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
+        server_reflection_request::MessageRequest,
+    };
+    let app = spawn_app().await;
+    let addr = app.addr;
+    let list = || ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    // A streaming call that stays open across the shutdown.
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let mut client = ServerReflectionClient::new(app.channel().await);
+    tx.send(list()).await.unwrap();
+    let mut responses = client
+        .server_reflection_info(ReceiverStream::new(rx))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(responses.next().await.unwrap().is_ok());
+
+    let stopping = tokio::spawn(app.stop());
+    // New connections are refused once shutdown has begun...
+    let refused = crate::common::eventually(Duration::from_secs(5), || async {
+        tokio::net::TcpStream::connect(addr).await.is_err()
+    })
+    .await;
+    assert!(refused, "still accepting during shutdown");
+    assert!(!stopping.is_finished(), "shut down with a call in flight");
+    // ...while the call in flight still gets its answers.
+    tx.send(list()).await.unwrap();
+    assert!(responses.next().await.unwrap().is_ok());
+    drop(tx);
+    assert!(responses.next().await.is_none());
+    tokio::time::timeout(Duration::from_secs(5), stopping)
+        .await
+        .expect("the server stops once the call ends")
+        .unwrap();
+}

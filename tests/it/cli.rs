@@ -1,0 +1,190 @@
+//! The `authgate` binary as a user runs it: refusals before serving, `dev`'s
+//! printed token and command, and exit 0 on SIGTERM and SIGINT.
+
+use std::{
+    io::{BufRead, BufReader},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use authgate::pb::{GetPrivateRequest, private_service_client::PrivateServiceClient};
+use tonic::Request;
+
+use crate::common::{SCOPE, eventually, free_port, spawn_issuer};
+
+fn authgate() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_authgate"));
+    command
+        .env_remove("AUTH0_DOMAIN")
+        .env_remove("AUTH0_AUDIENCE")
+        .env_remove("AUTHGATE_ISSUER")
+        .env_remove("AUTHGATE_AUDIENCE")
+        .env("RUST_LOG", "warn");
+    command
+}
+
+/// Waits for `child` to exit within `within`, killing it if it does not.
+/// Async, so that this test's own connections can close meanwhile.
+async fn wait(child: &mut Child, within: Duration) -> std::process::ExitStatus {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("authgate did not exit within {within:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn signal(child: &Child, signal: libc::c_int) {
+    // SAFETY: kill(2) with the pid of a child we own.
+    let rc = unsafe { libc::kill(child.id() as libc::pid_t, signal) };
+    assert_eq!(rc, 0);
+}
+
+async fn call(addr: &str, token: &str) -> Result<String, tonic::Status> {
+    let mut client = PrivateServiceClient::connect(format!("http://{addr}"))
+        .await
+        .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+    let mut request = Request::new(GetPrivateRequest {});
+    request
+        .metadata_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    Ok(client.get_private(request).await?.into_inner().subject)
+}
+
+#[test]
+fn serve_refuses_insecure_or_incomplete_settings_before_serving() {
+    let cases: [(&[&str], &str); 5] = [
+        (
+            &["--issuer", "http://tenant.auth0.com/", "--audience", "a"],
+            "must use https",
+        ),
+        (
+            &[
+                "--issuer",
+                "https://t.auth0.com/",
+                "--audience",
+                "a",
+                "--jwks-url",
+                "http://192.168.1.9/jwks.json",
+            ],
+            "must use https",
+        ),
+        (&["--issuer", "https://t.auth0.com/"], "no audience"),
+        (&["--audience", "a"], "no issuer"),
+        (
+            &[
+                "--issuer",
+                "https://t.auth0.com/",
+                "--audience",
+                "a",
+                "--require-scope",
+                "GetPrivate=x",
+            ],
+            "full method path",
+        ),
+    ];
+    for (args, says) in cases {
+        let output = authgate().arg("serve").args(args).output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{args:?} succeeded");
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+    }
+}
+
+#[test]
+fn auth0_environment_variables_configure_serve() {
+    // AUTH0_DOMAIN alone is not enough: an audience is still required, and the
+    // message says which variable would give it.
+    let output = authgate()
+        .arg("serve")
+        .env("AUTH0_DOMAIN", "tenant.auth0.com")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("AUTH0_AUDIENCE"));
+}
+
+#[tokio::test]
+async fn serve_answers_and_exits_zero_on_sigterm() {
+    let issuer = spawn_issuer().await;
+    let addr = free_port().await.to_string();
+    let mut child = authgate()
+        .args(["serve", "--listen", &addr, "--issuer", issuer.url()])
+        .args(["--audience", issuer.audience()])
+        .args([
+            "--require-scope",
+            &format!("/authgate.v1.PrivateService/GetPrivate={SCOPE}"),
+        ])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let token = issuer.mint(&issuer.claims("cli-user", &[SCOPE]));
+    let ok = eventually(Duration::from_secs(10), || async {
+        call(&addr, &token).await.is_ok()
+    })
+    .await;
+    assert!(ok, "authgate serve never answered");
+    assert_eq!(call(&addr, &token).await.unwrap(), "cli-user");
+    signal(&child, libc::SIGTERM);
+    let status = wait(&mut child, Duration::from_secs(10)).await;
+    assert_eq!(status.code(), Some(0), "{status:?}");
+}
+
+#[tokio::test]
+async fn dev_prints_a_token_and_a_grpcurl_command_that_work() {
+    let mut child = authgate()
+        .args([
+            "dev",
+            "--listen",
+            "127.0.0.1:0",
+            "--issuer-listen",
+            "127.0.0.1:0",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let lines = tokio::task::spawn_blocking(move || {
+        let mut lines = Vec::new();
+        for line in BufReader::new(stdout).lines() {
+            let line = line.unwrap();
+            let done = line.starts_with("Ctrl-C");
+            lines.push(line);
+            if done {
+                break;
+            }
+        }
+        lines
+    });
+    let lines = tokio::time::timeout(Duration::from_secs(20), lines)
+        .await
+        .expect("dev printed its banner")
+        .unwrap();
+    let grpcurl = lines
+        .iter()
+        .find(|l| l.trim_start().starts_with("grpcurl -plaintext -H"))
+        .expect("a grpcurl command");
+    let words: Vec<&str> = grpcurl.split_whitespace().collect();
+    // grpcurl -plaintext -H 'authorization: Bearer TOKEN' ADDR METHOD
+    let token = words[5].trim_end_matches('\'');
+    let addr = words[6];
+    assert_eq!(words[7], "authgate.v1.PrivateService/GetPrivate");
+    assert!(
+        lines.iter().any(|l| l.trim() == token),
+        "the token is printed alone too"
+    );
+    assert!(lines.iter().any(|l| l.contains("client secret")));
+    assert_eq!(call(addr, token).await.unwrap(), "authgate-dev@clients");
+    let refused = call(addr, "not-a-token").await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::Unauthenticated);
+
+    signal(&child, libc::SIGINT);
+    let status = wait(&mut child, Duration::from_secs(10)).await;
+    assert_eq!(status.code(), Some(0), "{status:?}");
+}
