@@ -1,6 +1,6 @@
-//! The command line: `authgate serve` and `authgate dev`, their flags and
-//! environment, parsed and checked here once and handed to the library as
-//! typed configuration.
+//! The command line: `authgate serve`, `dev`, `token` and `call`, their
+//! flags and environment, parsed and checked here once and handed to the
+//! library as typed configuration.
 
 use std::{net::SocketAddr, path::PathBuf, process::ExitCode, time::Duration};
 
@@ -8,6 +8,9 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::{
     auth::{ScopePolicy, ScopeRule},
+    client::{
+        ClientAuth, Secret, TokenEndpoint, TokenError, TokenSource, TokenSourceConfig, file_cache,
+    },
     error::StartupError,
     issuer::{DevClient, DevIssuer, DevIssuerConfig, random_secret},
     keys::Algorithm,
@@ -51,6 +54,71 @@ pub enum Command {
     Serve(ServeArgs),
     /// Run a local issuer and the server wired to it: no account anywhere.
     Dev(DevArgs),
+    /// Print an access token from the client-credentials grant.
+    Token(TokenArgs),
+    /// Call GetPrivate and print the response as JSON.
+    Call(CallArgs),
+}
+
+/// Client credentials for the client-credentials grant, shared by `token`
+/// and `call`.
+#[derive(Debug, Args)]
+pub struct ClientArgs {
+    /// The issuer; its discovery document names the token endpoint.
+    #[arg(long, env = "AUTHGATE_ISSUER", conflicts_with = "token_url")]
+    pub issuer: Option<String>,
+    /// The token endpoint itself (Auth0: https://TENANT/oauth/token).
+    #[arg(long, env = "AUTHGATE_TOKEN_URL")]
+    pub token_url: Option<String>,
+    /// The client id.
+    #[arg(long, env = "AUTHGATE_CLIENT_ID")]
+    pub client_id: Option<String>,
+    /// The client secret (prefer the environment: arguments show in `ps`).
+    #[arg(long, env = "AUTHGATE_CLIENT_SECRET", hide_env_values = true)]
+    pub client_secret: Option<String>,
+    /// The API identifier to ask a token for.
+    #[arg(long, env = "AUTHGATE_AUDIENCE")]
+    pub audience: Option<String>,
+    /// Scopes to ask for, space-separated.
+    #[arg(long)]
+    pub scope: Option<String>,
+    /// How to send the credentials: `json` body (Auth0) or `basic` with a form body (RFC 6749).
+    #[arg(long, value_enum, default_value_t = ClientAuth::Json)]
+    pub client_auth: ClientAuth,
+    /// Where tokens are cached between runs [default: $XDG_CACHE_HOME/authgate or ~/.cache/authgate].
+    #[arg(long, env = "AUTHGATE_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Neither read nor write the token cache.
+    #[arg(long)]
+    pub no_cache: bool,
+}
+
+/// `authgate token`.
+#[derive(Debug, Args)]
+pub struct TokenArgs {
+    /// The client and what to ask for.
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+/// `authgate call`.
+#[derive(Debug, Args)]
+pub struct CallArgs {
+    /// The server: http://HOST:PORT for plaintext, https://HOST:PORT for TLS.
+    #[arg(long, env = "AUTHGATE_ADDR", default_value = "http://127.0.0.1:50051")]
+    pub addr: String,
+    /// A token to send as is, instead of one from the client-credentials grant.
+    #[arg(long, env = "AUTHGATE_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// A PEM CA certificate to trust for https (a private CA); system roots otherwise.
+    #[arg(long)]
+    pub ca: Option<PathBuf>,
+    /// How long the call may take.
+    #[arg(long, value_parser = parse_duration, default_value = "10s")]
+    pub timeout: Duration,
+    /// Client credentials, when no --token is given.
+    #[command(flatten)]
+    pub client: ClientArgs,
 }
 
 /// `authgate serve`.
@@ -151,9 +219,48 @@ fn parse_algorithm(s: &str) -> Result<Algorithm, String> {
 /// The scope rule `authgate dev` applies when none is given.
 pub const DEV_SCOPE_RULE: &str = "/authgate.v1.PrivateService/GetPrivate=read:private";
 
+/// Why a command failed, and so how it exits.
+#[derive(Debug, thiserror::Error)]
+pub enum Failure {
+    /// The server could not start (exit 2 for settings, 1 otherwise).
+    #[error(transparent)]
+    Startup(#[from] StartupError),
+    /// No token (exit 1).
+    #[error(transparent)]
+    Token(#[from] TokenError),
+    /// A setting of `token` or `call` is missing or wrong (exit 2).
+    #[error("{0}")]
+    Usage(String),
+    /// Connecting to the server failed (exit 1).
+    #[error("cannot connect to {addr}: {detail}")]
+    Connect {
+        /// The address.
+        addr: String,
+        /// Why.
+        detail: String,
+    },
+    /// The call answered with an error (exit 64 + its gRPC code, as grpcurl does).
+    #[error("ERROR:\n  Code: {:?}\n  Message: {}", .0.code(), .0.message())]
+    Call(tonic::Status),
+}
+
+impl Failure {
+    fn exit_code(&self) -> ExitCode {
+        match self {
+            Failure::Startup(
+                StartupError::Config(_) | StartupError::Url(_) | StartupError::Tls(_),
+            )
+            | Failure::Usage(_) => ExitCode::from(2),
+            Failure::Call(status) => ExitCode::from(64 + status.code() as u8),
+            _ => ExitCode::FAILURE,
+        }
+    }
+}
+
 /// Runs a parsed command line to completion and says how it ended.
 pub fn run(cli: Cli) -> ExitCode {
-    init_tracing(cli.log_format);
+    let quiet = matches!(cli.command, Command::Token(_) | Command::Call(_));
+    init_tracing(cli.log_format, if quiet { "warn" } else { "info" });
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -164,29 +271,31 @@ pub fn run(cli: Cli) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = runtime.block_on(async {
+    let result: Result<(), Failure> = runtime.block_on(async {
         match cli.command {
-            Command::Serve(args) => serve(args).await,
-            Command::Dev(args) => dev(args).await,
+            Command::Serve(args) => Ok(serve(args).await?),
+            Command::Dev(args) => Ok(dev(args).await?),
+            Command::Token(args) => token(args).await,
+            Command::Call(args) => call(args).await,
         }
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("error: {error}");
-            match error {
-                StartupError::Config(_) | StartupError::Url(_) | StartupError::Tls(_) => {
-                    ExitCode::from(2)
-                }
-                _ => ExitCode::FAILURE,
-            }
+        Err(failure @ Failure::Call(_)) => {
+            eprintln!("{failure}");
+            failure.exit_code()
+        }
+        Err(failure) => {
+            eprintln!("error: {failure}");
+            failure.exit_code()
         }
     }
 }
 
-fn init_tracing(format: LogFormat) {
+fn init_tracing(format: LogFormat, default_level: &str) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -382,6 +491,7 @@ async fn dev(args: DevArgs) -> Result<(), StartupError> {
         policy: &gate.require_scope,
         token: &token,
         ttl: args.token_ttl,
+        program: &std::env::args().next().unwrap_or_else(|| "authgate".into()),
     });
 
     let result = server
@@ -389,6 +499,134 @@ async fn dev(args: DevArgs) -> Result<(), StartupError> {
         .map_err(|e| StartupError::Config(format!("the server task failed: {e}")))?;
     drop(issuer);
     result
+}
+
+impl ClientArgs {
+    /// The token source these flags describe.
+    pub fn token_source(&self) -> Result<TokenSource, Failure> {
+        let missing = |what: &str, flag: &str, env: &str| {
+            Failure::Usage(format!("no {what}: pass {flag} or set {env}"))
+        };
+        let endpoint = match (&self.token_url, &self.issuer) {
+            (Some(url), _) => TokenEndpoint::Url(
+                net::parse_issuer_url("token endpoint", url).map_err(StartupError::from)?,
+            ),
+            (None, Some(issuer)) => TokenEndpoint::Issuer(
+                net::parse_issuer_url("issuer", issuer).map_err(StartupError::from)?,
+            ),
+            (None, None) => {
+                return Err(Failure::Usage(
+                    "no token endpoint: pass --issuer or --token-url (or set AUTHGATE_ISSUER or AUTHGATE_TOKEN_URL)"
+                        .into(),
+                ));
+            }
+        };
+        let client_id = self
+            .client_id
+            .clone()
+            .ok_or_else(|| missing("client id", "--client-id", "AUTHGATE_CLIENT_ID"))?;
+        let secret = self
+            .client_secret
+            .clone()
+            .ok_or_else(|| missing("client secret", "--client-secret", "AUTHGATE_CLIENT_SECRET"))?;
+        let mut config = TokenSourceConfig::new(endpoint, client_id, Secret::new(secret));
+        config.audience = self.audience.clone();
+        config.scope = self.scope.clone();
+        config.auth = self.client_auth;
+        if !self.no_cache {
+            config.cache_dir = self.cache_dir.clone().or_else(file_cache::default_dir);
+        }
+        Ok(TokenSource::new(config)?)
+    }
+}
+
+async fn token(args: TokenArgs) -> Result<(), Failure> {
+    let token = args.client.token_source()?.token().await?;
+    println!("{}", token.secret());
+    Ok(())
+}
+
+async fn call(args: CallArgs) -> Result<(), Failure> {
+    use tonic::transport::{Certificate, ClientTlsConfig, Endpoint};
+
+    let token = match &args.token {
+        Some(token) => token.clone(),
+        None => args
+            .client
+            .token_source()?
+            .token()
+            .await?
+            .secret()
+            .to_owned(),
+    };
+    let addr = if args.addr.contains("://") {
+        args.addr.clone()
+    } else {
+        format!("http://{}", args.addr)
+    };
+    let connect_error = |detail: String| Failure::Connect {
+        addr: addr.clone(),
+        detail,
+    };
+    let mut endpoint = Endpoint::from_shared(addr.clone())
+        .map_err(|e| Failure::Usage(format!("--addr {addr}: {e}")))?
+        .connect_timeout(args.timeout)
+        .timeout(args.timeout);
+    if addr.starts_with("https://") {
+        let mut tls = ClientTlsConfig::new().with_native_roots();
+        if let Some(ca) = &args.ca {
+            let pem = std::fs::read(ca)
+                .map_err(|e| Failure::Usage(format!("cannot read --ca {}: {e}", ca.display())))?;
+            tls = tls.ca_certificate(Certificate::from_pem(pem));
+        }
+        endpoint = endpoint
+            .tls_config(tls)
+            .map_err(|e| connect_error(e.to_string()))?;
+    } else if args.ca.is_some() {
+        return Err(Failure::Usage("--ca needs an https:// --addr".into()));
+    }
+    let channel = endpoint
+        .connect()
+        .await
+        .map_err(|e| connect_error(error_chain(&e)))?;
+    let mut request = tonic::Request::new(crate::pb::GetPrivateRequest {});
+    let value = format!("Bearer {token}")
+        .parse()
+        .map_err(|_| Failure::Usage("the token has characters a header cannot carry".into()))?;
+    request.metadata_mut().insert("authorization", value);
+    let response = crate::pb::private_service_client::PrivateServiceClient::new(channel)
+        .get_private(request)
+        .await
+        .map_err(Failure::Call)?
+        .into_inner();
+    // The proto3 JSON mapping of GetPrivateResponse, in field order.
+    #[derive(serde::Serialize)]
+    struct Json {
+        message: String,
+        subject: String,
+        scopes: Vec<String>,
+    }
+    let json = Json {
+        message: response.message,
+        subject: response.subject,
+        scopes: response.scopes,
+    };
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&json).expect("JSON of strings")
+    );
+    Ok(())
+}
+
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 struct DevBanner<'a> {
@@ -401,6 +639,8 @@ struct DevBanner<'a> {
     policy: &'a [ScopeRule],
     token: &'a str,
     ttl: Duration,
+    /// How the user ran authgate, for commands they can paste.
+    program: &'a str,
 }
 
 /// What `authgate dev` prints on stdout: the values a newcomer needs, and
@@ -435,7 +675,16 @@ fn print_dev_banner(b: &DevBanner<'_>) {
          \n\
          \x20 grpcurl {plaintext}{addr} authgate.v1.PrivateService/GetPrivate\n\
          \n\
+         Or let authgate get tokens with the dev client's credentials (client-credentials grant):\n\
+         \n\
+         \x20 export AUTHGATE_ISSUER={issuer} AUTHGATE_AUDIENCE={audience}\n\
+         \x20 export AUTHGATE_CLIENT_ID={client_id} AUTHGATE_CLIENT_SECRET={client_secret}\n\
+         \x20 {program} token\n\
+         \x20 {program} call --addr {scheme}://{addr}\n\
+         \n\
          Ctrl-C stops both.",
+        program = b.program,
+        scheme = if b.tls { "https" } else { "http" },
         issuer = b.issuer,
         audience = b.audience,
         client_id = b.client_id,

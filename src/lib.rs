@@ -13,12 +13,15 @@
 //!   with the per-method [`auth::ScopePolicy`].
 //! - [`service`]: the guarded `authgate.v1.PrivateService`.
 //! - [`server`]: server assembly with health, reflection, TLS and shutdown.
+//! - [`client`]: the calling side: a client-credentials
+//!   [`client::TokenSource`] and the [`client::BearerInterceptor`].
 //! - [`issuer`]: the dev issuer `authgate dev` and the tests run against.
 //! - [`cli`]: the command line.
 //! - [`error`]: every error, and the one mapping to `tonic::Status`.
 
 pub mod auth;
 pub mod cli;
+pub mod client;
 pub mod error;
 pub mod issuer;
 pub mod keys;

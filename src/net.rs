@@ -71,6 +71,22 @@ pub fn issuer_client(timeout: Duration) -> reqwest::Result<reqwest::Client> {
 /// reading further.
 pub async fn read_limited(
     url: &Url,
+    response: Response,
+    limit: usize,
+) -> Result<Vec<u8>, FetchError> {
+    if !response.status().is_success() {
+        return Err(FetchError::Status {
+            url: url.to_string(),
+            status: response.status().as_u16(),
+        });
+    }
+    read_body(url, response, limit).await
+}
+
+/// Reads a response's body, whatever its status, refusing one over `limit`
+/// bytes without reading further.
+pub async fn read_body(
+    url: &Url,
     mut response: Response,
     limit: usize,
 ) -> Result<Vec<u8>, FetchError> {
@@ -78,12 +94,6 @@ pub async fn read_limited(
         url: url.to_string(),
         limit,
     };
-    if !response.status().is_success() {
-        return Err(FetchError::Status {
-            url: url.to_string(),
-            status: response.status().as_u16(),
-        });
-    }
     if response.content_length().is_some_and(|n| n > limit as u64) {
         return Err(too_large());
     }

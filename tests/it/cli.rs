@@ -188,3 +188,122 @@ async fn dev_prints_a_token_and_a_grpcurl_command_that_work() {
     let status = wait(&mut child, Duration::from_secs(10)).await;
     assert_eq!(status.code(), Some(0), "{status:?}");
 }
+
+/// `authgate token`/`call` against `issuer`, caching tokens in `cache`.
+fn client_command(issuer: &authgate::issuer::DevIssuer, cache: &std::path::Path) -> Command {
+    let mut command = authgate();
+    command
+        .env("AUTHGATE_ISSUER", issuer.url())
+        .env("AUTHGATE_AUDIENCE", issuer.audience())
+        .env("AUTHGATE_CLIENT_ID", "test-client")
+        .env("AUTHGATE_CLIENT_SECRET", "test-secret")
+        .env("AUTHGATE_CACHE_DIR", cache);
+    command
+}
+
+fn temp_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("authgate-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+#[tokio::test]
+async fn token_and_call_reuse_one_cached_token_across_runs() {
+    let app = crate::common::spawn_app().await;
+    let cache = temp_dir("cache");
+    let run = |args: &[&str]| {
+        let (issuer, cache) = (&app.issuer, cache.clone());
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        let mut command = client_command(issuer, &cache);
+        command.args(&args);
+        tokio::task::spawn_blocking(move || command.output().unwrap())
+    };
+    let first = run(&["token"]).await.unwrap();
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let token = String::from_utf8(first.stdout).unwrap().trim().to_owned();
+    assert_eq!(token.split('.').count(), 3);
+    let second = run(&["token"]).await.unwrap();
+    assert_eq!(String::from_utf8(second.stdout).unwrap().trim(), token);
+    let addr = app.url();
+    let called = run(&["call", "--addr", &addr]).await.unwrap();
+    assert!(
+        called.status.success(),
+        "{}",
+        String::from_utf8_lossy(&called.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&called.stdout).unwrap();
+    assert_eq!(json["message"], "This is private");
+    assert_eq!(json["subject"], "test-client@clients");
+    assert_eq!(json["scopes"], serde_json::json!([SCOPE]));
+    assert_eq!(app.issuer.token_hits(), 1, "three runs, one token request");
+
+    // The cache file is the user's alone and holds no secret.
+    let files: Vec<_> = std::fs::read_dir(&cache)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(files.len(), 1);
+    let text = std::fs::read_to_string(&files[0]).unwrap();
+    assert!(!text.contains("test-secret"));
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&files[0]).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    assert_eq!(
+        std::fs::metadata(&cache).unwrap().permissions().mode() & 0o777,
+        0o700
+    );
+
+    // Other scopes are another cache entry, and another request.
+    let other = run(&["token", "--scope", "nothing"]).await.unwrap();
+    assert!(other.status.success());
+    assert_eq!(app.issuer.token_hits(), 2);
+    let _ = std::fs::remove_dir_all(&cache);
+}
+
+#[tokio::test]
+async fn call_prints_the_code_and_message_and_exits_non_zero() {
+    let app = crate::common::spawn_app().await;
+    let cache = temp_dir("nocache");
+    let addr = app.url();
+    let mut command = client_command(&app.issuer, &cache);
+    command.args(["call", "--addr", &addr, "--token", "not.a.token"]);
+    let output = tokio::task::spawn_blocking(move || command.output().unwrap())
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(64 + 16), "{stderr}");
+    assert!(stderr.contains("Code: Unauthenticated"), "{stderr}");
+    assert!(stderr.contains("Message: token is malformed"), "{stderr}");
+    assert!(!stderr.contains("not.a.token"));
+
+    // A token without the scope: PERMISSION_DENIED, named.
+    let mut command = client_command(&app.issuer, &cache);
+    command.args(["call", "--addr", &addr, "--scope", "other", "--no-cache"]);
+    let output = tokio::task::spawn_blocking(move || command.output().unwrap())
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(64 + 7), "{stderr}");
+    assert!(
+        stderr.contains("missing required scope `read:private`"),
+        "{stderr}"
+    );
+
+    // A wrong secret: a clear error, the secret not echoed.
+    let mut command = client_command(&app.issuer, &cache);
+    command
+        .env("AUTHGATE_CLIENT_SECRET", "hunter2")
+        .args(["token", "--no-cache"]);
+    let output = tokio::task::spawn_blocking(move || command.output().unwrap())
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stderr.contains("invalid_client"), "{stderr}");
+    assert!(!stderr.contains("hunter2"));
+    assert!(!cache.exists(), "--no-cache wrote a cache");
+}

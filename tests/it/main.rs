@@ -3,6 +3,7 @@
 //! binary, so the suite links once.
 
 mod cli;
+mod client;
 mod common;
 mod gate;
 mod refresh;
