@@ -20,6 +20,7 @@ use tonic::{
 };
 
 use crate::{
+    cache::TokenCache,
     error::AuthError,
     refresher::KeyStore,
     validate::{MAX_TOKEN_BYTES, Principal, Validator},
@@ -124,26 +125,46 @@ struct Shared {
     /// Read with one atomic load per call; the refresher writes it.
     keys: Arc<KeyStore>,
     policy: ScopePolicy,
+    /// Tokens that verified before; `None` when disabled.
+    cache: Option<TokenCache>,
 }
+
+/// How many verified tokens the gate remembers by default.
+pub const DEFAULT_TOKEN_CACHE_ENTRIES: usize = 4096;
 
 impl fmt::Debug for AuthInterceptor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AuthInterceptor")
             .field("validator", &self.shared.validator)
             .field("policy", &self.shared.policy)
+            .field("cache", &self.shared.cache)
             .finish_non_exhaustive()
     }
 }
 
 impl AuthInterceptor {
     /// A gate that validates with `validator` against whatever key set `keys`
-    /// holds at the time of each call.
+    /// holds at the time of each call, remembering up to
+    /// [`DEFAULT_TOKEN_CACHE_ENTRIES`] verified tokens.
     pub fn new(validator: Validator, keys: Arc<KeyStore>, policy: ScopePolicy) -> AuthInterceptor {
+        AuthInterceptor::with_token_cache(validator, keys, policy, DEFAULT_TOKEN_CACHE_ENTRIES)
+    }
+
+    /// As [`AuthInterceptor::new`], remembering up to `entries` verified
+    /// tokens (rounded up to a power of two; 0 verifies every call).
+    pub fn with_token_cache(
+        validator: Validator,
+        keys: Arc<KeyStore>,
+        policy: ScopePolicy,
+        entries: usize,
+    ) -> AuthInterceptor {
+        let cache = TokenCache::new(entries, validator.leeway());
         AuthInterceptor {
             shared: Arc::new(Shared {
                 validator,
                 keys,
                 policy,
+                cache,
             }),
         }
     }
@@ -158,8 +179,18 @@ impl AuthInterceptor {
         let token = bearer_token(authorization)?;
         let keys = self.shared.keys.load();
         let keys = keys.as_deref().ok_or(AuthError::KeysNotLoaded)?;
-        match self.shared.validator.validate(token, keys, unix_now()) {
-            Ok(verified) => Ok(verified.principal),
+        let now = unix_now();
+        let cache = self.shared.cache.as_ref();
+        if let Some(principal) = cache.and_then(|c| c.get(token, keys, now)) {
+            return Ok(principal);
+        }
+        match self.shared.validator.validate(token, keys, now) {
+            Ok(verified) => {
+                if let Some(cache) = cache {
+                    cache.insert(token, &verified);
+                }
+                Ok(verified.principal)
+            }
             Err(AuthError::UnknownKeyId) => {
                 self.shared.keys.ask_refresh();
                 Err(AuthError::UnknownKeyId)

@@ -169,6 +169,10 @@ pub struct GateArgs {
     /// Clock skew allowed on `exp` and `nbf`.
     #[arg(long, value_parser = parse_duration, default_value = "30s")]
     pub leeway: Duration,
+    /// How many verified tokens to remember, so a token is verified once
+    /// until it expires (0: verify every call).
+    #[arg(long, default_value_t = crate::auth::DEFAULT_TOKEN_CACHE_ENTRIES)]
+    pub token_cache_entries: usize,
     /// Serve TLS with this PEM certificate chain (needs --tls-key).
     #[arg(long, requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
@@ -392,6 +396,7 @@ impl GateArgs {
             policy: ScopePolicy::new(self.require_scope.iter().cloned()),
             tls,
             limits: Limits::default(),
+            token_cache_entries: self.token_cache_entries,
         })
     }
 }

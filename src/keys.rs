@@ -276,6 +276,14 @@ impl KeySet {
         self.by_kid.values().chain(self.unnamed.iter())
     }
 
+    /// Whether this very key (not merely one with its `kid`) is in the set.
+    pub fn holds(&self, key: &Arc<VerifyingKey>) -> bool {
+        match key.kid.as_deref() {
+            Some(kid) => self.by_kid.get(kid).is_some_and(|k| Arc::ptr_eq(k, key)),
+            None => self.unnamed.iter().any(|k| Arc::ptr_eq(k, key)),
+        }
+    }
+
     /// For a token without `kid`: the one key that could have signed it with
     /// `alg`. `None` when no key or several could, since trying each would let
     /// one token cost many verifications.

@@ -9,6 +9,7 @@
 //!   refreshes the key set and publishes it through arc-swap into the
 //!   [`refresher::KeyStore`], which the request path only loads.
 //! - [`validate`]: token validation, from compact JWS to [`validate::Principal`].
+//! - [`cache`]: the verified-token cache, so a token is verified once.
 //! - [`auth`]: the gate, [`auth::AuthInterceptor`] and [`auth::AuthLayer`],
 //!   with the per-method [`auth::ScopePolicy`].
 //! - [`service`]: the guarded `authgate.v1.PrivateService`.
@@ -20,6 +21,7 @@
 //! - [`error`]: every error, and the one mapping to `tonic::Status`.
 
 pub mod auth;
+pub mod cache;
 pub mod cli;
 pub mod client;
 pub mod error;

@@ -34,6 +34,8 @@ pub struct ServerConfig {
     pub tls: Option<TlsFiles>,
     /// Bounds a client cannot push the server past.
     pub limits: Limits,
+    /// How many verified tokens to remember (0: verify every call).
+    pub token_cache_entries: usize,
 }
 
 /// A PEM certificate chain and its private key.
@@ -124,10 +126,11 @@ impl Application {
         let keys = KeyStore::new();
         let refresher = Refresher::new(keys.clone(), config.jwks.clone(), config.refresh.clone())
             .map_err(StartupError::HttpClient)?;
-        let interceptor = AuthInterceptor::new(
+        let interceptor = AuthInterceptor::with_token_cache(
             Validator::new(config.validation.clone()),
             keys.clone(),
             config.policy.clone(),
+            config.token_cache_entries,
         );
         Ok(Application {
             listener,

@@ -68,6 +68,11 @@ impl Validator {
         }
     }
 
+    /// The clock skew allowed, in seconds.
+    pub fn leeway(&self) -> i64 {
+        self.leeway
+    }
+
     /// Checks a compact JWS at time `now` (seconds since the Unix epoch):
     /// form, algorithm, key, signature, then the claims. The payload is parsed
     /// only once the signature has verified.

@@ -49,6 +49,7 @@ pub struct Options {
     pub wait_for_keys: bool,
     pub limits: Limits,
     pub tls: Option<TlsFiles>,
+    pub token_cache_entries: usize,
 }
 
 impl Default for Options {
@@ -67,6 +68,7 @@ impl Default for Options {
             wait_for_keys: true,
             limits: Limits::default(),
             tls: None,
+            token_cache_entries: 4096,
         }
     }
 }
@@ -128,6 +130,7 @@ pub async fn spawn_app_for_issuer_url(
         policy: ScopePolicy::new(options.rules),
         tls: options.tls,
         limits: options.limits,
+        token_cache_entries: options.token_cache_entries,
     };
     let listener = TcpListener::bind(config.listen).await.unwrap();
     let app = Application::with_listener(listener, config).expect("the server builds");

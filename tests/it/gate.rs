@@ -201,6 +201,9 @@ async fn hostile_tokens_are_refused_each_with_its_code() {
         c.insert("sub".into(), "admin".into());
     }));
 
+    // The good token is verified once and cached: every case below is checked
+    // with a cached token beside it, and none may ride on it.
+    assert_eq!(code(&app.call(&good).await), Code::Ok);
     let u = Code::Unauthenticated;
     let cases = vec![
         bearer(
@@ -732,4 +735,36 @@ async fn hostile_tokens_are_refused_each_with_its_code() {
     assert_eq!(recorder.discovery_hits(), 0);
     // And the good token, beside them all, still passes.
     assert_eq!(code(&app.call(&good).await), Code::Ok);
+}
+
+#[tokio::test]
+async fn a_cached_token_still_expires_on_time() {
+    let app = crate::common::spawn_app_with(crate::common::Options {
+        leeway: std::time::Duration::ZERO,
+        ..Default::default()
+    })
+    .await;
+    let exp = now() + 2;
+    let claims = claims_with(&app, |c| {
+        c.insert("exp".into(), exp.into());
+    });
+    let kid = app.issuer.current_kid();
+    let token = signed(
+        &app.issuer,
+        &kid,
+        Algorithm::RS256,
+        &header("RS256", &kid),
+        &claims,
+    );
+    assert_eq!(code(&app.call(&token).await), Code::Ok);
+    assert_eq!(
+        code(&app.call(&token).await),
+        Code::Ok,
+        "served again, from the cache"
+    );
+    while now() < exp {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let status = app.call(&token).await.unwrap_err();
+    assert_eq!(status.message(), "token has expired");
 }

@@ -1,0 +1,86 @@
+//! The verified-token cache on its own: bounded, exact, and dropping entries
+//! whose key left the key set.
+
+use std::time::Duration;
+
+use authgate::{
+    cache::TokenCache,
+    keys::{Algorithm, KeySet},
+    validate::{ValidationConfig, Validator},
+};
+use serde_json::json;
+
+use crate::common::{SCOPE, now, spawn_issuer};
+
+fn key_set(
+    issuer: &authgate::issuer::DevIssuer,
+    kids: &[&str],
+    previous: Option<&KeySet>,
+) -> KeySet {
+    let keys: Vec<_> = kids.iter().map(|k| issuer.jwk(k).unwrap()).collect();
+    let doc = json!({ "keys": keys }).to_string();
+    KeySet::from_jwks(doc.as_bytes(), previous).unwrap().0
+}
+
+#[tokio::test]
+async fn the_cache_is_bounded_exact_and_follows_the_key_set() {
+    let issuer = spawn_issuer().await;
+    let rsa = issuer.current_kid();
+    let ed = issuer.add_key(Algorithm::EdDSA);
+    let keys = key_set(&issuer, &[&rsa, &ed], None);
+    let validator = Validator::new(ValidationConfig {
+        issuer: issuer.url().to_owned(),
+        audiences: vec![issuer.audience().to_owned()],
+        leeway: Duration::from_secs(30),
+    });
+    let cache = TokenCache::new(64, validator.leeway()).unwrap();
+    let t = now();
+
+    // A thousand distinct valid tokens: never more than 64 entries.
+    let mut last = String::new();
+    for i in 0..1000 {
+        let token = issuer.mint_with(&ed, &issuer.claims(&format!("user-{i}"), &[SCOPE]));
+        let verified = validator.validate(&token, &keys, t).unwrap();
+        cache.insert(&token, &verified);
+        last = token;
+    }
+    assert!(cache.len() <= 64, "{} entries", cache.len());
+    let hit = cache
+        .get(&last, &keys, t)
+        .expect("the last token is cached");
+    assert_eq!(hit.subject(), "user-999");
+
+    // Only the exact token hits: any other bytes miss.
+    let mut tampered = last.clone().into_bytes();
+    let i = tampered.len() - 5;
+    tampered[i] = if tampered[i] == b'A' { b'B' } else { b'A' };
+    assert!(
+        cache
+            .get(std::str::from_utf8(&tampered).unwrap(), &keys, t)
+            .is_none()
+    );
+    assert!(cache.get(&last[..last.len() - 1], &keys, t).is_none());
+
+    // Dead at exp plus leeway.
+    let exp = hit.expires_at();
+    assert!(cache.get(&last, &keys, exp + 29).is_some());
+    assert!(cache.get(&last, &keys, exp + 30).is_none());
+
+    // A refresh that lists the key again keeps the entry; one without it drops it.
+    let same = key_set(&issuer, &[&rsa, &ed], Some(&keys));
+    assert!(
+        cache.get(&last, &same, t).is_some(),
+        "an unchanged key was rebuilt"
+    );
+    let withdrawn = key_set(&issuer, &[&rsa], Some(&keys));
+    assert!(
+        cache.get(&last, &withdrawn, t).is_none(),
+        "a withdrawn key still serves"
+    );
+    // A new key under the old kid is another key.
+    let mut impostor = issuer.jwk(&issuer.add_key(Algorithm::EdDSA)).unwrap();
+    impostor["kid"] = ed.clone().into();
+    let doc = json!({ "keys": [issuer.jwk(&rsa).unwrap(), impostor] }).to_string();
+    let replaced = KeySet::from_jwks(doc.as_bytes(), Some(&keys)).unwrap().0;
+    assert!(cache.get(&last, &replaced, t).is_none());
+}
