@@ -6,6 +6,7 @@ mod cache;
 mod cli;
 mod client;
 mod common;
+mod fuzz;
 mod gate;
 mod refresh;
 mod scopes;

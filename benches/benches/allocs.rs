@@ -1,0 +1,141 @@
+//! Heap allocations per authenticated call, counted by a wrapping global
+//! allocator: what the request path allocates beyond what it must.
+//!
+//! `cargo bench -p authgate-bench --bench allocs`
+
+use std::{
+    alloc::{GlobalAlloc, Layout, System},
+    future::Future,
+    sync::atomic::{AtomicUsize, Ordering},
+    task::{Context, Poll, Waker},
+};
+
+use authgate::keys::Algorithm;
+use authgate_bench::{Fixture, METHOD};
+use tower_service::Service;
+
+struct Counting;
+
+static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
+static BYTES: AtomicUsize = AtomicUsize::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        BYTES.fetch_add(layout.size(), Ordering::Relaxed);
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        BYTES.fetch_add(new_size, Ordering::Relaxed);
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+/// Runs `f` `n` times after a warm-up; returns allocations and bytes per run.
+fn per_call(n: usize, mut f: impl FnMut(usize)) -> (f64, f64) {
+    for i in 0..100 {
+        f(i);
+    }
+    let (a0, b0) = (
+        ALLOCATIONS.load(Ordering::SeqCst),
+        BYTES.load(Ordering::SeqCst),
+    );
+    for i in 0..n {
+        f(i);
+    }
+    let (a1, b1) = (
+        ALLOCATIONS.load(Ordering::SeqCst),
+        BYTES.load(Ordering::SeqCst),
+    );
+    ((a1 - a0) as f64 / n as f64, (b1 - b0) as f64 / n as f64)
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; nothing to parse.
+    let fixture = Fixture::new();
+    let keys = fixture.keys();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let token = fixture.token(Algorithm::RS256, 0);
+    let value = format!("Bearer {token}");
+    let cached = fixture.interceptor(4096);
+    let uncached = fixture.interceptor(0);
+    let distinct: Vec<String> = (0..2000)
+        .map(|i| format!("Bearer {}", fixture.token(Algorithm::ES256, i)))
+        .collect();
+
+    println!("heap allocations per call (bytes per call):");
+    let report = |name: &str, (allocs, bytes): (f64, f64)| {
+        println!("  {name:<46} {allocs:>6.2}  ({bytes:.0} B)");
+    };
+    report(
+        "Validator::validate, cold RS256",
+        per_call(2000, |_| {
+            assert!(fixture.validator.validate(&token, &keys, now).is_ok())
+        }),
+    );
+    report(
+        "AuthInterceptor::check, cache hit",
+        per_call(20000, |_| {
+            assert!(cached.check(METHOD, [value.as_bytes()]).is_ok())
+        }),
+    );
+    report(
+        "AuthInterceptor::check, no cache (RS256)",
+        per_call(2000, |_| {
+            assert!(uncached.check(METHOD, [value.as_bytes()]).is_ok())
+        }),
+    );
+    report(
+        "AuthInterceptor::check, distinct tokens (insert)",
+        per_call(1900, |i| {
+            assert!(
+                cached
+                    .check(METHOD, [distinct[i % 2000].as_bytes()])
+                    .is_ok()
+            )
+        }),
+    );
+
+    let inner = tower::service_fn(|_: http::Request<()>| async {
+        Ok::<_, std::convert::Infallible>(http::Response::new(()))
+    });
+    let mut cx = Context::from_waker(Waker::noop());
+    let mut call = |interceptor: &authgate::auth::AuthInterceptor, build: bool| {
+        let mut service = tower_layer::Layer::layer(&interceptor.layer(), inner);
+        let request = || {
+            http::Request::builder()
+                .method("POST")
+                .uri(METHOD)
+                .header("authorization", value.as_str())
+                .body(())
+                .unwrap()
+        };
+        let empty = per_call(20000, |_| drop(std::hint::black_box(request())));
+        let full = per_call(20000, |_| {
+            let mut future = std::pin::pin!(service.call(request()));
+            assert!(matches!(future.as_mut().poll(&mut cx), Poll::Ready(Ok(_))));
+        });
+        if build {
+            report("  building the http::Request alone", empty);
+        }
+        (full.0 - empty.0, full.1 - empty.1)
+    };
+    report(
+        "AuthService::call, cache hit (beyond the request)",
+        call(&cached, true),
+    );
+    report(
+        "AuthService::call, no cache (beyond the request)",
+        call(&uncached, false),
+    );
+}

@@ -1,0 +1,138 @@
+//! What authgate's benchmarks share: keys and tokens of every algorithm from
+//! the dev issuer, the key set built from its JWKS, and a gate over it.
+
+use std::sync::Arc;
+
+use authgate::{
+    auth::{AuthInterceptor, ScopePolicy},
+    issuer::{DevIssuer, DevIssuerConfig},
+    keys::{Algorithm, KeySet},
+    refresher::KeyStore,
+    validate::{ValidationConfig, Validator},
+};
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+
+pub mod loadgen;
+
+/// The method the benchmarks call, and the scope it needs.
+pub const METHOD: &str = "/authgate.v1.PrivateService/GetPrivate";
+/// The scope the benchmark tokens carry.
+pub const SCOPE: &str = "read:private";
+
+/// A dev issuer with one key per benchmarked algorithm, and a gate that
+/// trusts them.
+pub struct Fixture {
+    /// Keeps the issuer's runtime alive.
+    _runtime: tokio::runtime::Runtime,
+    /// Signs tokens.
+    pub issuer: DevIssuer,
+    /// The published key set.
+    pub store: Arc<KeyStore>,
+    /// The validator the gate uses.
+    pub validator: Validator,
+    kids: Vec<(Algorithm, String)>,
+}
+
+impl Fixture {
+    /// Keys for RS256, PS256, ES256, ES384 and EdDSA.
+    pub fn new() -> Fixture {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let issuer = runtime
+            .block_on(DevIssuer::start(DevIssuerConfig::for_tests()))
+            .expect("a dev issuer");
+        let kids: Vec<(Algorithm, String)> = [
+            Algorithm::RS256,
+            Algorithm::PS256,
+            Algorithm::ES256,
+            Algorithm::ES384,
+            Algorithm::EdDSA,
+        ]
+        .into_iter()
+        .map(|alg| (alg, issuer.add_key(alg)))
+        .collect();
+        let jwks: Vec<_> = kids
+            .iter()
+            .map(|(_, kid)| issuer.jwk(kid).unwrap())
+            .collect();
+        let document = serde_json::json!({ "keys": jwks }).to_string();
+        let (set, skipped) = KeySet::from_jwks(document.as_bytes(), None).unwrap();
+        assert!(skipped.is_empty());
+        let store = KeyStore::new();
+        store.publish(set);
+        let validator = Validator::new(ValidationConfig {
+            issuer: issuer.url().to_owned(),
+            audiences: vec![issuer.audience().to_owned()],
+            leeway: std::time::Duration::from_secs(30),
+        });
+        Fixture {
+            _runtime: runtime,
+            issuer,
+            store,
+            validator,
+            kids,
+        }
+    }
+
+    /// The `kid` of the key for `alg`.
+    pub fn kid(&self, alg: Algorithm) -> &str {
+        &self
+            .kids
+            .iter()
+            .find(|(a, _)| *a == alg)
+            .expect("a benchmarked algorithm")
+            .1
+    }
+
+    /// A valid token signed under `alg`, distinct for each `n`, shaped like
+    /// an Auth0 client-credentials token.
+    pub fn token(&self, alg: Algorithm, n: usize) -> String {
+        let mut claims = self
+            .issuer
+            .claims(&format!("service-{n}@clients"), &[SCOPE]);
+        claims["azp"] = format!("service-{n}").into();
+        claims["gty"] = "client-credentials".into();
+        self.issuer.mint_with(self.kid(alg), &claims)
+    }
+
+    /// The gate over this key set, remembering `cache_entries` tokens.
+    pub fn interceptor(&self, cache_entries: usize) -> AuthInterceptor {
+        let policy = ScopePolicy::new([format!("{METHOD}={SCOPE}").parse().unwrap()]);
+        AuthInterceptor::with_token_cache(
+            self.validator.clone(),
+            self.store.clone(),
+            policy,
+            cache_entries,
+        )
+    }
+
+    /// The current key set.
+    pub fn keys(&self) -> Arc<KeySet> {
+        self.store.load().as_ref().expect("published").clone()
+    }
+
+    /// The public JWK of the key for `alg`.
+    pub fn jwk(&self, alg: Algorithm) -> serde_json::Value {
+        self.issuer.jwk(self.kid(alg)).unwrap()
+    }
+}
+
+impl Default for Fixture {
+    fn default() -> Self {
+        Fixture::new()
+    }
+}
+
+/// The signed bytes and the decoded signature of a compact JWS.
+pub fn signed_parts(token: &str) -> (&[u8], Vec<u8>) {
+    let dot = token.rfind('.').unwrap();
+    let signature = URL_SAFE_NO_PAD.decode(&token[dot + 1..]).unwrap();
+    (&token.as_bytes()[..dot], signature)
+}
+
+/// Decodes a base64url JWK member.
+pub fn member(jwk: &serde_json::Value, name: &str) -> Vec<u8> {
+    URL_SAFE_NO_PAD.decode(jwk[name].as_str().unwrap()).unwrap()
+}

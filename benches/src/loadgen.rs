@@ -1,0 +1,208 @@
+//! An HTTP/2 gRPC load generator, for what h2load cannot do: a different
+//! `authorization` value on every call, and counting calls by the
+//! `grpc-status` they really ended with (h2load counts an HTTP 200 carrying a
+//! gRPC error as a success).
+//!
+//! It speaks raw HTTP/2 through the `h2` crate, as h2load does, with a fixed
+//! number of connections and concurrent streams per connection, each stream
+//! sending the next request as soon as the last one answered.
+
+use std::{
+    collections::BTreeMap,
+    net::SocketAddr,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use bytes::Bytes;
+use http::{HeaderValue, Request};
+
+/// One load run.
+#[derive(Clone)]
+pub struct LoadConfig {
+    /// The server.
+    pub addr: SocketAddr,
+    /// The full method path.
+    pub path: String,
+    /// The request message, already length-prefixed (5-byte gRPC frame header).
+    pub body: Bytes,
+    /// `authorization` values, used in turn; none when empty.
+    pub authorization: Arc<Vec<HeaderValue>>,
+    /// Connections.
+    pub connections: usize,
+    /// Concurrent streams per connection.
+    pub streams: usize,
+    /// How long to measure, after the warm-up.
+    pub duration: Duration,
+    /// How long to run before measuring.
+    pub warmup: Duration,
+}
+
+/// What a load run saw.
+#[derive(Debug, Default, Clone)]
+pub struct LoadReport {
+    /// Calls that ended with `grpc-status: 0`.
+    pub ok: u64,
+    /// Calls that ended with another status, by code.
+    pub refused: BTreeMap<u32, u64>,
+    /// Streams that failed below gRPC (reset, connection lost).
+    pub transport_errors: u64,
+    /// The measured span.
+    pub elapsed: Duration,
+    /// Every measured call's latency, sorted, in microseconds.
+    pub latencies_us: Vec<u32>,
+}
+
+impl LoadReport {
+    /// Every call that completed, whatever its status.
+    pub fn calls(&self) -> u64 {
+        self.ok + self.refused.values().sum::<u64>()
+    }
+
+    /// Completed calls per second.
+    pub fn calls_per_second(&self) -> f64 {
+        self.calls() as f64 / self.elapsed.as_secs_f64()
+    }
+
+    /// The latency at quantile `q` (0.5, 0.99), in microseconds.
+    pub fn quantile_us(&self, q: f64) -> u32 {
+        if self.latencies_us.is_empty() {
+            return 0;
+        }
+        let i = ((self.latencies_us.len() as f64 - 1.0) * q).round() as usize;
+        self.latencies_us[i]
+    }
+
+    /// One line for humans.
+    pub fn summary(&self) -> String {
+        format!(
+            "{:>9.0} calls/s  p50 {:>6} us  p99 {:>6} us  ok {}  refused {:?}  transport errors {}",
+            self.calls_per_second(),
+            self.quantile_us(0.5),
+            self.quantile_us(0.99),
+            self.ok,
+            self.refused,
+            self.transport_errors
+        )
+    }
+}
+
+#[derive(Default)]
+struct Shared {
+    measuring: AtomicBool,
+    stop: AtomicBool,
+    next: AtomicUsize,
+    report: Mutex<LoadReport>,
+}
+
+/// Runs the load and reports what the measured span saw.
+pub async fn run(config: LoadConfig) -> std::io::Result<LoadReport> {
+    let shared = Arc::new(Shared::default());
+    let mut workers = Vec::new();
+    for _ in 0..config.connections {
+        let stream = tokio::net::TcpStream::connect(config.addr).await?;
+        stream.set_nodelay(true)?;
+        let (client, connection) = h2::client::Builder::new()
+            .initial_window_size(1 << 20)
+            .handshake::<_, Bytes>(stream)
+            .await
+            .map_err(std::io::Error::other)?;
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        for _ in 0..config.streams {
+            workers.push(tokio::spawn(stream_worker(
+                client.clone(),
+                config.clone(),
+                shared.clone(),
+            )));
+        }
+    }
+    tokio::time::sleep(config.warmup).await;
+    shared.measuring.store(true, Ordering::SeqCst);
+    let started = Instant::now();
+    tokio::time::sleep(config.duration).await;
+    shared.measuring.store(false, Ordering::SeqCst);
+    let elapsed = started.elapsed();
+    shared.stop.store(true, Ordering::SeqCst);
+    for worker in workers {
+        let _ = worker.await;
+    }
+    let mut report = std::mem::take(&mut *shared.report.lock().unwrap());
+    report.elapsed = elapsed;
+    report.latencies_us.sort_unstable();
+    Ok(report)
+}
+
+async fn stream_worker(
+    mut client: h2::client::SendRequest<Bytes>,
+    config: LoadConfig,
+    shared: Arc<Shared>,
+) {
+    let mut local = LoadReport::default();
+    let uri = format!("http://{}{}", config.addr, config.path);
+    while !shared.stop.load(Ordering::Relaxed) {
+        let mut request = Request::post(&uri)
+            .header("content-type", "application/grpc")
+            .header("te", "trailers");
+        if !config.authorization.is_empty() {
+            let i = shared.next.fetch_add(1, Ordering::Relaxed) % config.authorization.len();
+            request = request.header("authorization", config.authorization[i].clone());
+        }
+        let request = request.body(()).unwrap();
+        let started = Instant::now();
+        let outcome = call(&mut client, request, config.body.clone()).await;
+        if !shared.measuring.load(Ordering::Relaxed) {
+            continue;
+        }
+        match outcome {
+            Ok(0) => local.ok += 1,
+            Ok(code) => *local.refused.entry(code).or_default() += 1,
+            Err(_) => local.transport_errors += 1,
+        }
+        local
+            .latencies_us
+            .push(started.elapsed().as_micros().min(u32::MAX as u128) as u32);
+    }
+    let mut report = shared.report.lock().unwrap();
+    report.ok += local.ok;
+    report.transport_errors += local.transport_errors;
+    for (code, n) in local.refused {
+        *report.refused.entry(code).or_default() += n;
+    }
+    report.latencies_us.extend(local.latencies_us);
+}
+
+/// One unary call; the gRPC status it ended with.
+async fn call(
+    client: &mut h2::client::SendRequest<Bytes>,
+    request: Request<()>,
+    body: Bytes,
+) -> Result<u32, h2::Error> {
+    let ready = client.clone().ready().await?;
+    *client = ready;
+    let (response, mut send) = client.send_request(request, false)?;
+    send.send_data(body, true)?;
+    let response = response.await?;
+    // A trailers-only answer (every refusal) carries the status in its headers.
+    if let Some(status) = grpc_status(response.headers()) {
+        return Ok(status);
+    }
+    let mut body = response.into_body();
+    while let Some(chunk) = body.data().await {
+        let chunk = chunk?;
+        let _ = body.flow_control().release_capacity(chunk.len());
+    }
+    let trailers = body.trailers().await?;
+    Ok(trailers.as_ref().and_then(grpc_status).unwrap_or(2))
+}
+
+fn grpc_status(headers: &http::HeaderMap) -> Option<u32> {
+    headers.get("grpc-status")?.to_str().ok()?.parse().ok()
+}
+
+/// A gRPC frame for an empty message: no compression, length 0.
+pub const EMPTY_MESSAGE: [u8; 5] = [0, 0, 0, 0, 0];

@@ -1,0 +1,56 @@
+//! The whole gate decision, from a raw `authorization` value to allow or
+//! deny, against a fixed key set. Beyond not panicking, it checks the gate's
+//! one promise: only a token the issuer signed is ever let through.
+#![no_main]
+
+use std::{sync::OnceLock, time::Duration};
+
+use authgate::{
+    auth::{AuthInterceptor, ScopePolicy, bearer_token},
+    keys::KeySet,
+    refresher::KeyStore,
+    validate::{ValidationConfig, Validator},
+};
+use libfuzzer_sys::fuzz_target;
+
+const JWKS: &str = include_str!("../../tests/fixtures/fuzz/jwks.json");
+const TOKENS: &str = include_str!("../../tests/fixtures/fuzz/tokens.txt");
+const METHOD: &str = "/authgate.v1.PrivateService/GetPrivate";
+
+struct Gate {
+    gate: AuthInterceptor,
+    issued: Vec<&'static str>,
+}
+
+fn gate() -> &'static Gate {
+    static GATE: OnceLock<Gate> = OnceLock::new();
+    GATE.get_or_init(|| {
+        let store = KeyStore::new();
+        store.publish(KeySet::from_jwks(JWKS.as_bytes(), None).unwrap().0);
+        let validator = Validator::new(ValidationConfig {
+            issuer: "https://fuzz.authgate.test/".into(),
+            audiences: vec!["https://api.fuzz.test".into()],
+            leeway: Duration::from_secs(30),
+        });
+        let policy = ScopePolicy::new([format!("{METHOD}=read:private").parse().unwrap()]);
+        Gate {
+            // A small cache, so that the fuzzer also runs hits and evictions.
+            gate: AuthInterceptor::with_token_cache(validator, store, policy, 16),
+            issued: TOKENS.lines().filter(|l| !l.is_empty()).collect(),
+        }
+    })
+}
+
+fuzz_target!(|data: &[u8]| {
+    let gate = gate();
+    // A NUL splits the input into two authorization values, so the fuzzer
+    // reaches the duplicate-header check too.
+    let values: Vec<&[u8]> = data.splitn(2, |b| *b == 0).collect();
+    if gate.gate.check(METHOD, values.iter().copied()).is_ok() {
+        let token = bearer_token(values.iter().copied()).expect("an accepted bearer value");
+        assert!(
+            gate.issued.contains(&token),
+            "accepted a token the issuer never signed: {token:?}"
+        );
+    }
+});
