@@ -90,8 +90,7 @@ impl TokenCache {
     /// The principal of `token` if it verified before, has not expired at
     /// `now`, and its key is still in `keys`.
     #[inline]
-    pub fn get(&self, token: &str, keys: &KeySet, now: i64) -> Option<Principal> {
-        let token = token.as_bytes();
+    pub fn get(&self, token: &[u8], keys: &KeySet, now: i64) -> Option<Principal> {
         let guard = self.slot(token).load();
         let entry = guard.as_deref()?;
         if !constant_time_eq(&entry.token, token) || now >= entry.dies_at {
@@ -104,14 +103,14 @@ impl TokenCache {
     }
 
     /// Remembers a token that passed every check.
-    pub fn insert(&self, token: &str, verified: &Verified) {
+    pub fn insert(&self, token: &[u8], verified: &Verified) {
         let entry = Entry {
-            token: token.as_bytes().into(),
+            token: token.into(),
             principal: verified.principal.clone(),
             key: verified.key.clone(),
             dies_at: verified.principal.expires_at().saturating_add(self.leeway),
         };
-        self.slot(token.as_bytes()).store(Some(Arc::new(entry)));
+        self.slot(token).store(Some(Arc::new(entry)));
     }
 }
 

@@ -76,7 +76,13 @@ impl Validator {
     /// Checks a compact JWS at time `now` (seconds since the Unix epoch):
     /// form, algorithm, key, signature, then the claims. The payload is parsed
     /// only once the signature has verified.
-    pub fn validate(&self, token: &str, keys: &KeySet, now: i64) -> Result<Verified, AuthError> {
+    pub fn validate(
+        &self,
+        token: impl AsRef<[u8]>,
+        keys: &KeySet,
+        now: i64,
+    ) -> Result<Verified, AuthError> {
+        let token = token.as_ref();
         if token.len() > MAX_TOKEN_BYTES {
             return Err(AuthError::TooLong {
                 max: MAX_TOKEN_BYTES,
@@ -104,7 +110,7 @@ impl Validator {
         let mut signature = [0u8; MAX_SIGNATURE];
         let signature = decode(signature_b64, &mut signature, "signature is not base64url")
             .map_err(|_| AuthError::BadSignature)?;
-        let signed = &token.as_bytes()[..header_b64.len() + 1 + payload_b64.len()];
+        let signed = &token[..header_b64.len() + 1 + payload_b64.len()];
         match key.verify(alg, signed, signature) {
             None => return Err(AuthError::KeyAlgorithmMismatch),
             Some(false) => return Err(AuthError::BadSignature),
@@ -142,8 +148,11 @@ impl Validator {
 
 /// Splits `header.payload.signature`, refusing anything else: JWE's five
 /// parts, empty parts, and any byte outside base64url.
-fn split(token: &str) -> Result<(&str, &str, &str), AuthError> {
-    let bytes = token.as_bytes();
+/// The three base64url parts of a compact JWS: header, payload, signature.
+type Parts<'a> = (&'a [u8], &'a [u8], &'a [u8]);
+
+fn split(token: &[u8]) -> Result<Parts<'_>, AuthError> {
+    let bytes = token;
     let mut dots = [0usize; 2];
     let mut found = 0;
     for (i, &b) in bytes.iter().enumerate() {
@@ -168,7 +177,7 @@ fn split(token: &str) -> Result<(&str, &str, &str), AuthError> {
     Ok((header, payload, signature))
 }
 
-fn decode<'b>(input: &str, buf: &'b mut [u8], why: &'static str) -> Result<&'b [u8], AuthError> {
+fn decode<'b>(input: &[u8], buf: &'b mut [u8], why: &'static str) -> Result<&'b [u8], AuthError> {
     // Strict base64url: no padding, no non-canonical trailing bits.
     match URL_SAFE_NO_PAD.decode_slice(input, buf) {
         Ok(n) => Ok(&buf[..n]),
@@ -525,6 +534,7 @@ mod tests {
 
     #[test]
     fn split_takes_exactly_three_base64url_parts() {
+        let split = |s: &str| split(s.as_bytes()).map(|_| ());
         assert!(split("a.b.c").is_ok());
         assert_eq!(
             split("a.b.c.d.e"),

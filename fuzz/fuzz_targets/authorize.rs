@@ -49,8 +49,9 @@ fuzz_target!(|data: &[u8]| {
     if gate.gate.check(METHOD, values.iter().copied()).is_ok() {
         let token = bearer_token(values.iter().copied()).expect("an accepted bearer value");
         assert!(
-            gate.issued.contains(&token),
-            "accepted a token the issuer never signed: {token:?}"
+            gate.issued.iter().any(|t| t.as_bytes() == token),
+            "accepted a token the issuer never signed: {:?}",
+            String::from_utf8_lossy(token)
         );
     }
 });

@@ -180,7 +180,7 @@ fn fuzzing_regressions_neither_panic_nor_pass() {
         let values: Vec<&[u8]> = data.splitn(2, |b| *b == 0).collect();
         if gate.check(METHOD, values.iter().copied()).is_ok() {
             let token = bearer_token(values.iter().copied()).unwrap();
-            assert!(issued.contains(&token));
+            assert!(issued.iter().any(|t| t.as_bytes() == token));
         }
         seen += 1;
     }
