@@ -173,6 +173,30 @@ pub struct GateArgs {
     /// until it expires (0: verify every call).
     #[arg(long, default_value_t = crate::auth::DEFAULT_TOKEN_CACHE_ENTRIES)]
     pub token_cache_entries: usize,
+    /// Connections open at once; past it, accepting waits for one to close.
+    #[arg(long, default_value_t = Limits::default().max_connections)]
+    pub max_connections: usize,
+    /// How long a new connection may stay silent before it is closed.
+    #[arg(long, value_parser = parse_duration, default_value = "10s")]
+    pub handshake_timeout: Duration,
+    /// Largest header block a client may send, in bytes (HTTP/2 SETTINGS_MAX_HEADER_LIST_SIZE).
+    #[arg(long, default_value_t = Limits::default().max_header_list_bytes)]
+    pub max_header_list_size: u32,
+    /// Largest request message, in bytes.
+    #[arg(long, default_value_t = Limits::default().max_message_bytes)]
+    pub max_message_size: usize,
+    /// Streams one connection may have open at once.
+    #[arg(long, default_value_t = Limits::default().max_concurrent_streams)]
+    pub max_concurrent_streams: u32,
+    /// Longest a call may run.
+    #[arg(long, value_parser = parse_duration, default_value = "30s")]
+    pub request_timeout: Duration,
+    /// HTTP/2 ping interval on idle connections.
+    #[arg(long, value_parser = parse_duration, default_value = "60s")]
+    pub keepalive_interval: Duration,
+    /// How long a ping may go unanswered before the connection is closed.
+    #[arg(long, value_parser = parse_duration, default_value = "20s")]
+    pub keepalive_timeout: Duration,
     /// Serve TLS with this PEM certificate chain (needs --tls-key).
     #[arg(long, requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
@@ -395,7 +419,16 @@ impl GateArgs {
             },
             policy: ScopePolicy::new(self.require_scope.iter().cloned()),
             tls,
-            limits: Limits::default(),
+            limits: Limits {
+                max_connections: self.max_connections,
+                handshake_timeout: self.handshake_timeout,
+                max_header_list_bytes: self.max_header_list_size,
+                max_message_bytes: self.max_message_size,
+                max_concurrent_streams: self.max_concurrent_streams,
+                request_timeout: self.request_timeout,
+                keepalive_interval: self.keepalive_interval,
+                keepalive_timeout: self.keepalive_timeout,
+            },
             token_cache_entries: self.token_cache_entries,
         })
     }

@@ -13,7 +13,8 @@
 //! - [`auth`]: the gate, [`auth::AuthInterceptor`] and [`auth::AuthLayer`],
 //!   with the per-method [`auth::ScopePolicy`].
 //! - [`service`]: the guarded `authgate.v1.PrivateService`.
-//! - [`server`]: server assembly with health, reflection, TLS and shutdown.
+//! - [`server`]: server assembly with health, reflection, TLS and shutdown;
+//!   [`incoming`] bounds the connections it accepts.
 //! - [`client`]: the calling side: a client-credentials
 //!   [`client::TokenSource`] and the [`client::BearerInterceptor`].
 //! - [`issuer`]: the dev issuer `authgate dev` and the tests run against.
@@ -25,6 +26,7 @@ pub mod cache;
 pub mod cli;
 pub mod client;
 pub mod error;
+pub mod incoming;
 pub mod issuer;
 pub mod keys;
 pub mod net;

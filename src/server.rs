@@ -5,12 +5,13 @@
 use std::{future::Future, net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
 use tokio::net::TcpListener;
-use tonic::transport::{Identity, Server, ServerTlsConfig, server::TcpIncoming};
+use tonic::transport::{Identity, Server, ServerTlsConfig};
 use tonic_health::ServingStatus;
 
 use crate::{
     auth::{AuthInterceptor, ScopePolicy},
     error::StartupError,
+    incoming,
     pb::{self, private_service_server::PrivateServiceServer},
     refresher::{JwksSource, KeyStore, RefreshConfig, Refresher},
     service::PrivateService,
@@ -50,6 +51,10 @@ pub struct TlsFiles {
 /// Server limits, each a defence against a client that would exhaust us.
 #[derive(Debug, Clone)]
 pub struct Limits {
+    /// Connections open at once; past it, accepting waits for one to close.
+    pub max_connections: usize,
+    /// How long a new connection may stay silent before it is closed.
+    pub handshake_timeout: Duration,
     /// Largest header block a client may send (HTTP/2 `SETTINGS_MAX_HEADER_LIST_SIZE`).
     pub max_header_list_bytes: u32,
     /// Largest request message decoded.
@@ -68,6 +73,8 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Limits {
+            max_connections: 4096,
+            handshake_timeout: Duration::from_secs(10),
             max_header_list_bytes: 16 * 1024,
             max_message_bytes: 64 * 1024,
             max_concurrent_streams: 256,
@@ -191,12 +198,18 @@ impl Application {
                 .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
                 .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         };
+        // The public services get the same message limit as the guarded one:
+        // they are the ones anyone may call.
+        let max_message = limits.max_message_bytes;
+        let health = health.max_decoding_message_size(max_message);
         let reflection_v1 = reflection()
             .build_v1()
-            .map_err(|e| StartupError::Config(format!("reflection: {e}")))?;
+            .map_err(|e| StartupError::Config(format!("reflection: {e}")))?
+            .max_decoding_message_size(max_message);
         let reflection_v1alpha = reflection()
             .build_v1alpha()
-            .map_err(|e| StartupError::Config(format!("reflection: {e}")))?;
+            .map_err(|e| StartupError::Config(format!("reflection: {e}")))?
+            .max_decoding_message_size(max_message);
 
         let mut server = Server::builder()
             .timeout(limits.request_timeout)
@@ -209,17 +222,15 @@ impl Application {
                 .tls_config(tls)
                 .map_err(|e| StartupError::Tls(e.to_string()))?;
         }
-        let incoming = TcpIncoming::from(listener)
-            .with_nodelay(Some(true))
-            .with_keepalive(Some(limits.keepalive_interval));
+        let incoming =
+            incoming::bounded(listener, limits.max_connections, limits.handshake_timeout);
         let result = server
             .layer(interceptor.layer())
             .add_service(health)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
             .add_service(
-                PrivateServiceServer::new(PrivateService)
-                    .max_decoding_message_size(limits.max_message_bytes),
+                PrivateServiceServer::new(PrivateService).max_decoding_message_size(max_message),
             )
             .serve_with_incoming_shutdown(incoming, shutdown)
             .await;

@@ -8,6 +8,7 @@ mod client;
 mod common;
 mod fuzz;
 mod gate;
+mod limits;
 mod refresh;
 mod scopes;
 mod server;

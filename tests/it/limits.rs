@@ -1,0 +1,162 @@
+//! Server limits a hostile client cannot push past: header list size,
+//! message size, concurrent streams, connections, silent connections.
+
+use std::time::Duration;
+
+use authgate::pb::{GetPrivateRequest, GetPrivateResponse};
+use tokio::io::AsyncReadExt;
+use tonic::{Code, Request};
+
+use crate::common::{Options, TestApp, code, spawn_app_with};
+
+async fn app_with(limits: impl FnOnce(&mut authgate::server::Limits)) -> TestApp {
+    let mut options = Options::default();
+    limits(&mut options.limits);
+    spawn_app_with(options).await
+}
+
+/// A request with a `bytes` field, which `GetPrivateRequest` ignores: a way
+/// to send a message of any size.
+#[derive(Clone, PartialEq, prost::Message)]
+struct Padded {
+    #[prost(bytes = "vec", tag = "15")]
+    padding: Vec<u8>,
+}
+
+#[tokio::test]
+async fn an_oversize_header_list_is_refused_and_the_server_carries_on() {
+    let app = app_with(|l| l.max_header_list_bytes = 8 * 1024).await;
+    let mut request = Request::new(GetPrivateRequest {});
+    request
+        .metadata_mut()
+        .insert("x-padding", "p".repeat(20_000).parse().unwrap());
+    request.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {}", app.token()).parse().unwrap(),
+    );
+    let result = app.client().await.get_private(request).await;
+    assert_ne!(code(&result), Code::Ok, "a 20 KB header list got through");
+    assert_eq!(code(&app.call(&app.token()).await), Code::Ok);
+}
+
+#[tokio::test]
+async fn an_oversize_message_is_refused_even_on_public_methods() {
+    let app = app_with(|l| l.max_message_bytes = 1024).await;
+    let send = |path: &'static str, size: usize, token: Option<String>| {
+        let channel = app.channel();
+        async move {
+            let mut grpc = tonic::client::Grpc::new(channel.await);
+            grpc.ready().await.unwrap();
+            let mut request = Request::new(Padded {
+                padding: vec![7; size],
+            });
+            if let Some(token) = token {
+                request
+                    .metadata_mut()
+                    .insert("authorization", format!("Bearer {token}").parse().unwrap());
+            }
+            let codec = tonic_prost::ProstCodec::<Padded, GetPrivateResponse>::default();
+            code(
+                &grpc
+                    .unary(request, http::uri::PathAndQuery::from_static(path), codec)
+                    .await,
+            )
+        }
+    };
+    let private = "/authgate.v1.PrivateService/GetPrivate";
+    assert_eq!(send(private, 100, Some(app.token())).await, Code::Ok);
+    assert_eq!(
+        send(private, 4096, Some(app.token())).await,
+        Code::OutOfRange
+    );
+    // The gate runs first: without a token, the size does not matter.
+    assert_eq!(send(private, 4096, None).await, Code::Unauthenticated);
+    assert_eq!(
+        send("/grpc.health.v1.Health/Check", 4096, None).await,
+        Code::OutOfRange
+    );
+}
+
+#[tokio::test]
+async fn the_server_announces_its_stream_limit() {
+    let app = app_with(|l| l.max_concurrent_streams = 7).await;
+    let stream = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    let (client, connection) = h2::client::handshake(stream).await.unwrap();
+    tokio::spawn(connection);
+    let client = client.ready().await.unwrap();
+    // The SETTINGS frame arrives right after the handshake.
+    let announced = crate::common::eventually(Duration::from_secs(2), || {
+        let client = client.clone();
+        async move { client.current_max_send_streams() == 7 }
+    })
+    .await;
+    assert!(
+        announced,
+        "max streams {}",
+        client.current_max_send_streams()
+    );
+}
+
+#[tokio::test]
+async fn a_silent_connection_is_closed_after_the_handshake_timeout() {
+    let app = app_with(|l| l.handshake_timeout = Duration::from_millis(300)).await;
+    let mut silent = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    let mut buf = [0u8; 64];
+    let closed = tokio::time::timeout(Duration::from_secs(3), async {
+        // Whatever the server writes first (its SETTINGS), it then closes.
+        loop {
+            match silent.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "a silent connection was kept open");
+    // A connection that talks is not affected.
+    let mut client = app.client().await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut request = Request::new(GetPrivateRequest {});
+    request.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {}", app.token()).parse().unwrap(),
+    );
+    assert!(client.get_private(request).await.is_ok());
+}
+
+#[tokio::test]
+async fn connections_past_the_limit_wait_for_a_slot() {
+    let app = app_with(|l| l.max_connections = 2).await;
+    let first = app.channel().await;
+    let second = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    // Both slots are taken: a third connection is not served...
+    let third = tonic::transport::Endpoint::from_shared(app.url())
+        .unwrap()
+        .connect_timeout(Duration::from_millis(500))
+        .timeout(Duration::from_millis(500));
+    let mut waiting =
+        authgate::pb::private_service_client::PrivateServiceClient::new(third.connect_lazy());
+    let request = || {
+        let mut r = Request::new(GetPrivateRequest {});
+        r.metadata_mut().insert(
+            "authorization",
+            format!("Bearer {}", app.token()).parse().unwrap(),
+        );
+        r
+    };
+    assert!(
+        waiting.get_private(request()).await.is_err(),
+        "served past the limit"
+    );
+    // ...until one closes.
+    drop(second);
+    let served = crate::common::eventually(Duration::from_secs(5), || {
+        let mut waiting = waiting.clone();
+        let r = request();
+        async move { waiting.get_private(r).await.is_ok() }
+    })
+    .await;
+    assert!(served);
+    let mut client = authgate::pb::private_service_client::PrivateServiceClient::new(first);
+    assert!(client.get_private(request()).await.is_ok());
+}
