@@ -20,10 +20,12 @@ use crate::{
 
 /// The longest token authgate reads; longer ones are refused before parsing.
 pub const MAX_TOKEN_BYTES: usize = 8192;
-/// Room for any segment of a token of `MAX_TOKEN_BYTES`, decoded.
-const MAX_DECODED: usize = MAX_TOKEN_BYTES / 4 * 3;
-/// The largest signature: RSA-8192.
-const MAX_SIGNATURE: usize = 1024;
+/// Stack room for a decoded header or payload; larger ones go to the heap.
+/// Zeroing room for the largest (6 KiB) on every call cost 2% of a cold
+/// RS256 check (callgrind).
+const STACK_DECODED: usize = 1024;
+/// Stack room for a signature up to RSA-4096.
+const STACK_SIGNATURE: usize = 512;
 
 /// What a token must say to be accepted.
 #[derive(Debug, Clone)]
@@ -90,8 +92,8 @@ impl Validator {
         }
         let (header_b64, payload_b64, signature_b64) = split(token)?;
 
-        let mut buf = [0u8; MAX_DECODED];
-        let header = decode(header_b64, &mut buf, "header is not base64url")?;
+        let (mut buf, mut heap) = ([0u8; STACK_DECODED], Vec::new());
+        let header = decode(header_b64, &mut buf, &mut heap, "header is not base64url")?;
         let header = Header::parse(header)?;
         let alg = Algorithm::from_name(&header.alg)
             .ok_or_else(|| AuthError::AlgorithmNotAllowed(known_alg_name(&header.alg)))?;
@@ -107,9 +109,14 @@ impl Validator {
         if signature_b64.is_empty() {
             return Err(AuthError::BadSignature);
         }
-        let mut signature = [0u8; MAX_SIGNATURE];
-        let signature = decode(signature_b64, &mut signature, "signature is not base64url")
-            .map_err(|_| AuthError::BadSignature)?;
+        let (mut signature, mut signature_heap) = ([0u8; STACK_SIGNATURE], Vec::new());
+        let signature = decode(
+            signature_b64,
+            &mut signature,
+            &mut signature_heap,
+            "signature is not base64url",
+        )
+        .map_err(|_| AuthError::BadSignature)?;
         let signed = &token[..header_b64.len() + 1 + payload_b64.len()];
         match key.verify(alg, signed, signature) {
             None => return Err(AuthError::KeyAlgorithmMismatch),
@@ -117,7 +124,7 @@ impl Validator {
             Some(true) => {}
         }
 
-        let payload = decode(payload_b64, &mut buf, "payload is not base64url")?;
+        let payload = decode(payload_b64, &mut buf, &mut heap, "payload is not base64url")?;
         let claims = Claims::parse(payload)?;
         let exp = claims.exp.ok_or(AuthError::MissingClaim("exp"))?;
         if now >= exp.saturating_add(self.leeway) {
@@ -146,23 +153,37 @@ impl Validator {
     }
 }
 
-/// Splits `header.payload.signature`, refusing anything else: JWE's five
-/// parts, empty parts, and any byte outside base64url.
 /// The three base64url parts of a compact JWS: header, payload, signature.
 type Parts<'a> = (&'a [u8], &'a [u8], &'a [u8]);
 
+/// What each byte is in a compact JWS: 1 base64url, 2 the separator, 0 neither.
+static JWS_BYTE: [u8; 256] = {
+    let mut class = [0u8; 256];
+    let mut b = 0;
+    while b < 256 {
+        class[b] = match b as u8 {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' => 1,
+            b'.' => 2,
+            _ => 0,
+        };
+        b += 1;
+    }
+    class
+};
+
+/// Splits `header.payload.signature`, refusing anything else: JWE's five
+/// parts, empty parts, and any byte outside base64url.
 fn split(token: &[u8]) -> Result<Parts<'_>, AuthError> {
-    let bytes = token;
     let mut dots = [0usize; 2];
     let mut found = 0;
-    for (i, &b) in bytes.iter().enumerate() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' => {}
-            b'.' if found < 2 => {
+    for (i, &b) in token.iter().enumerate() {
+        match JWS_BYTE[b as usize] {
+            1 => {}
+            2 if found < 2 => {
                 dots[found] = i;
                 found += 1;
             }
-            b'.' => return Err(AuthError::Malformed("expected three dot-separated parts")),
+            2 => return Err(AuthError::Malformed("expected three dot-separated parts")),
             _ => return Err(AuthError::Malformed("a character outside base64url")),
         }
     }
@@ -177,8 +198,21 @@ fn split(token: &[u8]) -> Result<Parts<'_>, AuthError> {
     Ok((header, payload, signature))
 }
 
-fn decode<'b>(input: &[u8], buf: &'b mut [u8], why: &'static str) -> Result<&'b [u8], AuthError> {
-    // Strict base64url: no padding, no non-canonical trailing bits.
+/// Decodes strict base64url (no padding, no non-canonical trailing bits)
+/// into `stack` when it fits, else into `heap`.
+fn decode<'b>(
+    input: &[u8],
+    stack: &'b mut [u8],
+    heap: &'b mut Vec<u8>,
+    why: &'static str,
+) -> Result<&'b [u8], AuthError> {
+    let need = input.len().div_ceil(4) * 3;
+    let buf: &mut [u8] = if need <= stack.len() {
+        stack
+    } else {
+        heap.resize(need, 0);
+        heap
+    };
     match URL_SAFE_NO_PAD.decode_slice(input, buf) {
         Ok(n) => Ok(&buf[..n]),
         Err(_) => Err(AuthError::Malformed(why)),

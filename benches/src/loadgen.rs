@@ -20,6 +20,30 @@ use std::{
 use bytes::Bytes;
 use http::{HeaderValue, Request};
 
+/// One kind of call in a mixed load: what it sends and what it must get.
+#[derive(Clone)]
+pub struct Call {
+    /// The `authorization` value, if any.
+    pub authorization: Option<HeaderValue>,
+    /// The gRPC code it must end with; `None` for any.
+    pub expect: Option<u32>,
+    /// Which class it belongs to, for the report (`valid`, `expired`, ...).
+    pub class: &'static str,
+}
+
+impl Call {
+    /// `Bearer <token>`, expecting `expect`.
+    pub fn bearer(token: &str, expect: Option<u32>, class: &'static str) -> Call {
+        Call {
+            authorization: Some(
+                HeaderValue::try_from(format!("Bearer {token}")).expect("a header value"),
+            ),
+            expect,
+            class,
+        }
+    }
+}
+
 /// One load run.
 #[derive(Clone)]
 pub struct LoadConfig {
@@ -29,8 +53,8 @@ pub struct LoadConfig {
     pub path: String,
     /// The request message, already length-prefixed (5-byte gRPC frame header).
     pub body: Bytes,
-    /// `authorization` values, used in turn; none when empty.
-    pub authorization: Arc<Vec<HeaderValue>>,
+    /// The calls, made in turn; a call without authorization when empty.
+    pub calls: Arc<Vec<Call>>,
     /// Connections.
     pub connections: usize,
     /// Concurrent streams per connection.
@@ -54,6 +78,11 @@ pub struct LoadReport {
     pub elapsed: Duration,
     /// Every measured call's latency, sorted, in microseconds.
     pub latencies_us: Vec<u32>,
+    /// Calls per class.
+    pub by_class: BTreeMap<&'static str, u64>,
+    /// Calls that ended otherwise than expected, by class and code (99 for
+    /// a transport error).
+    pub unexpected: BTreeMap<(&'static str, u32), u64>,
 }
 
 impl LoadReport {
@@ -79,14 +108,32 @@ impl LoadReport {
     /// One line for humans.
     pub fn summary(&self) -> String {
         format!(
-            "{:>9.0} calls/s  p50 {:>6} us  p99 {:>6} us  ok {}  refused {:?}  transport errors {}",
+            "{:>9.0} calls/s  p50 {:>6} us  p99 {:>6} us  max {:>7} us  ok {}  refused {:?}  transport errors {}  unexpected {:?}",
             self.calls_per_second(),
             self.quantile_us(0.5),
             self.quantile_us(0.99),
+            self.latencies_us.last().copied().unwrap_or(0),
             self.ok,
             self.refused,
-            self.transport_errors
+            self.transport_errors,
+            self.unexpected
         )
+    }
+
+    /// Adds another report's counts (not its span).
+    pub fn absorb(&mut self, other: LoadReport) {
+        self.ok += other.ok;
+        self.transport_errors += other.transport_errors;
+        for (code, n) in other.refused {
+            *self.refused.entry(code).or_default() += n;
+        }
+        for (class, n) in other.by_class {
+            *self.by_class.entry(class).or_default() += n;
+        }
+        for (key, n) in other.unexpected {
+            *self.unexpected.entry(key).or_default() += n;
+        }
+        self.latencies_us.extend(other.latencies_us);
     }
 }
 
@@ -144,13 +191,22 @@ async fn stream_worker(
 ) {
     let mut local = LoadReport::default();
     let uri = format!("http://{}{}", config.addr, config.path);
+    let anonymous = Call {
+        authorization: None,
+        expect: None,
+        class: "anonymous",
+    };
     while !shared.stop.load(Ordering::Relaxed) {
         let mut request = Request::post(&uri)
             .header("content-type", "application/grpc")
             .header("te", "trailers");
-        if !config.authorization.is_empty() {
-            let i = shared.next.fetch_add(1, Ordering::Relaxed) % config.authorization.len();
-            request = request.header("authorization", config.authorization[i].clone());
+        let spec = if config.calls.is_empty() {
+            &anonymous
+        } else {
+            &config.calls[shared.next.fetch_add(1, Ordering::Relaxed) % config.calls.len()]
+        };
+        if let Some(value) = &spec.authorization {
+            request = request.header("authorization", value.clone());
         }
         let request = request.body(()).unwrap();
         let started = Instant::now();
@@ -158,22 +214,29 @@ async fn stream_worker(
         if !shared.measuring.load(Ordering::Relaxed) {
             continue;
         }
-        match outcome {
-            Ok(0) => local.ok += 1,
-            Ok(code) => *local.refused.entry(code).or_default() += 1,
-            Err(_) => local.transport_errors += 1,
+        let code = match outcome {
+            Ok(0) => {
+                local.ok += 1;
+                0
+            }
+            Ok(code) => {
+                *local.refused.entry(code).or_default() += 1;
+                code
+            }
+            Err(_) => {
+                local.transport_errors += 1;
+                99
+            }
+        };
+        *local.by_class.entry(spec.class).or_default() += 1;
+        if spec.expect.is_some_and(|want| want != code) {
+            *local.unexpected.entry((spec.class, code)).or_default() += 1;
         }
         local
             .latencies_us
             .push(started.elapsed().as_micros().min(u32::MAX as u128) as u32);
     }
-    let mut report = shared.report.lock().unwrap();
-    report.ok += local.ok;
-    report.transport_errors += local.transport_errors;
-    for (code, n) in local.refused {
-        *report.refused.entry(code).or_default() += n;
-    }
-    report.latencies_us.extend(local.latencies_us);
+    shared.report.lock().unwrap().absorb(local);
 }
 
 /// One unary call; the gRPC status it ended with.

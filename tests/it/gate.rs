@@ -188,6 +188,24 @@ async fn hostile_tokens_are_refused_each_with_its_code() {
         let claims = claims_with(&app, |c| edit(c));
         signed(issuer, &kid, rs, &good_header, &claims)
     };
+    // A token with one claim set to `value`, or removed, and what it must say.
+    let set = |name, claim: &str, value: Value, says| {
+        bearer(
+            name,
+            with(&|c| drop(c.insert(claim.into(), value.clone()))),
+            Code::Unauthenticated,
+            says,
+        )
+    };
+    let unset = |name, claim: &str, says| {
+        bearer(
+            name,
+            with(&|c| drop(c.remove(claim))),
+            Code::Unauthenticated,
+            says,
+        )
+    };
+    let iss = issuer.url().to_owned();
     let attacker_jwk = issuer.jwk(&attacker).unwrap();
     let recorder_url = recorder.jwks_url();
     let ec_claims = issuer.claims("u", &[SCOPE]).to_string();
@@ -428,134 +446,65 @@ async fn hostile_tokens_are_refused_each_with_its_code() {
             u,
             "critical extension",
         ),
-        bearer(
-            "expired",
-            with(&|c| {
-                c.insert("exp".into(), (now() - 120).into());
-            }),
-            u,
-            "expired",
-        ),
-        bearer(
+        set("expired", "exp", (now() - 120).into(), "expired"),
+        set(
             "not yet valid",
-            with(&|c| {
-                c.insert("nbf".into(), (now() + 120).into());
-            }),
-            u,
+            "nbf",
+            (now() + 120).into(),
             "not yet valid",
         ),
-        bearer(
+        set(
             "wrong issuer",
-            with(&|c| {
-                c.insert("iss".into(), "https://evil.example/".into());
-            }),
-            u,
+            "iss",
+            "https://evil.example/".into(),
             "issuer is not accepted",
         ),
-        bearer(
+        set(
             "issuer without its trailing slash",
-            with(&|c| {
-                let i = c["iss"].as_str().unwrap().trim_end_matches('/').to_owned();
-                c.insert("iss".into(), i.into());
-            }),
-            u,
+            "iss",
+            iss.trim_end_matches('/').into(),
             "issuer is not accepted",
         ),
-        bearer(
-            "missing iss",
-            with(&|c| {
-                c.remove("iss");
-            }),
-            u,
-            "no `iss`",
-        ),
-        bearer(
+        unset("missing iss", "iss", "no `iss`"),
+        set(
             "wrong aud",
-            with(&|c| {
-                c.insert("aud".into(), "https://other/api".into());
-            }),
-            u,
+            "aud",
+            "https://other/api".into(),
             "audience is not accepted",
         ),
-        bearer(
+        set(
             "empty aud array",
-            with(&|c| {
-                c.insert("aud".into(), json!([]));
-            }),
-            u,
+            "aud",
+            json!([]),
             "audience is not accepted",
         ),
-        bearer(
-            "missing aud",
-            with(&|c| {
-                c.remove("aud");
-            }),
-            u,
-            "no `aud`",
-        ),
-        bearer(
-            "missing exp",
-            with(&|c| {
-                c.remove("exp");
-            }),
-            u,
-            "no `exp`",
-        ),
-        bearer(
+        unset("missing aud", "aud", "no `aud`"),
+        unset("missing exp", "exp", "no `exp`"),
+        set(
             "exp as a string",
-            with(&|c| {
-                c.insert("exp".into(), (now() + 600).to_string().into());
-            }),
-            u,
+            "exp",
+            (now() + 600).to_string().into(),
             "`exp` is invalid",
         ),
-        bearer(
-            "nbf as a string",
-            with(&|c| {
-                c.insert("nbf".into(), "0".into());
-            }),
-            u,
-            "`nbf` is invalid",
-        ),
-        bearer(
-            "aud as a number",
-            with(&|c| {
-                c.insert("aud".into(), 7.into());
-            }),
-            u,
-            "`aud` is invalid",
-        ),
-        bearer(
-            "iss as an array",
-            with(&|c| {
-                let i = c["iss"].clone();
-                c.insert("iss".into(), json!([i]));
-            }),
-            u,
-            "`iss` is invalid",
-        ),
-        bearer(
+        set("nbf as a string", "nbf", "0".into(), "`nbf` is invalid"),
+        set("aud as a number", "aud", 7.into(), "`aud` is invalid"),
+        set("iss as an array", "iss", json!([iss]), "`iss` is invalid"),
+        set(
             "scope as an array",
-            with(&|c| {
-                c.insert("scope".into(), json!([SCOPE]));
-            }),
-            u,
+            "scope",
+            json!([SCOPE]),
             "`scope` is invalid",
         ),
-        bearer(
+        set(
             "permissions as a string",
-            with(&|c| {
-                c.insert("permissions".into(), SCOPE.into());
-            }),
-            u,
+            "permissions",
+            SCOPE.into(),
             "`permissions` is invalid",
         ),
-        bearer(
+        set(
             "sub as an object",
-            with(&|c| {
-                c.insert("sub".into(), json!({"id": 1}));
-            }),
-            u,
+            "sub",
+            json!({"id": 1}),
             "`sub` is invalid",
         ),
         bearer(
@@ -767,4 +716,20 @@ async fn a_cached_token_still_expires_on_time() {
     }
     let status = app.call(&token).await.unwrap_err();
     assert_eq!(status.message(), "token has expired");
+}
+
+#[tokio::test]
+async fn large_headers_and_payloads_within_the_limit_pass() {
+    // Past the stack buffers, into the heap path: a 2 KB header (an x5c
+    // chain, ignored) and a 3 KB claim, still under the 8 KiB limit.
+    let app = spawn_app().await;
+    let kid = app.issuer.current_kid();
+    let header = json!({"alg": "RS256", "kid": kid, "x5c": ["A".repeat(2000)]}).to_string();
+    let claims = claims_with(&app, |c| {
+        c.insert("profile".into(), "p".repeat(3000).into());
+    });
+    let token = signed(&app.issuer, &kid, Algorithm::RS256, &header, &claims);
+    assert!(token.len() < 8192);
+    let response = app.call(&token).await.expect("a large valid token passes");
+    assert_eq!(response.subject, "user|1");
 }

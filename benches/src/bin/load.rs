@@ -14,11 +14,10 @@ use authgate::{
 };
 use authgate_bench::{
     SCOPE,
-    loadgen::{EMPTY_MESSAGE, LoadConfig, run},
+    loadgen::{Call, EMPTY_MESSAGE, LoadConfig, run},
 };
 use bytes::Bytes;
 use clap::{Parser, Subcommand};
-use http::HeaderValue;
 use prost::Message;
 
 #[derive(Parser)]
@@ -91,19 +90,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 seconds,
                 warmup,
             } => {
-                let authorization = match tokens {
+                let calls = match tokens {
                     Some(file) => std::fs::read_to_string(file)?
                         .lines()
                         .filter(|l| !l.is_empty())
-                        .map(|t| HeaderValue::try_from(format!("Bearer {t}")))
-                        .collect::<Result<Vec<_>, _>>()?,
+                        .map(|t| Call::bearer(t, None, "token"))
+                        .collect(),
                     None => Vec::new(),
                 };
                 let report = run(LoadConfig {
                     addr,
                     path,
                     body: Bytes::from_static(&EMPTY_MESSAGE),
-                    authorization: Arc::new(authorization),
+                    calls: Arc::new(calls),
                     connections,
                     streams,
                     duration: Duration::from_secs(seconds),
