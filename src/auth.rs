@@ -9,7 +9,10 @@ use std::{
     net::SocketAddr,
     pin::Pin,
     str::FromStr,
-    sync::Arc,
+    sync::{
+        Arc,
+        atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering},
+    },
     task::{Context, Poll},
     time::{SystemTime, UNIX_EPOCH},
 };
@@ -127,6 +130,51 @@ struct Shared {
     policy: ScopePolicy,
     /// Tokens that verified before; `None` when disabled.
     cache: Option<TokenCache>,
+    /// Bounds how many refusals are logged, so a flood of junk cannot flood
+    /// the logs or stall on a slow log sink.
+    refusal_log: RefusalLog,
+}
+
+/// The most refusals logged in one second; the rest are counted, and the
+/// count is logged when the next second begins.
+pub const REFUSALS_LOGGED_PER_SECOND: u32 = 100;
+
+#[derive(Default)]
+struct RefusalLog {
+    /// The second the counts below are for.
+    second: AtomicI64,
+    logged: AtomicU32,
+    suppressed: AtomicU64,
+}
+
+impl RefusalLog {
+    /// Whether this refusal may be logged; lock-free.
+    fn admit(&self) -> bool {
+        let now = unix_now();
+        let second = self.second.load(Ordering::Relaxed);
+        if now != second
+            && self
+                .second
+                .compare_exchange(second, now, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+        {
+            self.logged.store(0, Ordering::Relaxed);
+            let suppressed = self.suppressed.swap(0, Ordering::Relaxed);
+            if suppressed > 0 {
+                tracing::warn!(
+                    suppressed,
+                    limit_per_second = REFUSALS_LOGGED_PER_SECOND,
+                    "more refusals than the log limit; these were counted, not logged"
+                );
+            }
+        }
+        if self.logged.fetch_add(1, Ordering::Relaxed) < REFUSALS_LOGGED_PER_SECOND {
+            true
+        } else {
+            self.suppressed.fetch_add(1, Ordering::Relaxed);
+            false
+        }
+    }
 }
 
 /// How many verified tokens the gate remembers by default.
@@ -165,6 +213,7 @@ impl AuthInterceptor {
                 keys,
                 policy,
                 cache,
+                refusal_log: RefusalLog::default(),
             }),
         }
     }
@@ -218,6 +267,22 @@ impl AuthInterceptor {
         }
     }
 
+    /// Logs a refusal at `info` (who, why, never the token), at most
+    /// [`REFUSALS_LOGGED_PER_SECOND`] a second.
+    pub fn log_refusal(&self, method: &str, peer: Option<SocketAddr>, refusal: &Refusal) {
+        if self.shared.refusal_log.admit() {
+            tracing::info!(
+                method,
+                peer = ?peer,
+                subject = refusal.subject.as_deref(),
+                reason = refusal.error.reason(),
+                code = ?refusal.error.code(),
+                "refused: {}",
+                refusal.error
+            );
+        }
+    }
+
     /// A layer that guards every method of a tonic server but health and
     /// reflection.
     pub fn layer(&self) -> AuthLayer {
@@ -241,9 +306,19 @@ pub struct Refusal {
 impl tonic::service::Interceptor for AuthInterceptor {
     fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, Status> {
         let values = request.metadata().get_all("authorization");
-        let principal = self.authenticate(values.iter().map(|v| v.as_bytes()))?;
+        let refuse = |error: AuthError, subject: Option<Box<str>>| {
+            let refusal = Refusal { error, subject };
+            self.log_refusal("(one service)", request.remote_addr(), &refusal);
+            Status::from(&refusal.error)
+        };
+        let principal = self
+            .authenticate(values.iter().map(|v| v.as_bytes()))
+            .map_err(|e| refuse(e, None))?;
         if !self.shared.policy.is_empty() {
-            return Err(AuthError::UnknownMethod.into());
+            return Err(refuse(
+                AuthError::UnknownMethod,
+                Some(principal.subject().into()),
+            ));
         }
         request.extensions_mut().insert(principal);
         Ok(request)
@@ -377,15 +452,9 @@ where
                 }
             }
             Err(refusal) => {
-                tracing::info!(
-                    method = path,
-                    peer = ?peer(&request),
-                    subject = refusal.subject.as_deref(),
-                    reason = refusal.error.reason(),
-                    code = ?refusal.error.code(),
-                    "refused: {}",
-                    refusal.error
-                );
+                self.layer
+                    .interceptor
+                    .log_refusal(path, peer(&request), &refusal);
                 AuthFuture::Refused {
                     response: Some(Status::from(&refusal.error).into_http()),
                 }
@@ -458,6 +527,21 @@ mod tests {
             bearer_token([&b"Bearer a"[..], b"Bearer b"]),
             Err(AuthError::DuplicateAuthorization)
         );
+    }
+
+    #[test]
+    fn refusal_logging_is_capped_per_second() {
+        for _ in 0..3 {
+            let log = RefusalLog::default();
+            let before = unix_now();
+            let admitted = (0..150).filter(|_| log.admit()).count();
+            if unix_now() == before {
+                assert_eq!(admitted, REFUSALS_LOGGED_PER_SECOND as usize);
+                assert_eq!(log.suppressed.load(Ordering::Relaxed), 50);
+                return;
+            }
+        }
+        panic!("the second kept turning over");
     }
 
     #[test]

@@ -74,8 +74,8 @@ pub struct ClientArgs {
     #[arg(long, env = "AUTHGATE_CLIENT_ID")]
     pub client_id: Option<String>,
     /// The client secret (prefer the environment: arguments show in `ps`).
-    #[arg(long, env = "AUTHGATE_CLIENT_SECRET", hide_env_values = true)]
-    pub client_secret: Option<String>,
+    #[arg(long, env = "AUTHGATE_CLIENT_SECRET", hide_env_values = true, value_parser = parse_secret)]
+    pub client_secret: Option<Secret>,
     /// The API identifier to ask a token for.
     #[arg(long, env = "AUTHGATE_AUDIENCE")]
     pub audience: Option<String>,
@@ -108,8 +108,8 @@ pub struct CallArgs {
     #[arg(long, env = "AUTHGATE_ADDR", default_value = "http://127.0.0.1:50051")]
     pub addr: String,
     /// A token to send as is, instead of one from the client-credentials grant.
-    #[arg(long, env = "AUTHGATE_TOKEN", hide_env_values = true)]
-    pub token: Option<String>,
+    #[arg(long, env = "AUTHGATE_TOKEN", hide_env_values = true, value_parser = parse_secret)]
+    pub token: Option<Secret>,
     /// A PEM CA certificate to trust for https (a private CA); system roots otherwise.
     #[arg(long)]
     pub ca: Option<PathBuf>,
@@ -224,8 +224,8 @@ pub struct DevArgs {
     #[arg(long, default_value = "authgate-dev")]
     pub client_id: String,
     /// The dev client's secret [default: a new random one each start].
-    #[arg(long, env = "AUTHGATE_DEV_CLIENT_SECRET")]
-    pub client_secret: Option<String>,
+    #[arg(long, env = "AUTHGATE_DEV_CLIENT_SECRET", hide_env_values = true, value_parser = parse_secret)]
+    pub client_secret: Option<Secret>,
     /// Settings shared with `authgate serve`. With none given, GetPrivate
     /// requires `read:private`, which the dev client is granted.
     #[command(flatten)]
@@ -237,12 +237,21 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
         .map_err(|e| format!("`{s}` is not a duration like 90s, 10m, 1h: {e}"))
 }
 
+/// Secrets and tokens from the command line, kept out of `Debug`.
+fn parse_secret(s: &str) -> Result<Secret, String> {
+    Ok(Secret::new(s))
+}
+
 fn parse_algorithm(s: &str) -> Result<Algorithm, String> {
     Algorithm::from_name(s).ok_or_else(|| {
         let names: Vec<&str> = Algorithm::ALL.iter().map(|a| a.name()).collect();
         format!("`{s}` is not one of {}", names.join(", "))
     })
 }
+
+/// The largest verified-token cache the command line allows: at worst about
+/// 16 KiB an entry.
+pub const MAX_TOKEN_CACHE_ENTRIES: usize = 1 << 20;
 
 /// The scope rule `authgate dev` applies when none is given.
 pub const DEV_SCOPE_RULE: &str = "/authgate.v1.PrivateService/GetPrivate=read:private";
@@ -288,7 +297,8 @@ impl Failure {
 /// Runs a parsed command line to completion and says how it ended.
 pub fn run(cli: Cli) -> ExitCode {
     let quiet = matches!(cli.command, Command::Token(_) | Command::Call(_));
-    init_tracing(cli.log_format, if quiet { "warn" } else { "info" });
+    // Held to the end: dropping it flushes the logs still queued.
+    let _logs = init_tracing(cli.log_format, if quiet { "warn" } else { "info" });
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -320,17 +330,25 @@ pub fn run(cli: Cli) -> ExitCode {
     }
 }
 
-fn init_tracing(format: LogFormat, default_level: &str) {
+/// Logs go to stderr through a background thread: a slow or blocked log
+/// sink drops lines instead of stalling the threads that serve calls.
+fn init_tracing(
+    format: LogFormat,
+    default_level: &str,
+) -> tracing_appender::non_blocking::WorkerGuard {
     use tracing_subscriber::EnvFilter;
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
+    let (writer, guard) = tracing_appender::non_blocking(std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(writer);
     let _ = match format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),
     };
+    guard
 }
 
 impl ServeArgs {
@@ -394,6 +412,43 @@ impl GateArgs {
         if self.jwks_min_refresh_interval > self.jwks_refresh_interval {
             return Err(StartupError::Config(
                 "--jwks-min-refresh-interval must not exceed --jwks-refresh-interval".into(),
+            ));
+        }
+        let at_least = |flag: &str, value: Duration, floor: Duration| {
+            if value < floor {
+                Err(StartupError::Config(format!(
+                    "{flag} must be at least {}",
+                    humantime::format_duration(floor)
+                )))
+            } else {
+                Ok(())
+            }
+        };
+        let second = Duration::from_secs(1);
+        let tenth = Duration::from_millis(100);
+        at_least(
+            "--jwks-refresh-interval",
+            self.jwks_refresh_interval,
+            second,
+        )?;
+        at_least(
+            "--jwks-min-refresh-interval",
+            self.jwks_min_refresh_interval,
+            second,
+        )?;
+        at_least("--jwks-fetch-timeout", self.jwks_fetch_timeout, tenth)?;
+        at_least("--handshake-timeout", self.handshake_timeout, tenth)?;
+        at_least("--request-timeout", self.request_timeout, tenth)?;
+        at_least("--keepalive-interval", self.keepalive_interval, second)?;
+        at_least("--keepalive-timeout", self.keepalive_timeout, tenth)?;
+        if self.token_cache_entries > MAX_TOKEN_CACHE_ENTRIES {
+            return Err(StartupError::Config(format!(
+                "--token-cache-entries must be at most {MAX_TOKEN_CACHE_ENTRIES}"
+            )));
+        }
+        if self.max_connections == 0 || self.max_concurrent_streams == 0 {
+            return Err(StartupError::Config(
+                "--max-connections and --max-concurrent-streams must be at least 1".into(),
             ));
         }
         let tls = match (&self.tls_cert, &self.tls_key) {
@@ -470,7 +525,10 @@ async fn dev(args: DevArgs) -> Result<(), StartupError> {
                 .into(),
         ));
     }
-    let secret = args.client_secret.clone().unwrap_or_else(random_secret);
+    let secret = args
+        .client_secret
+        .as_ref()
+        .map_or_else(random_secret, |s| s.expose().to_owned());
     let scopes = vec!["read:private".to_owned()];
     let issuer = DevIssuer::start(DevIssuerConfig {
         listen: args.issuer_listen,
@@ -567,7 +625,7 @@ impl ClientArgs {
             .client_secret
             .clone()
             .ok_or_else(|| missing("client secret", "--client-secret", "AUTHGATE_CLIENT_SECRET"))?;
-        let mut config = TokenSourceConfig::new(endpoint, client_id, Secret::new(secret));
+        let mut config = TokenSourceConfig::new(endpoint, client_id, secret);
         config.audience = self.audience.clone();
         config.scope = self.scope.clone();
         config.auth = self.client_auth;
@@ -588,7 +646,7 @@ async fn call(args: CallArgs) -> Result<(), Failure> {
     use tonic::transport::{Certificate, ClientTlsConfig, Endpoint};
 
     let token = match &args.token {
-        Some(token) => token.clone(),
+        Some(token) => token.expose().to_owned(),
         None => args
             .client
             .token_source()?
@@ -814,6 +872,26 @@ mod tests {
         assert_eq!(config.validation.audiences, ["a", "b", "c"]);
         assert_eq!(config.validation.leeway, Duration::from_secs(5));
         assert!(!config.policy.is_empty());
+    }
+
+    #[test]
+    fn serve_refuses_intervals_that_would_spin() {
+        let base = ["--issuer", "https://t.auth0.com/", "--audience", "a"];
+        for extra in [
+            &[
+                "--jwks-refresh-interval",
+                "0s",
+                "--jwks-min-refresh-interval",
+                "0s",
+            ][..],
+            &["--jwks-min-refresh-interval", "100ms"],
+            &["--handshake-timeout", "0s"],
+            &["--token-cache-entries", "99999999999"],
+            &["--max-connections", "0"],
+        ] {
+            let args: Vec<&str> = base.iter().chain(extra).copied().collect();
+            assert!(serve_args(&args).is_err(), "{extra:?} accepted");
+        }
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::{
     fmt,
     path::PathBuf,
     sync::{Arc, Weak},
-    time::{Duration, SystemTime, UNIX_EPOCH},
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
 use arc_swap::ArcSwapOption;
@@ -148,6 +148,9 @@ pub enum TokenError {
     /// The HTTP client could not be built.
     #[error("cannot build the HTTP client: {0}")]
     Client(#[source] reqwest::Error),
+    /// The token request this call waited on failed.
+    #[error("{0}")]
+    Shared(Arc<str>),
 }
 
 /// An access token and when it expires. `Debug` does not show the token.
@@ -231,6 +234,9 @@ struct Inner {
     endpoint: tokio::sync::OnceCell<Url>,
     /// Whether the background refresher runs.
     refreshing: std::sync::atomic::AtomicBool,
+    /// The last fetch's failure and when it ended: callers that queued
+    /// behind that fetch get its answer rather than fetching again.
+    last_failure: std::sync::Mutex<Option<(Instant, Arc<str>)>>,
 }
 
 impl fmt::Debug for TokenSource {
@@ -263,6 +269,7 @@ impl TokenSource {
                 fetching: tokio::sync::Mutex::new(()),
                 endpoint: tokio::sync::OnceCell::new(),
                 refreshing: std::sync::atomic::AtomicBool::new(false),
+                last_failure: std::sync::Mutex::new(None),
             }),
         })
     }
@@ -296,13 +303,27 @@ impl TokenSource {
         &self,
         good_enough: impl Fn(&AccessToken) -> bool,
     ) -> Result<AccessToken, TokenError> {
+        let asked = Instant::now();
         let _fetching = self.inner.fetching.lock().await;
         if let Some(token) = self.inner.current.load().as_deref()
             && good_enough(token)
         {
             return Ok(token.clone());
         }
-        let token = self.fetch().await?;
+        // A fetch that failed while we waited answers for us too: during an
+        // outage, queued callers must not each retry in turn.
+        if let Some((ended, reason)) = lock(&self.inner.last_failure).clone()
+            && ended >= asked
+        {
+            return Err(TokenError::Shared(reason));
+        }
+        let token = match self.fetch().await {
+            Ok(token) => token,
+            Err(error) => {
+                *lock(&self.inner.last_failure) = Some((Instant::now(), error.to_string().into()));
+                return Err(error);
+            }
+        };
         self.inner.current.store(Some(Arc::new(token.clone())));
         if let Some(dir) = &self.inner.config.cache_dir {
             file_cache::store(dir, &self.inner.config, &token);
@@ -430,8 +451,27 @@ impl TokenSource {
     }
 }
 
+/// The shortest pause between two background refreshes, whatever lifetime
+/// the issuer gives its tokens.
+const MIN_REFRESH_PAUSE: Duration = Duration::from_secs(1);
+
+/// Lowers the `refreshing` flag when the background task ends, including
+/// when its runtime shuts down, so that a later call can start another.
+struct RefreshingFlag(Weak<Inner>);
+
+impl Drop for RefreshingFlag {
+    fn drop(&mut self) {
+        if let Some(inner) = self.0.upgrade() {
+            inner
+                .refreshing
+                .store(false, std::sync::atomic::Ordering::Release);
+        }
+    }
+}
+
 /// Refreshes ahead of expiry for as long as any [`TokenSource`] clone lives.
 async fn background_refresh(inner: Weak<Inner>) {
+    let _flag = RefreshingFlag(inner.clone());
     let mut failures = 0u32;
     loop {
         let wait = {
@@ -445,12 +485,8 @@ async fn background_refresh(inner: Weak<Inner>) {
             }
         };
         let retry = Duration::from_secs(1).saturating_mul(1 << failures.min(5));
-        tokio::time::sleep(if failures > 0 {
-            retry.min(wait.max(retry))
-        } else {
-            wait
-        })
-        .await;
+        let pause = if failures > 0 { retry } else { wait };
+        tokio::time::sleep(pause.max(MIN_REFRESH_PAUSE)).await;
         let Some(inner) = inner.upgrade() else { return };
         let source = TokenSource { inner };
         let threshold = SystemTime::now();
@@ -586,6 +622,12 @@ fn retry_after(headers: &header::HeaderMap) -> Option<Duration> {
     )
 }
 
+fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 fn random_fraction() -> f64 {
     let mut bytes = [0u8; 8];
     if aws_lc_rs::rand::fill(&mut bytes).is_err() {
@@ -671,8 +713,39 @@ pub mod file_cache {
         dir.join(format!("token-{name}.json"))
     }
 
+    /// Refuses a cache path that someone else owns or could read or write.
+    fn private(path: &std::path::Path, mode: u32) -> std::io::Result<()> {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::MetadataExt;
+            let meta = std::fs::symlink_metadata(path)?;
+            // SAFETY: geteuid(2) cannot fail and touches no memory of ours.
+            let me = unsafe { libc::geteuid() };
+            if meta.uid() != me || meta.mode() & 0o777 != mode || meta.file_type().is_symlink() {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::PermissionDenied,
+                    format!(
+                        "{} is not private (owner {}, mode {:o})",
+                        path.display(),
+                        meta.uid(),
+                        meta.mode() & 0o777
+                    ),
+                ));
+            }
+        }
+        let _ = (path, mode);
+        Ok(())
+    }
+
     pub(super) fn load(dir: &std::path::Path, config: &TokenSourceConfig) -> Option<AccessToken> {
-        let text = std::fs::read(path(dir, config)).ok()?;
+        let file = path(dir, config);
+        if let Err(error) = private(dir, 0o700).and_then(|()| private(&file, 0o600)) {
+            if error.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!(%error, "not using the token cache");
+            }
+            return None;
+        }
+        let text = std::fs::read(file).ok()?;
         let entry: Entry = serde_json::from_slice(&text).ok()?;
         // The name is a hash: check that the entry really is ours.
         if entry.token_endpoint != endpoint_key(config)
@@ -714,12 +787,19 @@ pub mod file_cache {
         #[cfg(unix)]
         std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
         builder.create(dir)?;
+        private(dir, 0o700)?;
         let target = path(dir, config);
-        let temp = target.with_extension(format!("tmp{}", std::process::id()));
+        let mut nonce = [0u8; 8];
+        let _ = aws_lc_rs::rand::fill(&mut nonce);
+        let temp = target.with_extension(format!("tmp-{}", u64::from_le_bytes(nonce)));
         let mut options = std::fs::OpenOptions::new();
-        options.write(true).create(true).truncate(true);
+        // A new file, never one someone placed there, never through a link.
+        options.write(true).create_new(true);
         #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(0o600).custom_flags(libc::O_NOFOLLOW);
+        }
         let mut file = options.open(&temp)?;
         std::io::Write::write_all(&mut file, &serde_json::to_vec(&entry)?)?;
         file.sync_all()?;

@@ -1,7 +1,9 @@
 //! Accepting connections within bounds: at most so many at once (the accept
 //! loop waits for one to close before taking another), and each one closed
-//! if it has not sent its first bytes within the handshake timeout, so that
-//! idle sockets cannot hold every slot.
+//! if it has not sent the first 24 bytes (the length of HTTP/2's connection
+//! preface; a TLS ClientHello is longer) within the handshake timeout, so
+//! that silent or trickling sockets cannot hold every slot. Past that, TLS
+//! has its own handshake timeout and HTTP/2 its keep-alive pings.
 
 use std::{
     io,
@@ -20,6 +22,10 @@ use tokio::{
     time::{Instant, Sleep},
 };
 use tonic::transport::server::{Connected, TcpConnectInfo};
+
+/// What a connection must send within the handshake timeout: HTTP/2's
+/// connection preface is 24 bytes.
+const HANDSHAKE_BYTES: usize = 24;
 
 /// Connections from `listener`, at most `max` open at once.
 pub fn bounded(
@@ -53,8 +59,10 @@ pub fn bounded(
 pub struct BoundedStream {
     stream: TcpStream,
     _slot: OwnedSemaphorePermit,
-    /// Until the first byte arrives: when to give up on the peer.
+    /// Until the first `HANDSHAKE_BYTES` arrive: when to give up on the peer.
     handshake: Option<Pin<Box<Sleep>>>,
+    /// Bytes received so far, counted until the handshake deadline is lifted.
+    received: usize,
     peer: Option<SocketAddr>,
 }
 
@@ -67,6 +75,7 @@ impl BoundedStream {
             handshake: Some(Box::pin(tokio::time::sleep_until(
                 Instant::now() + handshake_timeout,
             ))),
+            received: 0,
             peer,
         }
     }
@@ -80,14 +89,18 @@ impl AsyncRead for BoundedStream {
     ) -> Poll<io::Result<()>> {
         let before = buf.filled().len();
         let result = Pin::new(&mut self.stream).poll_read(cx, buf);
-        if let Some(deadline) = self.handshake.as_mut() {
-            match &result {
-                Poll::Ready(Ok(())) if buf.filled().len() > before => self.handshake = None,
-                Poll::Pending if deadline.as_mut().poll(cx).is_ready() => {
-                    tracing::debug!(peer = ?self.peer, "closing a connection that sent nothing");
-                    return Poll::Ready(Err(io::ErrorKind::TimedOut.into()));
+        if self.handshake.is_some() {
+            if let Poll::Ready(Ok(())) = &result {
+                self.received += buf.filled().len() - before;
+                if self.received >= HANDSHAKE_BYTES {
+                    self.handshake = None;
+                    return result;
                 }
-                _ => {}
+            }
+            let deadline = self.handshake.as_mut().expect("checked above");
+            if deadline.as_mut().poll(cx).is_ready() {
+                tracing::debug!(peer = ?self.peer, "closing a connection that did not start in time");
+                return Poll::Ready(Err(io::ErrorKind::TimedOut.into()));
             }
         }
         result

@@ -212,9 +212,14 @@ impl KeySet {
                 }
             };
             let kid = jwk.kid.clone();
-            let key = match previous.and_then(|p| p.reusable(&jwk)) {
-                Some(key) => Ok(key),
-                None => jwk.into_verifying_key().map(Arc::new),
+            // Every key is judged afresh, reused or not: a key that a later
+            // fetch lists with private material, or for encryption, goes.
+            let key = match jwk.check_purpose() {
+                Err(reason) => Err(reason),
+                Ok(declared) => match previous.and_then(|p| p.reusable(&jwk)) {
+                    Some(key) => Ok(key),
+                    None => jwk.into_verifying_key(declared).map(Arc::new),
+                },
             };
             match key {
                 Ok(key) => {
@@ -329,7 +334,9 @@ impl Jwk {
         .join(".")
     }
 
-    fn into_verifying_key(self) -> Result<VerifyingKey, String> {
+    /// Whether the key is meant for verifying signatures, and with which
+    /// algorithm it says it is used, if any.
+    fn check_purpose(&self) -> Result<Option<Algorithm>, String> {
         match self.use_.as_deref() {
             None | Some("sig") => {}
             Some("enc") => {
@@ -348,12 +355,16 @@ impl Jwk {
                     .into(),
             );
         }
-        let declared = match self.alg.as_deref() {
-            None => None,
-            Some(name) => Some(Algorithm::from_name(name).ok_or_else(|| {
+        match self.alg.as_deref() {
+            None => Ok(None),
+            Some(name) => Algorithm::from_name(name).map(Some).ok_or_else(|| {
                 format!("`alg` {name:?} is not a signature algorithm authgate verifies")
-            })?),
-        };
+            }),
+        }
+    }
+
+    /// Parses the key material into a verifier per algorithm it may verify.
+    fn into_verifying_key(self, declared: Option<Algorithm>) -> Result<VerifyingKey, String> {
         let allowed = |family: &[Algorithm]| -> Result<Vec<Algorithm>, String> {
             match declared {
                 None => Ok(family.to_vec()),
@@ -496,6 +507,28 @@ mod tests {
                 KeySet::from_jwks(doc, None),
                 Err(JwksError::Invalid(_))
             ));
+        }
+    }
+
+    #[test]
+    fn a_reused_key_is_judged_again() {
+        let ed = r#"{"kty":"OKP","crv":"Ed25519","kid":"k","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo""#;
+        let (first, _) =
+            KeySet::from_jwks(format!("{{\"keys\":[{ed}}}]}}").as_bytes(), None).unwrap();
+        assert_eq!(first.len(), 1);
+        for change in [
+            r#","d":"AAAA""#,
+            r#","use":"enc""#,
+            r#","key_ops":["sign"]"#,
+        ] {
+            let doc = format!("{{\"keys\":[{ed}{change}}}]}}");
+            assert!(
+                matches!(
+                    KeySet::from_jwks(doc.as_bytes(), Some(&first)),
+                    Err(JwksError::NoUsableKey(_))
+                ),
+                "{change} kept the key"
+            );
         }
     }
 

@@ -27,6 +27,18 @@ pub fn parse_issuer_url(what: &'static str, url: &str) -> Result<Url, UrlError> 
             url: url.to_owned(),
         });
     }
+    // Credentials in a URL end up in logs and error messages.
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        return Err(UrlError::Invalid {
+            what,
+            url: format!(
+                "{}://…@{}",
+                parsed.scheme(),
+                parsed.host_str().unwrap_or("")
+            ),
+            detail: "credentials in the URL are not accepted".into(),
+        });
+    }
     Ok(parsed)
 }
 
@@ -134,6 +146,7 @@ mod tests {
             "ftp://localhost/",
             "file:///etc/passwd",
             "not a url",
+            "https://user:pass@tenant.auth0.com/",
         ] {
             assert!(parse_issuer_url("issuer", bad).is_err(), "{bad}");
         }

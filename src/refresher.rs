@@ -97,6 +97,9 @@ pub enum JwksSource {
     },
 }
 
+/// The least time between two fetches, whatever the configuration says.
+const MIN_PAUSE: Duration = Duration::from_millis(50);
+
 /// How the refresher paces itself.
 #[derive(Debug, Clone)]
 pub struct RefreshConfig {
@@ -194,7 +197,8 @@ impl Refresher {
                     delay
                 }
             };
-            deadline = Instant::now() + delay;
+            // A floor, so that no configuration can make this a busy loop.
+            deadline = Instant::now() + delay.max(MIN_PAUSE);
         }
     }
 
@@ -225,6 +229,16 @@ impl Refresher {
     /// Returns the new set and the response's `max-age`, if any.
     pub async fn fetch(&mut self) -> Result<(KeySet, Option<Duration>), FetchError> {
         let url = self.jwks_url().await?;
+        let result = self.fetch_from(&url).await;
+        if result.is_err() {
+            // The issuer may have moved its keys: ask discovery again next time.
+            self.discovered = None;
+        }
+        result
+    }
+
+    async fn fetch_from(&mut self, url: &Url) -> Result<(KeySet, Option<Duration>), FetchError> {
+        let url = url.clone();
         let response = self.get(&url).await?;
         let max_age = max_age(response.headers());
         let body = net::read_limited(&url, response, self.config.max_document_bytes).await?;
@@ -276,9 +290,10 @@ impl Refresher {
                 self.discovered = Some(url.clone());
                 Ok(url)
             }
+            // Not remembered: a 404 may be passing, and the next fetch asks
+            // discovery again.
             Err(FetchError::Status { status: 404, .. }) => {
                 tracing::info!(jwks_url = %fallback, "the issuer has no discovery document");
-                self.discovered = Some(fallback.clone());
                 Ok(fallback)
             }
             Err(error @ FetchError::Invalid { .. }) | Err(error @ FetchError::Url(_)) => Err(error),

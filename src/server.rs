@@ -118,7 +118,11 @@ impl Application {
             addr: config.listen.to_string(),
             source,
         })?;
-        let tls = config.tls.as_ref().map(load_tls).transpose()?;
+        let tls = config
+            .tls
+            .as_ref()
+            .map(|files| load_tls(files, config.limits.handshake_timeout))
+            .transpose()?;
         if config.refresh.min_interval > config.refresh.interval {
             return Err(StartupError::Config(format!(
                 "--jwks-min-refresh-interval ({:?}) exceeds --jwks-refresh-interval ({:?})",
@@ -240,13 +244,18 @@ impl Application {
     }
 }
 
-fn load_tls(files: &TlsFiles) -> Result<ServerTlsConfig, StartupError> {
+fn load_tls(
+    files: &TlsFiles,
+    handshake_timeout: Duration,
+) -> Result<ServerTlsConfig, StartupError> {
     let read = |path: &PathBuf| {
         std::fs::read(path)
             .map_err(|e| StartupError::Tls(format!("cannot read {}: {e}", path.display())))
     };
     let identity = Identity::from_pem(read(&files.cert)?, read(&files.key)?);
-    let config = ServerTlsConfig::new().identity(identity);
+    let config = ServerTlsConfig::new()
+        .identity(identity)
+        .timeout(handshake_timeout);
     // Parse the certificate and key now, so a bad file stops start-up
     // instead of the first handshake.
     Server::builder()

@@ -120,6 +120,30 @@ async fn throttling_and_outages_are_retried_honouring_retry_after() {
 }
 
 #[tokio::test]
+async fn callers_queued_behind_a_failed_fetch_share_its_failure() {
+    let issuer = spawn_issuer().await;
+    for _ in 0..50 {
+        issuer.push_token_fault(TokenFault {
+            status: 503,
+            retry_after: None,
+        });
+    }
+    let mut config = source_config(&issuer);
+    config.max_attempts = 2;
+    let source = TokenSource::new(config).unwrap();
+    let mut tasks = Vec::new();
+    for _ in 0..200 {
+        let source = source.clone();
+        tasks.push(tokio::spawn(async move { source.token().await }));
+    }
+    for task in tasks {
+        assert!(task.await.unwrap().is_err());
+    }
+    // One fetch of two attempts answered all 200 callers.
+    assert_eq!(issuer.token_hits(), 2);
+}
+
+#[tokio::test]
 async fn retries_end_after_max_attempts() {
     let issuer = spawn_issuer().await;
     for _ in 0..5 {

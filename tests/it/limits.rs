@@ -98,9 +98,13 @@ async fn the_server_announces_its_stream_limit() {
 }
 
 #[tokio::test]
-async fn a_silent_connection_is_closed_after_the_handshake_timeout() {
+async fn a_silent_or_trickling_connection_is_closed_after_the_handshake_timeout() {
     let app = app_with(|l| l.handshake_timeout = Duration::from_millis(300)).await;
     let mut silent = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    // A trickle is no better than silence: one byte of the 24-byte preface.
+    tokio::io::AsyncWriteExt::write_all(&mut silent, b"P")
+        .await
+        .unwrap();
     let mut buf = [0u8; 64];
     let closed = tokio::time::timeout(Duration::from_secs(3), async {
         // Whatever the server writes first (its SETTINGS), it then closes.
