@@ -307,3 +307,30 @@ async fn call_prints_the_code_and_message_and_exits_non_zero() {
     assert!(!stderr.contains("hunter2"));
     assert!(!cache.exists(), "--no-cache wrote a cache");
 }
+
+#[tokio::test]
+async fn call_reaches_a_tls_server_through_a_private_ca() {
+    let (app, ca) = crate::common::spawn_tls_app("cli").await;
+    let addr = format!("https://localhost:{}", app.addr.port());
+    let token = app.token();
+    let mut command = authgate();
+    command.args(["call", "--addr", &addr, "--token", &token]);
+    command.arg("--ca").arg(&ca);
+    let output = tokio::task::spawn_blocking(move || command.output().unwrap())
+        .await
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(json["message"], "This is private");
+    // Without the CA, the server's certificate is not trusted.
+    let mut command = authgate();
+    command.args(["call", "--addr", &addr, "--token", &token]);
+    let output = tokio::task::spawn_blocking(move || command.output().unwrap())
+        .await
+        .unwrap();
+    assert!(!output.status.success());
+}

@@ -9,8 +9,7 @@ use tonic::{
     transport::{Certificate, Channel, ClientTlsConfig},
 };
 
-use crate::common::{Options, TestApp, code, spawn_app, spawn_app_with};
-use authgate::server::TlsFiles;
+use crate::common::{TestApp, code, spawn_app};
 
 #[tokio::test]
 async fn health_is_public_and_serving_once_keys_load() {
@@ -134,32 +133,9 @@ async fn methods_that_do_not_exist_are_guarded_too() {
 
 #[tokio::test]
 async fn tls_with_a_private_ca() {
-    let ca_key = rcgen::KeyPair::generate().unwrap();
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-    let ca_issuer = rcgen::Issuer::new(ca_params, ca_key);
-    let key = rcgen::KeyPair::generate().unwrap();
-    let cert = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
-        .unwrap()
-        .signed_by(&key, &ca_issuer)
-        .unwrap();
-    let dir = std::env::temp_dir().join(format!("authgate-tls-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let (cert_path, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
-    std::fs::write(&cert_path, cert.pem()).unwrap();
-    std::fs::write(&key_path, key.serialize_pem()).unwrap();
-
-    let app = spawn_app_with(Options {
-        tls: Some(TlsFiles {
-            cert: cert_path,
-            key: key_path,
-        }),
-        ..Options::default()
-    })
-    .await;
+    let (app, ca) = crate::common::spawn_tls_app("server").await;
     let tls = ClientTlsConfig::new()
-        .ca_certificate(Certificate::from_pem(ca.pem()))
+        .ca_certificate(Certificate::from_pem(std::fs::read(&ca).unwrap()))
         .domain_name("localhost");
     let channel = Channel::from_shared(format!("https://localhost:{}", app.addr.port()))
         .unwrap()
@@ -179,7 +155,6 @@ async fn tls_with_a_private_ca() {
     assert_eq!(response.message, "This is private");
     // Plaintext to a TLS port does not get through.
     assert!(app.call(&app.token()).await.is_err());
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::test]
