@@ -61,10 +61,7 @@ fn main() {
     // `cargo bench` passes `--bench`; nothing to parse.
     let fixture = Fixture::new();
     let keys = fixture.keys();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
+    let now = authgate_bench::unix_now();
     let token = fixture.token(Algorithm::RS256, 0);
     let value = format!("Bearer {token}");
     let cached = fixture.interceptor(4096);

@@ -17,7 +17,7 @@ use std::{
     future::Future,
     hint::black_box,
     task::{Context, Poll, Waker},
-    time::{Duration, SystemTime, UNIX_EPOCH},
+    time::Duration,
 };
 
 use authgate::keys::Algorithm;
@@ -26,13 +26,6 @@ use aws_lc_rs::signature::{self, ParsedPublicKey, RsaPublicKeyComponents, Unpars
 use criterion::{Criterion, criterion_group, criterion_main};
 use jsonwebtoken::crypto::{CryptoProvider, aws_lc, rust_crypto};
 use tower_service::Service;
-
-fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-}
 
 #[derive(serde::Deserialize)]
 #[allow(dead_code)]
@@ -134,7 +127,7 @@ fn per_algorithm(c: &mut Criterion) {
         let (message, sig) = signed_parts(&token);
         let (parsed, unparsed) = bare_keys(&fixture, alg);
         assert!(parsed.verify_sig(message, &sig).is_ok() && unparsed(message, &sig));
-        let now = now();
+        let now = authgate_bench::unix_now();
         assert!(fixture.validator.validate(&token, &keys, now).is_ok());
 
         let mut group = c.benchmark_group(alg.name());

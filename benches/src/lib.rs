@@ -132,6 +132,14 @@ pub fn signed_parts(token: &str) -> (&[u8], Vec<u8>) {
     (&token.as_bytes()[..dot], signature)
 }
 
+/// Seconds since the Unix epoch, as the validator takes them.
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("a clock after 1970")
+        .as_secs() as i64
+}
+
 /// Decodes a base64url JWK member.
 pub fn member(jwk: &serde_json::Value, name: &str) -> Vec<u8> {
     URL_SAFE_NO_PAD.decode(jwk[name].as_str().unwrap()).unwrap()

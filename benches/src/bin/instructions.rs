@@ -17,10 +17,7 @@ fn main() {
     let n: usize = args.next().expect("a count").parse().expect("a number");
     let fixture = Fixture::new();
     let keys = fixture.keys();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
+    let now = authgate_bench::unix_now();
     let (alg, params): (Algorithm, &'static signature::RsaParameters) = if op.ends_with("ps256") {
         (Algorithm::PS256, &signature::RSA_PSS_2048_8192_SHA256)
     } else {
