@@ -113,16 +113,19 @@ fn bare_keys(fixture: &Fixture, alg: Algorithm) -> (ParsedPublicKey, UnparsedVer
     }
 }
 
+/// The algorithms benchmarked one by one.
+const ALGORITHMS: [Algorithm; 4] = [
+    Algorithm::RS256,
+    Algorithm::PS256,
+    Algorithm::ES256,
+    Algorithm::EdDSA,
+];
+
 fn per_algorithm(c: &mut Criterion) {
     let fixture = Fixture::new();
     let keys = fixture.keys();
     let _ = CryptoProvider::install_default(&aws_lc::DEFAULT_PROVIDER);
-    for alg in [
-        Algorithm::RS256,
-        Algorithm::PS256,
-        Algorithm::ES256,
-        Algorithm::EdDSA,
-    ] {
+    for alg in ALGORITHMS {
         let token = fixture.token(alg, 0);
         let (message, sig) = signed_parts(&token);
         let (parsed, unparsed) = bare_keys(&fixture, alg);
@@ -179,12 +182,7 @@ fn per_algorithm(c: &mut Criterion) {
 
 fn rust_crypto_backend(c: &mut Criterion) {
     let fixture = Fixture::new();
-    for alg in [
-        Algorithm::RS256,
-        Algorithm::PS256,
-        Algorithm::ES256,
-        Algorithm::EdDSA,
-    ] {
+    for alg in ALGORITHMS {
         let token = fixture.token(alg, 0);
         let (message, sig) = signed_parts(&token);
         let key = decoding_key(&fixture.jwk(alg));

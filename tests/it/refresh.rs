@@ -27,6 +27,20 @@ async fn refused_with(app: &TestApp, token: &str, want: Code) -> bool {
     code(&app.call(token).await) == want
 }
 
+/// Makes the server fetch the JWKS now, the quickest way there is: a token
+/// with a `kid` it does not know, sent once the minimum interval has passed.
+/// The token is refused at once; whether a fetch followed is returned.
+async fn provoke_fetch(app: &TestApp) -> bool {
+    let stranger = app.issuer.add_unpublished_key(Algorithm::RS256);
+    let probe = app
+        .issuer
+        .mint_with(&stranger, &app.issuer.claims("x", &[]));
+    let before = app.issuer.jwks_hits();
+    tokio::time::sleep(Duration::from_millis(250)).await; // past min_interval
+    assert!(refused_with(app, &probe, Code::Unauthenticated).await);
+    fetches_after(app, before, 1).await
+}
+
 /// Waits until the server has fetched the JWKS at least `n` more times.
 async fn fetches_after(app: &TestApp, before: usize, n: usize) -> bool {
     eventually(WITHIN, || async { app.issuer.jwks_hits() >= before + n }).await
@@ -50,15 +64,7 @@ async fn rotation_then_withdrawal() {
 
     // Withdrawn: the next successful fetch drops it at once.
     app.issuer.set_published(&old_kid, false);
-    let before = app.issuer.jwks_hits();
-    // An unknown kid is the quickest way to make the server fetch.
-    let stranger = app.issuer.add_unpublished_key(Algorithm::RS256);
-    let probe = app
-        .issuer
-        .mint_with(&stranger, &app.issuer.claims("x", &[]));
-    tokio::time::sleep(Duration::from_millis(250)).await; // past min_interval
-    assert!(refused_with(&app, &probe, Code::Unauthenticated).await);
-    assert!(fetches_after(&app, before, 1).await);
+    assert!(provoke_fetch(&app).await);
     assert!(
         eventually(WITHIN, || refused_with(&app, &old, Code::Unauthenticated)).await,
         "a withdrawn key still verifies"
@@ -81,17 +87,10 @@ async fn jwks_faults_keep_the_last_good_key_set() {
         JwksFault::Delay(Duration::from_secs(3)),
         JwksFault::Oversize(1024 * 1024 + 1),
     ];
-    let stranger = app.issuer.add_unpublished_key(Algorithm::ES256);
-    let probe = app
-        .issuer
-        .mint_with(&stranger, &app.issuer.claims("x", &[]));
     for fault in faults {
         app.issuer.set_jwks_fault(fault.clone());
-        let before = app.issuer.jwks_hits();
-        tokio::time::sleep(Duration::from_millis(250)).await;
         // Make the refresher fetch into the fault.
-        assert!(refused_with(&app, &probe, Code::Unauthenticated).await);
-        assert!(fetches_after(&app, before, 1).await, "{fault:?}: no fetch");
+        assert!(provoke_fetch(&app).await, "{fault:?}: no fetch");
         // Calls are not slowed or refused while the fetch fails or hangs.
         let started = std::time::Instant::now();
         assert!(accepted(&app, &token).await, "{fault:?}: known key refused");
@@ -151,14 +150,7 @@ async fn a_set_of_junk_alone_is_a_failed_fetch() {
     app.issuer.set_published(&kid, false);
     app.issuer
         .set_extra_jwks(vec![json!({"kty": "oct", "kid": "hmac", "k": "c2VjcmV0"})]);
-    let stranger = app.issuer.add_unpublished_key(Algorithm::RS256);
-    let probe = app
-        .issuer
-        .mint_with(&stranger, &app.issuer.claims("x", &[]));
-    let before = app.issuer.jwks_hits();
-    tokio::time::sleep(Duration::from_millis(250)).await;
-    assert!(refused_with(&app, &probe, Code::Unauthenticated).await);
-    assert!(fetches_after(&app, before, 1).await);
+    assert!(provoke_fetch(&app).await);
     // Still the last good set: the token signed by the unlisted key passes.
     assert!(accepted(&app, &token).await);
 }
@@ -291,14 +283,7 @@ async fn a_redirect_to_another_origin_is_a_failed_fetch() {
     let token = app.token();
     app.issuer
         .set_jwks_fault(JwksFault::Redirect(elsewhere.jwks_url()));
-    let stranger = app.issuer.add_unpublished_key(Algorithm::RS256);
-    let probe = app
-        .issuer
-        .mint_with(&stranger, &app.issuer.claims("x", &[]));
-    let before = app.issuer.jwks_hits();
-    tokio::time::sleep(Duration::from_millis(250)).await;
-    let _ = app.call(&probe).await;
-    assert!(fetches_after(&app, before, 1).await);
+    assert!(provoke_fetch(&app).await);
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(
         elsewhere.jwks_hits(),
