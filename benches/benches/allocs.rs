@@ -107,7 +107,7 @@ fn main() {
         Ok::<_, std::convert::Infallible>(http::Response::new(()))
     });
     let mut cx = Context::from_waker(Waker::noop());
-    let mut call = |interceptor: &authgate::auth::AuthInterceptor, build: bool| {
+    let mut call = |interceptor: &authgate::gate::auth::AuthInterceptor, build: bool| {
         let mut service = tower_layer::Layer::layer(&interceptor.layer(), inner);
         let request = || {
             http::Request::builder()

@@ -217,7 +217,7 @@ fn gate(c: &mut Criterion) {
         assert!(
             request
                 .extensions()
-                .get::<authgate::validate::Principal>()
+                .get::<authgate::gate::validate::Principal>()
                 .is_some()
         );
         Ok::<_, std::convert::Infallible>(http::Response::new(()))

@@ -4,11 +4,11 @@
 use std::sync::Arc;
 
 use authgate::{
-    auth::{AuthInterceptor, ScopePolicy},
+    gate::auth::{AuthInterceptor, ScopePolicy},
+    gate::validate::{ValidationConfig, Validator},
     issuer::{DevIssuer, DevIssuerConfig},
+    keys::refresher::KeyStore,
     keys::{Algorithm, KeySet},
-    refresher::KeyStore,
-    validate::{ValidationConfig, Validator},
 };
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 

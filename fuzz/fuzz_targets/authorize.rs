@@ -6,10 +6,10 @@
 use std::{sync::OnceLock, time::Duration};
 
 use authgate::{
-    auth::{AuthInterceptor, ScopePolicy, bearer_token},
+    gate::auth::{AuthInterceptor, ScopePolicy, bearer_token},
     keys::KeySet,
-    refresher::KeyStore,
-    validate::{ValidationConfig, Validator},
+    keys::refresher::KeyStore,
+    gate::validate::{ValidationConfig, Validator},
 };
 use libfuzzer_sys::fuzz_target;
 

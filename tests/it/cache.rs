@@ -4,9 +4,9 @@
 use std::time::Duration;
 
 use authgate::{
-    cache::TokenCache,
+    gate::cache::TokenCache,
+    gate::validate::{ValidationConfig, Validator},
     keys::{Algorithm, KeySet},
-    validate::{ValidationConfig, Validator},
 };
 use serde_json::json;
 

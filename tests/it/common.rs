@@ -9,12 +9,12 @@ use std::{
 };
 
 use authgate::{
-    auth::{ScopePolicy, ScopeRule},
+    gate::auth::{ScopePolicy, ScopeRule},
+    gate::validate::ValidationConfig,
     issuer::{DevIssuer, DevIssuerConfig},
+    keys::refresher::{JwksSource, KeyStore, RefreshConfig},
     pb::{GetPrivateRequest, GetPrivateResponse, private_service_client::PrivateServiceClient},
-    refresher::{JwksSource, KeyStore, RefreshConfig},
     server::{Application, Limits, ServerConfig, TlsFiles},
-    validate::ValidationConfig,
 };
 use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
 use tonic::{Code, Request, Status, metadata::MetadataValue, transport::Channel};

@@ -7,10 +7,10 @@
 use std::{path::Path, time::Duration};
 
 use authgate::{
-    auth::{AuthInterceptor, ScopePolicy, bearer_token},
+    gate::auth::{AuthInterceptor, ScopePolicy, bearer_token},
+    gate::validate::{ValidationConfig, Validator},
     keys::KeySet,
-    refresher::KeyStore,
-    validate::{ValidationConfig, Validator},
+    keys::refresher::KeyStore,
 };
 
 const JWKS: &str = include_str!("../fixtures/fuzz/jwks.json");

@@ -14,7 +14,7 @@ use crate::common::{
 use authgate::{
     issuer::{DevIssuer, DevIssuerConfig, JwksFault},
     keys::Algorithm,
-    refresher::RefreshConfig,
+    keys::refresher::RefreshConfig,
 };
 
 const WITHIN: Duration = Duration::from_secs(5);

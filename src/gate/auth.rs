@@ -23,10 +23,10 @@ use tonic::{
 };
 
 use crate::{
-    cache::TokenCache,
     error::AuthError,
-    refresher::KeyStore,
-    validate::{MAX_TOKEN_BYTES, Principal, Validator},
+    gate::cache::TokenCache,
+    gate::validate::{MAX_TOKEN_BYTES, Principal, Validator},
+    keys::refresher::KeyStore,
 };
 
 /// Services anyone may call without a token: health and reflection.

@@ -4,8 +4,8 @@
 use tonic::{Request, Response, Status};
 
 use crate::{
-    pb::{GetPrivateRequest, GetPrivateResponse, private_service_server},
-    validate::Principal,
+    gate::validate::Principal,
+    server::pb::{GetPrivateRequest, GetPrivateResponse, private_service_server},
 };
 
 /// What `GetPrivate` answers with.

@@ -8,14 +8,25 @@ use tokio::net::TcpListener;
 use tonic::transport::{Identity, Server, ServerTlsConfig};
 use tonic_health::ServingStatus;
 
+pub mod incoming;
+pub mod service;
+
+/// Code generated from `proto/authgate/v1/private.proto`.
+pub mod pb {
+    tonic::include_proto!("authgate.v1");
+
+    /// The encoded descriptor set that reflection serves.
+    pub const FILE_DESCRIPTOR_SET: &[u8] =
+        include_bytes!(concat!(env!("OUT_DIR"), "/authgate_descriptor.bin"));
+}
+
 use crate::{
-    auth::{AuthInterceptor, ScopePolicy},
     error::StartupError,
-    incoming,
-    pb::{self, private_service_server::PrivateServiceServer},
-    refresher::{JwksSource, KeyStore, RefreshConfig, Refresher},
-    service::PrivateService,
-    validate::{ValidationConfig, Validator},
+    gate::auth::{AuthInterceptor, ScopePolicy},
+    gate::validate::{ValidationConfig, Validator},
+    keys::refresher::{JwksSource, KeyStore, RefreshConfig, Refresher},
+    server::pb::private_service_server::PrivateServiceServer,
+    server::service::PrivateService,
 };
 
 /// Everything `authgate serve` needs, parsed and checked at the edge.

@@ -7,6 +7,10 @@ use aws_lc_rs::signature::{self, ParsedPublicKey, RsaPublicKeyComponents};
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use serde::Deserialize;
 
+pub mod refresher;
+
+pub use refresher::{JwksSource, KeyStore, RefreshConfig, Refresher};
+
 /// The signature algorithms authgate verifies. `none` and every HMAC
 /// algorithm are absent on purpose: a public key set cannot vouch for them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

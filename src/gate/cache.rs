@@ -9,8 +9,8 @@ use std::{
 use arc_swap::ArcSwapOption;
 
 use crate::{
+    gate::validate::{MAX_TOKEN_BYTES, Principal, Verified},
     keys::{KeySet, VerifyingKey},
-    validate::{MAX_TOKEN_BYTES, Principal, Verified},
 };
 
 /// A direct-mapped table of verified tokens: each token has one slot, chosen

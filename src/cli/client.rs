@@ -1,0 +1,181 @@
+//! `authgate token` and `authgate call`: the client-credentials grant and a call to GetPrivate.
+
+use super::*;
+
+/// Client credentials for the client-credentials grant, shared by `token`
+/// and `call`.
+#[derive(Debug, Args)]
+pub struct ClientArgs {
+    /// The issuer; its discovery document names the token endpoint.
+    #[arg(long, env = "AUTHGATE_ISSUER", conflicts_with = "token_url")]
+    pub issuer: Option<String>,
+    /// The token endpoint itself (Auth0: https://TENANT/oauth/token).
+    #[arg(long, env = "AUTHGATE_TOKEN_URL")]
+    pub token_url: Option<String>,
+    /// The client id.
+    #[arg(long, env = "AUTHGATE_CLIENT_ID")]
+    pub client_id: Option<String>,
+    /// The client secret (prefer the environment: arguments show in `ps`).
+    #[arg(long, env = "AUTHGATE_CLIENT_SECRET", hide_env_values = true, value_parser = parse_secret)]
+    pub client_secret: Option<Secret>,
+    /// The API identifier to ask a token for.
+    #[arg(long, env = "AUTHGATE_AUDIENCE")]
+    pub audience: Option<String>,
+    /// Scopes to ask for, space-separated.
+    #[arg(long)]
+    pub scope: Option<String>,
+    /// How to send the credentials: `json` body (Auth0) or `basic` with a form body (RFC 6749).
+    #[arg(long, value_enum, default_value_t = ClientAuth::Json)]
+    pub client_auth: ClientAuth,
+    /// Where tokens are cached between runs [default: $XDG_CACHE_HOME/authgate or ~/.cache/authgate].
+    #[arg(long, env = "AUTHGATE_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Neither read nor write the token cache.
+    #[arg(long)]
+    pub no_cache: bool,
+}
+
+/// `authgate token`.
+#[derive(Debug, Args)]
+pub struct TokenArgs {
+    /// The client and what to ask for.
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+/// `authgate call`.
+#[derive(Debug, Args)]
+pub struct CallArgs {
+    /// The server: http://HOST:PORT for plaintext, https://HOST:PORT for TLS.
+    #[arg(long, env = "AUTHGATE_ADDR", default_value = "http://127.0.0.1:50051")]
+    pub addr: String,
+    /// A token to send as is, instead of one from the client-credentials grant.
+    #[arg(long, env = "AUTHGATE_TOKEN", hide_env_values = true, value_parser = parse_secret)]
+    pub token: Option<Secret>,
+    /// A PEM CA certificate to trust for https (a private CA); system roots otherwise.
+    #[arg(long)]
+    pub ca: Option<PathBuf>,
+    /// How long the call may take.
+    #[arg(long, value_parser = parse_duration, default_value = "10s")]
+    pub timeout: Duration,
+    /// Client credentials, when no --token is given.
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+impl ClientArgs {
+    /// The token source these flags describe.
+    pub fn token_source(&self) -> Result<TokenSource, Failure> {
+        let missing = |what: &str, flag: &str, env: &str| {
+            Failure::Usage(format!("no {what}: pass {flag} or set {env}"))
+        };
+        let endpoint = match (&self.token_url, &self.issuer) {
+            (Some(url), _) => TokenEndpoint::Url(
+                net::parse_issuer_url("token endpoint", url).map_err(StartupError::from)?,
+            ),
+            (None, Some(issuer)) => TokenEndpoint::Issuer(
+                net::parse_issuer_url("issuer", issuer).map_err(StartupError::from)?,
+            ),
+            (None, None) => {
+                return Err(Failure::Usage(
+                    "no token endpoint: pass --issuer or --token-url (or set AUTHGATE_ISSUER or AUTHGATE_TOKEN_URL)"
+                        .into(),
+                ));
+            }
+        };
+        let client_id = self
+            .client_id
+            .clone()
+            .ok_or_else(|| missing("client id", "--client-id", "AUTHGATE_CLIENT_ID"))?;
+        let secret = self
+            .client_secret
+            .clone()
+            .ok_or_else(|| missing("client secret", "--client-secret", "AUTHGATE_CLIENT_SECRET"))?;
+        let mut config = TokenSourceConfig::new(endpoint, client_id, secret);
+        config.audience = self.audience.clone();
+        config.scope = self.scope.clone();
+        config.auth = self.client_auth;
+        if !self.no_cache {
+            config.cache_dir = self.cache_dir.clone().or_else(file_cache::default_dir);
+        }
+        Ok(TokenSource::new(config)?)
+    }
+}
+
+pub(super) async fn token(args: TokenArgs) -> Result<(), Failure> {
+    let token = args.client.token_source()?.token().await?;
+    println!("{}", token.secret());
+    Ok(())
+}
+
+pub(super) async fn call(args: CallArgs) -> Result<(), Failure> {
+    use tonic::transport::{Certificate, ClientTlsConfig, Endpoint};
+
+    let token = match &args.token {
+        Some(token) => token.expose().to_owned(),
+        None => args
+            .client
+            .token_source()?
+            .token()
+            .await?
+            .secret()
+            .to_owned(),
+    };
+    let addr = if args.addr.contains("://") {
+        args.addr.clone()
+    } else {
+        format!("http://{}", args.addr)
+    };
+    let connect_error = |detail: String| Failure::Connect {
+        addr: addr.clone(),
+        detail,
+    };
+    let mut endpoint = Endpoint::from_shared(addr.clone())
+        .map_err(|e| Failure::Usage(format!("--addr {addr}: {e}")))?
+        .connect_timeout(args.timeout)
+        .timeout(args.timeout);
+    if addr.starts_with("https://") {
+        let mut tls = ClientTlsConfig::new().with_native_roots();
+        if let Some(ca) = &args.ca {
+            let pem = std::fs::read(ca)
+                .map_err(|e| Failure::Usage(format!("cannot read --ca {}: {e}", ca.display())))?;
+            tls = tls.ca_certificate(Certificate::from_pem(pem));
+        }
+        endpoint = endpoint
+            .tls_config(tls)
+            .map_err(|e| connect_error(e.to_string()))?;
+    } else if args.ca.is_some() {
+        return Err(Failure::Usage("--ca needs an https:// --addr".into()));
+    }
+    let channel = endpoint
+        .connect()
+        .await
+        .map_err(|e| connect_error(error_chain(&e)))?;
+    let mut request = tonic::Request::new(crate::server::pb::GetPrivateRequest {});
+    let value = format!("Bearer {token}")
+        .parse()
+        .map_err(|_| Failure::Usage("the token has characters a header cannot carry".into()))?;
+    request.metadata_mut().insert("authorization", value);
+    let response = crate::server::pb::private_service_client::PrivateServiceClient::new(channel)
+        .get_private(request)
+        .await
+        .map_err(Failure::Call)?
+        .into_inner();
+    // The proto3 JSON mapping of GetPrivateResponse, in field order.
+    #[derive(serde::Serialize)]
+    struct Json {
+        message: String,
+        subject: String,
+        scopes: Vec<String>,
+    }
+    let json = Json {
+        message: response.message,
+        subject: response.subject,
+        scopes: response.scopes,
+    };
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&json).expect("JSON of strings")
+    );
+    Ok(())
+}

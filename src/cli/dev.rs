@@ -1,0 +1,184 @@
+//! `authgate dev`: the dev issuer and the server wired to it, and the banner it prints.
+
+use super::*;
+
+/// `authgate dev`.
+#[derive(Debug, Args)]
+pub struct DevArgs {
+    /// Where the dev issuer listens (loopback only).
+    #[arg(long, default_value = "127.0.0.1:50052")]
+    pub issuer_listen: SocketAddr,
+    /// The API identifier the dev issuer issues tokens for.
+    #[arg(long, default_value = "https://authgate.dev/api")]
+    pub audience: String,
+    /// The algorithm the dev issuer signs with.
+    #[arg(long, value_parser = parse_algorithm, default_value = "RS256")]
+    pub algorithm: Algorithm,
+    /// How long dev tokens last.
+    #[arg(long, value_parser = parse_duration, default_value = "1h")]
+    pub token_ttl: Duration,
+    /// The dev client's id.
+    #[arg(long, default_value = "authgate-dev")]
+    pub client_id: String,
+    /// The dev client's secret [default: a new random one each start].
+    #[arg(long, env = "AUTHGATE_DEV_CLIENT_SECRET", hide_env_values = true, value_parser = parse_secret)]
+    pub client_secret: Option<Secret>,
+    /// Settings shared with `authgate serve`. With none given, GetPrivate
+    /// requires `read:private`, which the dev client is granted.
+    #[command(flatten)]
+    pub gate: GateArgs,
+}
+
+/// The scope rule `authgate dev` applies when none is given.
+pub const DEV_SCOPE_RULE: &str = "/authgate.v1.PrivateService/GetPrivate=read:private";
+
+pub(super) async fn dev(args: DevArgs) -> Result<(), StartupError> {
+    if !args.issuer_listen.ip().is_loopback() {
+        return Err(StartupError::Config(
+            "--issuer-listen must be a loopback address: the dev issuer is for this machine only"
+                .into(),
+        ));
+    }
+    let secret = args
+        .client_secret
+        .as_ref()
+        .map_or_else(random_secret, |s| s.expose().to_owned());
+    let scopes = vec!["read:private".to_owned()];
+    let issuer = DevIssuer::start(DevIssuerConfig {
+        listen: args.issuer_listen,
+        audience: args.audience.clone(),
+        algorithm: args.algorithm,
+        token_ttl: args.token_ttl,
+        client: DevClient {
+            id: args.client_id.clone(),
+            secret: secret.clone(),
+            scopes: scopes.clone(),
+        },
+    })
+    .await
+    .map_err(|source| StartupError::Bind {
+        addr: format!(
+            "{} (the dev issuer; try --issuer-listen 127.0.0.1:0)",
+            args.issuer_listen
+        ),
+        source,
+    })?;
+
+    let mut gate = args.gate;
+    if gate.require_scope.is_empty() {
+        gate.require_scope
+            .push(DEV_SCOPE_RULE.parse().expect("the dev scope rule parses"));
+    }
+    let jwks = JwksSource::Discovery {
+        issuer: issuer.url().to_owned(),
+        url: net::parse_issuer_url("issuer", issuer.url())?,
+    };
+    let config = gate.config(issuer.url().to_owned(), vec![args.audience.clone()], jwks)?;
+    let app = Application::build(config.clone()).await?;
+    let addr = app.local_addr();
+    let keys = app.keys();
+    serve::log_start(&config, addr);
+    let server = tokio::spawn(app.run_until(shutdown_signal()));
+    if tokio::time::timeout(Duration::from_secs(10), keys.wait_loaded())
+        .await
+        .is_err()
+    {
+        tracing::warn!("the server has not loaded the dev issuer's keys after 10s");
+    }
+
+    let subject = format!("{}@clients", args.client_id);
+    let mut claims = issuer.claims(&subject, &["read:private"]);
+    claims["azp"] = args.client_id.clone().into();
+    claims["gty"] = "client-credentials".into();
+    let token = issuer.mint(&claims);
+    print_dev_banner(&DevBanner {
+        issuer: issuer.url(),
+        audience: &args.audience,
+        client_id: &args.client_id,
+        client_secret: &secret,
+        addr,
+        tls: config.tls.is_some(),
+        policy: &gate.require_scope,
+        token: &token,
+        ttl: args.token_ttl,
+        program: &std::env::args().next().unwrap_or_else(|| "authgate".into()),
+    });
+
+    let result = server
+        .await
+        .map_err(|e| StartupError::Config(format!("the server task failed: {e}")))?;
+    drop(issuer);
+    result
+}
+
+struct DevBanner<'a> {
+    issuer: &'a str,
+    audience: &'a str,
+    client_id: &'a str,
+    client_secret: &'a str,
+    addr: SocketAddr,
+    tls: bool,
+    policy: &'a [ScopeRule],
+    token: &'a str,
+    ttl: Duration,
+    /// How the user ran authgate, for commands they can paste.
+    program: &'a str,
+}
+
+/// What `authgate dev` prints on stdout: the values a newcomer needs, and
+/// commands that work when pasted. Printing the dev secret and token is the
+/// point of dev mode; nothing else in authgate prints either.
+fn print_dev_banner(b: &DevBanner<'_>) {
+    let rules: Vec<String> = b
+        .policy
+        .iter()
+        .map(|r| format!("{} needs scope {}", r.method, r.scope))
+        .collect();
+    let plaintext = if b.tls { "" } else { "-plaintext " };
+    println!(
+        "authgate dev: a local issuer and the guarded gRPC server, no account needed.\n\
+         \n\
+         \x20 issuer         {issuer}\n\
+         \x20 audience       {audience}\n\
+         \x20 client id      {client_id}\n\
+         \x20 client secret  {client_secret}\n\
+         \x20 gRPC           {addr}{tls}\n\
+         \x20 scopes         {rules}\n\
+         \n\
+         A token for the dev client (valid {ttl}, scope read:private):\n\
+         \n\
+         {token}\n\
+         \n\
+         Call GetPrivate with grpcurl (reflection is on, no .proto needed):\n\
+         \n\
+         \x20 grpcurl {plaintext}-H 'authorization: Bearer {token}' {addr} authgate.v1.PrivateService/GetPrivate\n\
+         \n\
+         Without a token, to see UNAUTHENTICATED:\n\
+         \n\
+         \x20 grpcurl {plaintext}{addr} authgate.v1.PrivateService/GetPrivate\n\
+         \n\
+         Or let authgate get tokens with the dev client's credentials (client-credentials grant):\n\
+         \n\
+         \x20 export AUTHGATE_ISSUER={issuer} AUTHGATE_AUDIENCE={audience}\n\
+         \x20 export AUTHGATE_CLIENT_ID={client_id} AUTHGATE_CLIENT_SECRET={client_secret}\n\
+         \x20 {program} token\n\
+         \x20 {program} call --addr {scheme}://{addr}\n\
+         \n\
+         Ctrl-C stops both.",
+        program = b.program,
+        scheme = if b.tls { "https" } else { "http" },
+        issuer = b.issuer,
+        audience = b.audience,
+        client_id = b.client_id,
+        client_secret = b.client_secret,
+        addr = b.addr,
+        tls = if b.tls { " (TLS)" } else { " (plaintext)" },
+        rules = if rules.is_empty() {
+            "any valid token".to_owned()
+        } else {
+            rules.join("; ")
+        },
+        ttl = humantime::format_duration(b.ttl),
+        token = b.token,
+    );
+}

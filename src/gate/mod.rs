@@ -1,0 +1,10 @@
+//! The gate: everything a request passes through. [`auth`] holds the
+//! interceptor, the layer and the per-method scope policy; [`validate`] turns
+//! a compact JWS into a [`Principal`]; [`cache`] remembers verified tokens.
+
+pub mod auth;
+pub mod cache;
+pub mod validate;
+
+pub use auth::{AuthInterceptor, AuthLayer, ScopePolicy, ScopeRule};
+pub use validate::{Principal, ValidationConfig, Validator};
