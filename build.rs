@@ -1,11 +1,21 @@
 //! Compiles `proto/` with protox, a proto compiler in pure Rust, so that a
 //! machine with only the Rust toolchain builds authgate: no system `protoc`.
-
-use std::{env, fs, path::PathBuf};
-
-const PROTO: &str = "proto/authgate/v1/private.proto";
+//! Only the `server` feature (the demo service and its clients) needs the
+//! generated code, so a gate-only build compiles no proto at all.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    println!("cargo:rerun-if-changed=build.rs");
+    #[cfg(feature = "server")]
+    compile_proto()?;
+    Ok(())
+}
+
+#[cfg(feature = "server")]
+fn compile_proto() -> Result<(), Box<dyn std::error::Error>> {
+    use std::{env, fs, path::PathBuf};
+
+    const PROTO: &str = "proto/authgate/v1/private.proto";
+
     println!("cargo:rerun-if-changed=proto");
     let out_dir = PathBuf::from(env::var("OUT_DIR")?);
 

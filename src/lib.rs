@@ -20,13 +20,23 @@
 //! - [`error`] (every error, and the one mapping to `tonic::Status`) and
 //!   [`net`] (the rules for fetching from an issuer) serve them all.
 
-pub mod cli;
-pub mod client;
+#![cfg_attr(docsrs, feature(doc_auto_cfg))]
+#![deny(missing_docs)]
+#![warn(unreachable_pub, missing_debug_implementations)]
+
 pub mod error;
 pub mod gate;
-pub mod issuer;
 pub mod keys;
 pub mod net;
+
+#[cfg(feature = "cli")]
+pub mod cli;
+#[cfg(feature = "client")]
+pub mod client;
+#[cfg(feature = "dev-issuer")]
+pub mod issuer;
+#[cfg(feature = "server")]
 pub mod server;
 
+#[cfg(feature = "server")]
 pub use server::pb;

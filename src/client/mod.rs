@@ -53,7 +53,8 @@ pub enum TokenEndpoint {
 }
 
 /// How the client authenticates to the token endpoint.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 pub enum ClientAuth {
     /// A JSON body holding `client_id` and `client_secret`, as Auth0 documents.
     #[default]

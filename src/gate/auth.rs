@@ -370,7 +370,7 @@ fn unix_now() -> i64 {
 
 /// A tower layer that guards a whole tonic server: every method but the
 /// public ones needs a valid token, including methods added later.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct AuthLayer {
     interceptor: AuthInterceptor,
     /// Path prefixes (`/grpc.health.v1.Health/`) open without a token.
@@ -413,7 +413,7 @@ impl<S> tower_layer::Layer<S> for AuthLayer {
 }
 
 /// The service [`AuthLayer`] wraps around a server.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct AuthService<S> {
     inner: S,
     layer: AuthLayer,
@@ -477,6 +477,8 @@ fn peer<B>(request: &http::Request<B>) -> Option<SocketAddr> {
 
 pin_project_lite::pin_project! {
     /// The response of [`AuthService`]: the inner call, or a refusal.
+    // pin-project-lite takes no docs on variant fields; the variants say it.
+    #[allow(missing_docs)]
     #[project = AuthFutureProj]
     pub enum AuthFuture<F, R> {
         /// The call went through.

@@ -511,6 +511,14 @@ impl DevIssuer {
     }
 }
 
+impl std::fmt::Debug for DevIssuer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DevIssuer")
+            .field("url", &self.url())
+            .finish_non_exhaustive()
+    }
+}
+
 impl Drop for DevIssuer {
     fn drop(&mut self) {
         self.task.abort();

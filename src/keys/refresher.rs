@@ -132,6 +132,7 @@ impl Default for RefreshConfig {
 
 /// The background task that fetches the JWKS, publishes it to the
 /// [`KeyStore`], and on failure keeps the last good set and retries.
+#[derive(Debug)]
 pub struct Refresher {
     store: Arc<KeyStore>,
     source: JwksSource,

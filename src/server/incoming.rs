@@ -56,6 +56,7 @@ pub fn bounded(
 
 /// A connection holding one of the server's connection slots until it
 /// closes.
+#[derive(Debug)]
 pub struct BoundedStream {
     stream: TcpStream,
     _slot: OwnedSemaphorePermit,

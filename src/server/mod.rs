@@ -12,6 +12,7 @@ pub mod incoming;
 pub mod service;
 
 /// Code generated from `proto/authgate/v1/private.proto`.
+#[allow(missing_docs, unreachable_pub, missing_debug_implementations)]
 pub mod pb {
     tonic::include_proto!("authgate.v1");
 
@@ -97,6 +98,7 @@ impl Default for Limits {
 }
 
 /// A bound, not yet serving authgate server.
+#[derive(Debug)]
 pub struct Application {
     listener: TcpListener,
     local_addr: SocketAddr,
