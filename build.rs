@@ -17,6 +17,7 @@ fn compile_proto() -> Result<(), Box<dyn std::error::Error>> {
     const PROTO: &str = "proto/authgate/v1/private.proto";
 
     println!("cargo:rerun-if-changed=proto");
+    println!("cargo:rerun-if-changed=examples/proto");
     let out_dir = PathBuf::from(env::var("OUT_DIR")?);
 
     let mut compiler = protox::Compiler::new(["proto"])?;
@@ -28,5 +29,11 @@ fn compile_proto() -> Result<(), Box<dyn std::error::Error>> {
     )?;
 
     tonic_prost_build::configure().compile_fds(compiler.file_descriptor_set())?;
+
+    // The streaming example's service, for examples/streaming.rs and its
+    // test; the library itself never includes it.
+    let mut example = protox::Compiler::new(["examples/proto"])?;
+    example.open_file("ticker.proto")?;
+    tonic_prost_build::configure().compile_fds(example.file_descriptor_set())?;
     Ok(())
 }

@@ -1,5 +1,10 @@
 //! authgate: JWT authentication in front of a gRPC service.
 //!
+//! Guarding a tonic service takes a key store, its background refresher and
+//! the gate's layer (this is `examples/guard.rs`, which the README quotes):
+//!
+#![doc = concat!("```no_run\n", include_str!("../examples/guard.rs"), "```")]
+//!
 //! A call reaches the guarded service only with a bearer JWT from an OAuth 2.0
 //! / OpenID Connect issuer such as Auth0. One folder per concern:
 //!
@@ -19,6 +24,11 @@
 //! - [`cli`]: the command line.
 //! - [`error`] (every error, and the one mapping to `tonic::Status`) and
 //!   [`net`] (the rules for fetching from an issuer) serve them all.
+//!
+//! Which cargo feature holds what: `gate`, `keys`, `error` and `net` are
+//! always there; the features `client`, `server`, `dev-issuer` and `cli`
+//! each switch on the folder of the same name (`cli` needs the other
+//! three). The default has them all.
 
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 #![deny(missing_docs)]

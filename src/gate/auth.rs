@@ -14,8 +14,10 @@ use std::{
         atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering},
     },
     task::{Context, Poll},
-    time::{SystemTime, UNIX_EPOCH},
+    time::{Duration, SystemTime, UNIX_EPOCH},
 };
+
+use tokio::time::Instant;
 
 use tonic::{
     Status,
@@ -25,6 +27,7 @@ use tonic::{
 use crate::{
     error::AuthError,
     gate::cache::TokenCache,
+    gate::expiry::ExpiringBody,
     gate::validate::{MAX_TOKEN_BYTES, Principal, Validator},
     keys::refresher::KeyStore,
 };
@@ -283,6 +286,13 @@ impl AuthInterceptor {
         }
     }
 
+    /// When a call made with `principal`'s token must end: its `exp` plus
+    /// the leeway, as an instant of the async runtime's clock.
+    pub fn deadline(&self, principal: &Principal) -> Instant {
+        let left = principal.expires_at() + self.shared.validator.leeway() - unix_now();
+        Instant::now() + Duration::from_secs(u64::try_from(left).unwrap_or(0))
+    }
+
     /// A layer that guards every method of a tonic server but health and
     /// reflection.
     pub fn layer(&self) -> AuthLayer {
@@ -424,7 +434,7 @@ where
     S: tower_service::Service<http::Request<B>, Response = http::Response<R>>,
     R: Default,
 {
-    type Response = S::Response;
+    type Response = http::Response<ExpiringBody<R>>;
     type Error = S::Error;
     type Future = AuthFuture<S::Future, R>;
 
@@ -437,6 +447,7 @@ where
         if self.layer.is_public(path) {
             return AuthFuture::Inner {
                 future: self.inner.call(request),
+                deadline: None,
             };
         }
         let values = request.headers().get_all(http::header::AUTHORIZATION);
@@ -446,9 +457,12 @@ where
             .check(path, values.iter().map(|v| v.as_bytes()))
         {
             Ok(principal) => {
+                // The call, streams included, ends when its token does.
+                let deadline = self.layer.interceptor.deadline(&principal);
                 request.extensions_mut().insert(principal);
                 AuthFuture::Inner {
                     future: self.inner.call(request),
+                    deadline: Some(deadline),
                 }
             }
             Err(refusal) => {
@@ -481,10 +495,10 @@ pin_project_lite::pin_project! {
     #[allow(missing_docs)]
     #[project = AuthFutureProj]
     pub enum AuthFuture<F, R> {
-        /// The call went through.
-        Inner { #[pin] future: F },
+        /// The call went through; its response ends at the deadline.
+        Inner { #[pin] future: F, deadline: Option<Instant> },
         /// The call was refused with this gRPC status.
-        Refused { response: Option<http::Response<R>> },
+        Refused { response: Option<http::Response<ExpiringBody<R>>> },
     }
 }
 
@@ -492,11 +506,13 @@ impl<F, R, E> Future for AuthFuture<F, R>
 where
     F: Future<Output = Result<http::Response<R>, E>>,
 {
-    type Output = Result<http::Response<R>, E>;
+    type Output = Result<http::Response<ExpiringBody<R>>, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project() {
-            AuthFutureProj::Inner { future } => future.poll(cx),
+            AuthFutureProj::Inner { future, deadline } => future
+                .poll(cx)
+                .map_ok(|response| response.map(|body| ExpiringBody::new(body, *deadline))),
             AuthFutureProj::Refused { response } => {
                 Poll::Ready(Ok(response.take().expect("polled after completion")))
             }

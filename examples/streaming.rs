@@ -1,0 +1,119 @@
+//! A guarded server-streaming method, and a stream that ends with its token.
+//!
+//! The gate checks a call once, when it starts. A stream opened with a token
+//! that lives three seconds would otherwise tick on for as long as the
+//! client likes; `AuthLayer` ends it with `UNAUTHENTICATED` (`token has
+//! expired`) when the token's `exp` plus the leeway passes.
+//!
+//! ```sh
+//! cargo run --example streaming
+//! ```
+//!
+//! It starts a dev issuer and a `Ticker` server on loopback, then watches
+//! the ticker with a token that expires in three seconds.
+
+use std::{pin::Pin, time::Duration};
+
+use authgate::{
+    gate::{AuthInterceptor, Principal, ScopePolicy, ValidationConfig, Validator},
+    issuer::{DevIssuer, DevIssuerConfig},
+    keys::{Algorithm, JwksSource, KeyStore, RefreshConfig, Refresher},
+};
+use tokio_stream::{Stream, StreamExt, wrappers::IntervalStream};
+use tonic::{Request, Response, Status, transport::Server};
+
+mod pb {
+    tonic::include_proto!("authgate.example.v1");
+}
+
+use pb::{
+    Tick, WatchRequest,
+    ticker_client::TickerClient,
+    ticker_server::{self, TickerServer},
+};
+
+/// Ticks for whoever the gate let in.
+struct Ticker;
+
+#[tonic::async_trait]
+impl ticker_server::Ticker for Ticker {
+    type WatchStream = Pin<Box<dyn Stream<Item = Result<Tick, Status>> + Send>>;
+
+    async fn watch(
+        &self,
+        request: Request<WatchRequest>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
+        let subject = request
+            .extensions()
+            .get::<Principal>()
+            .ok_or_else(|| Status::unauthenticated("no caller"))?
+            .subject()
+            .to_owned();
+        let every = Duration::from_millis(request.get_ref().interval_ms.max(10).into());
+        let mut n = 0;
+        let ticks = IntervalStream::new(tokio::time::interval(every)).map(move |_| {
+            n += 1;
+            Ok(Tick {
+                n,
+                subject: subject.clone(),
+            })
+        });
+        Ok(Response::new(Box::pin(ticks)))
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let mut config = DevIssuerConfig::for_tests();
+    config.algorithm = Algorithm::ES256;
+    let issuer = DevIssuer::start(config).await?;
+
+    // The gate, exactly as in front of any tonic service.
+    let keys = KeyStore::new();
+    let source = JwksSource::Url(issuer.jwks_url().parse()?);
+    tokio::spawn(Refresher::new(keys.clone(), source, RefreshConfig::default())?.run());
+    keys.wait_loaded().await;
+    let gate = AuthInterceptor::new(
+        Validator::new(ValidationConfig {
+            issuer: issuer.url().into(),
+            audiences: vec![issuer.audience().into()],
+            leeway: Duration::ZERO,
+        }),
+        keys,
+        ScopePolicy::default(),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(
+        Server::builder()
+            .layer(gate.layer())
+            .add_service(TickerServer::new(Ticker))
+            .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener)),
+    );
+
+    // A token that expires three seconds from now.
+    let mut claims = issuer.claims("streaming-example", &[]);
+    claims["exp"] = (claims["iat"].as_u64().unwrap_or(0) + 3).into();
+    let token = issuer.mint(&claims);
+
+    let mut client = TickerClient::connect(format!("http://{addr}")).await?;
+    let mut request = Request::new(WatchRequest { interval_ms: 500 });
+    request
+        .metadata_mut()
+        .insert("authorization", format!("Bearer {token}").parse()?);
+    let mut ticks = client.watch(request).await?.into_inner();
+    loop {
+        match ticks.message().await {
+            Ok(Some(tick)) => println!("tick {} for {}", tick.n, tick.subject),
+            Ok(None) => {
+                println!("the stream ended by itself");
+                break;
+            }
+            Err(status) => {
+                println!("stream ended: {:?}: {}", status.code(), status.message());
+                break;
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,128 @@
+//! Streams that outlive their token: the layer ends them with
+//! UNAUTHENTICATED when the token's `exp` plus the leeway passes.
+
+use std::{pin::Pin, time::Duration};
+
+use authgate::{
+    gate::{AuthInterceptor, Principal, ScopePolicy, ValidationConfig, Validator},
+    keys::{JwksSource, KeyStore, RefreshConfig, Refresher},
+};
+use tokio_stream::{Stream, StreamExt, wrappers::IntervalStream};
+use tonic::{Code, Request, Response, Status, transport::Server};
+
+use crate::common::spawn_issuer;
+
+mod pb {
+    tonic::include_proto!("authgate.example.v1");
+}
+
+use pb::{
+    Tick, WatchRequest,
+    ticker_client::TickerClient,
+    ticker_server::{self, TickerServer},
+};
+
+struct Ticker;
+
+#[tonic::async_trait]
+impl ticker_server::Ticker for Ticker {
+    type WatchStream = Pin<Box<dyn Stream<Item = Result<Tick, Status>> + Send>>;
+
+    async fn watch(
+        &self,
+        request: Request<WatchRequest>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
+        let subject = request
+            .extensions()
+            .get::<Principal>()
+            .expect("the gate let this call in")
+            .subject()
+            .to_owned();
+        let every = Duration::from_millis(request.get_ref().interval_ms.into());
+        let mut n = 0;
+        let ticks = IntervalStream::new(tokio::time::interval(every)).map(move |_| {
+            n += 1;
+            Ok(Tick {
+                n,
+                subject: subject.clone(),
+            })
+        });
+        Ok(Response::new(Box::pin(ticks)))
+    }
+}
+
+/// Watches the ticker with a token whose `exp` is `lifetime` seconds after
+/// its `iat`, and returns the ticks received and how the stream ended.
+async fn watch_with_token_lifetime(lifetime: u64) -> (u64, Status) {
+    let issuer = spawn_issuer().await;
+    let keys = KeyStore::new();
+    let source = JwksSource::Url(issuer.jwks_url().parse().unwrap());
+    tokio::spawn(
+        Refresher::new(keys.clone(), source, RefreshConfig::default())
+            .unwrap()
+            .run(),
+    );
+    keys.wait_loaded().await;
+    let gate = AuthInterceptor::new(
+        Validator::new(ValidationConfig {
+            issuer: issuer.url().into(),
+            audiences: vec![issuer.audience().into()],
+            leeway: Duration::ZERO,
+        }),
+        keys,
+        ScopePolicy::default(),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(
+        Server::builder()
+            .layer(gate.layer())
+            .add_service(TickerServer::new(Ticker))
+            .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener)),
+    );
+
+    let mut claims = issuer.claims("streamer", &[]);
+    claims["exp"] = (claims["iat"].as_u64().unwrap() + lifetime).into();
+    let token = issuer.mint(&claims);
+    let mut client = TickerClient::connect(format!("http://{addr}"))
+        .await
+        .unwrap();
+    let mut request = Request::new(WatchRequest { interval_ms: 20 });
+    request
+        .metadata_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    let mut stream = client.watch(request).await.unwrap().into_inner();
+    let mut ticks = 0;
+    // Only a hang guard: a stream that goes on past its token's expiry runs
+    // into it and fails the test.
+    let ended = tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            match stream.message().await {
+                Ok(Some(tick)) => {
+                    assert_eq!(tick.subject, "streamer");
+                    ticks += 1;
+                }
+                Ok(None) => return Status::ok("the stream ended by itself"),
+                Err(status) => return status,
+            }
+        }
+    })
+    .await
+    .expect("the stream went on after its token expired");
+    (ticks, ended)
+}
+
+#[tokio::test]
+async fn a_stream_ends_when_its_token_expires() {
+    let (ticks, ended) = watch_with_token_lifetime(2).await;
+    assert!(ticks > 0, "the stream ran before the token expired");
+    assert_eq!(ended.code(), Code::Unauthenticated, "{ended:?}");
+    assert_eq!(ended.message(), "token has expired");
+    assert_eq!(
+        ended
+            .metadata()
+            .get("www-authenticate")
+            .and_then(|v| v.to_str().ok()),
+        Some("Bearer")
+    );
+}
