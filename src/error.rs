@@ -131,12 +131,32 @@ impl From<AuthError> for Status {
     }
 }
 
+/// An error and every cause under it, `a: b: c`, each said once: a cause
+/// whose text is already said (thiserror's `{source}`), or that repeats its
+/// parent word for word (hyper's nested connect errors), is left out. So
+/// "error sending request" goes on to say "Connection refused".
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut parent = text.clone();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let said = cause.to_string();
+        if !said.is_empty() && said != parent && !text.contains(&said) {
+            text.push_str(": ");
+            text.push_str(&said);
+        }
+        parent = said;
+        source = cause.source();
+    }
+    text
+}
+
 /// Why a JWKS or discovery fetch failed. The refresher logs it and keeps the
 /// last good key set.
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
     /// Connection refused, reset, TLS failure, timeout.
-    #[error("request to {url} failed: {source}")]
+    #[error("request to {url} failed: {}", error_chain(source))]
     Http {
         /// What was asked for.
         url: String,
@@ -169,6 +189,20 @@ pub enum FetchError {
         what: &'static str,
         /// What was wrong with it.
         detail: String,
+    },
+    /// The issuer's discovery document names another issuer (OIDC Discovery
+    /// §4.3): most often a trailing slash, since `iss` must match exactly.
+    #[error(
+        "{url} names issuer `{named}`, not the configured `{configured}`; if your tokens carry \
+         `{named}` in `iss`, configure exactly that"
+    )]
+    IssuerMismatch {
+        /// The discovery document's URL.
+        url: String,
+        /// The issuer it names.
+        named: String,
+        /// The issuer configured.
+        configured: String,
     },
     /// A JWKS document without a single key authgate can verify with.
     #[error("{url} lists no usable signing key ({skipped} skipped)")]

@@ -1,6 +1,9 @@
 //! `authgate token` and `authgate call`: the client-credentials grant and a call to GetPrivate.
 
 use super::*;
+use crate::pb::{
+    GetPrivateRequest, GetPrivateResponse, private_service_client::PrivateServiceClient,
+};
 
 /// Client credentials for the client-credentials grant, shared by `token`
 /// and `call`.
@@ -111,15 +114,15 @@ pub(super) async fn token(args: TokenArgs) -> Result<(), Failure> {
 pub(super) async fn call(args: CallArgs) -> Result<(), Failure> {
     use tonic::transport::{Certificate, ClientTlsConfig, Endpoint};
 
-    let token = match &args.token {
-        Some(token) => token.expose().to_owned(),
-        None => args
-            .client
-            .token_source()?
-            .token()
-            .await?
-            .secret()
-            .to_owned(),
+    // With no --token, a token from the client-credentials grant, and its
+    // source so that a refused cached token can be replaced once.
+    let (source, token) = match &args.token {
+        Some(token) => (None, token.expose().to_owned()),
+        None => {
+            let source = args.client.token_source()?;
+            let token = source.token().await?;
+            (Some((source, token.clone())), token.secret().to_owned())
+        }
     };
     let addr = if args.addr.contains("://") {
         args.addr.clone()
@@ -151,16 +154,22 @@ pub(super) async fn call(args: CallArgs) -> Result<(), Failure> {
         .connect()
         .await
         .map_err(|e| connect_error(error_chain(&e)))?;
-    let mut request = tonic::Request::new(crate::server::pb::GetPrivateRequest {});
-    let value = format!("Bearer {token}")
-        .parse()
-        .map_err(|_| Failure::Usage("the token has characters a header cannot carry".into()))?;
-    request.metadata_mut().insert("authorization", value);
-    let response = crate::server::pb::private_service_client::PrivateServiceClient::new(channel)
-        .get_private(request)
-        .await
-        .map_err(Failure::Call)?
-        .into_inner();
+    let mut client = PrivateServiceClient::new(channel);
+    let response = match (get_private(&mut client, &token).await, source) {
+        // A cached token the server no longer accepts (the issuer restarted
+        // with new keys, say): drop it and try once more with a fresh one.
+        (Err(Failure::Call(status)), Some((source, refused)))
+            if status.code() == tonic::Code::Unauthenticated =>
+        {
+            tracing::info!(
+                "the server refused the cached token ({}); asking the issuer for a new one",
+                status.message()
+            );
+            let token = source.renew(&refused).await?;
+            get_private(&mut client, token.secret()).await?
+        }
+        (result, _) => result?,
+    };
     // The proto3 JSON mapping of GetPrivateResponse, in field order.
     #[derive(serde::Serialize)]
     struct Json {
@@ -178,4 +187,20 @@ pub(super) async fn call(args: CallArgs) -> Result<(), Failure> {
         serde_json::to_string_pretty(&json).expect("JSON of strings")
     );
     Ok(())
+}
+
+async fn get_private(
+    client: &mut PrivateServiceClient<tonic::transport::Channel>,
+    token: &str,
+) -> Result<GetPrivateResponse, Failure> {
+    let mut request = tonic::Request::new(GetPrivateRequest {});
+    let value = format!("Bearer {token}")
+        .parse()
+        .map_err(|_| Failure::Usage("the token has characters a header cannot carry".into()))?;
+    request.metadata_mut().insert("authorization", value);
+    Ok(client
+        .get_private(request)
+        .await
+        .map_err(Failure::Call)?
+        .into_inner())
 }

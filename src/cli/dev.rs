@@ -4,9 +4,11 @@ use super::*;
 
 /// `authgate dev`.
 #[derive(Debug, Args)]
+#[command(after_help = "Scopes: with no --require-scope, dev applies \
+    /authgate.v1.PrivateService/GetPrivate=read:private, and the dev client is granted read:private.")]
 pub struct DevArgs {
-    /// Where the dev issuer listens (loopback only).
-    #[arg(long, default_value = "127.0.0.1:50052")]
+    /// Where the dev issuer listens (loopback only): IP:PORT or HOST:PORT.
+    #[arg(long, default_value = "127.0.0.1:50052", value_parser = parse_listen)]
     pub issuer_listen: SocketAddr,
     /// The API identifier the dev issuer issues tokens for.
     #[arg(long, default_value = "https://authgate.dev/api")]

@@ -10,7 +10,7 @@ use crate::{
     client::{
         ClientAuth, Secret, TokenEndpoint, TokenError, TokenSource, TokenSourceConfig, file_cache,
     },
-    error::StartupError,
+    error::{StartupError, error_chain},
     gate::auth::{ScopePolicy, ScopeRule},
     gate::validate::ValidationConfig,
     issuer::{DevClient, DevIssuer, DevIssuerConfig, random_secret},
@@ -71,6 +71,25 @@ pub enum Command {
 fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s)
         .map_err(|e| format!("`{s}` is not a duration like 90s, 10m, 1h: {e}"))
+}
+
+/// `IP:PORT`, or `HOST:PORT` resolved once at start (an IPv4 address when
+/// the name has one, so `localhost` means 127.0.0.1 as clients expect).
+fn parse_listen(s: &str) -> Result<SocketAddr, String> {
+    use std::net::ToSocketAddrs;
+    if let Ok(addr) = s.parse() {
+        return Ok(addr);
+    }
+    let addrs: Vec<SocketAddr> = s
+        .to_socket_addrs()
+        .map_err(|e| format!("`{s}` is not an address to listen on (IP:PORT or HOST:PORT): {e}"))?
+        .collect();
+    addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or(addrs.first())
+        .copied()
+        .ok_or_else(|| format!("`{s}` names no address to listen on"))
 }
 
 /// Secrets and tokens from the command line, kept out of `Debug`.
@@ -157,7 +176,7 @@ pub fn run(cli: Cli) -> ExitCode {
             failure.exit_code()
         }
         Err(failure) => {
-            eprintln!("error: {failure}");
+            eprintln!("error: {}", error_chain(&failure));
             failure.exit_code()
         }
     }
@@ -182,17 +201,6 @@ fn init_tracing(
         LogFormat::Json => builder.json().try_init(),
     };
     guard
-}
-
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]

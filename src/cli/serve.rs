@@ -1,6 +1,10 @@
 //! `authgate serve` and the gate and server settings it shares with `dev`.
 
 use super::*;
+use crate::{
+    error::FetchError,
+    keys::{KeyStore, Refresher},
+};
 
 /// `authgate serve`.
 #[derive(Debug, Args)]
@@ -8,7 +12,8 @@ pub struct ServeArgs {
     /// The exact `iss` required, and the base of OIDC discovery [default: https://$AUTH0_DOMAIN/].
     #[arg(long, env = "AUTHGATE_ISSUER")]
     pub issuer: Option<String>,
-    /// An accepted `aud`; repeat for several [default: $AUTH0_AUDIENCE].
+    /// An accepted `aud`; repeat for several, or comma-separate them in
+    /// AUTHGATE_AUDIENCE (`a,b`) [default: $AUTH0_AUDIENCE].
     #[arg(long = "audience", env = "AUTHGATE_AUDIENCE", value_delimiter = ',')]
     pub audiences: Vec<String>,
     /// Where keys come from [default: discovery's jwks_uri, else {issuer}.well-known/jwks.json].
@@ -28,10 +33,12 @@ pub struct ServeArgs {
 /// Settings of the gate and the server, the same for `serve` and `dev`.
 #[derive(Debug, Args)]
 pub struct GateArgs {
-    /// Where gRPC is served.
-    #[arg(long, env = "AUTHGATE_LISTEN", default_value = "127.0.0.1:50051")]
+    /// Where gRPC is served: IP:PORT, or HOST:PORT (`localhost:50051`).
+    #[arg(long, env = "AUTHGATE_LISTEN", default_value = "127.0.0.1:50051", value_parser = parse_listen)]
     pub listen: SocketAddr,
-    /// METHOD=SCOPE: the method needs the scope; repeat for more (all are needed).
+    /// METHOD=SCOPE: the method needs the scope, e.g.
+    /// `/authgate.v1.PrivateService/GetPrivate=read:private`; repeat for more
+    /// (all are needed), or `;`-separate them in AUTHGATE_REQUIRE_SCOPE.
     #[arg(
         long = "require-scope",
         env = "AUTHGATE_REQUIRE_SCOPE",
@@ -79,10 +86,10 @@ pub struct GateArgs {
     #[arg(long, value_parser = parse_duration, default_value = "20s")]
     pub keepalive_timeout: Duration,
     /// Serve TLS with this PEM certificate chain (needs --tls-key).
-    #[arg(long, requires = "tls_key")]
+    #[arg(long)]
     pub tls_cert: Option<PathBuf>,
     /// The PEM private key for --tls-cert.
-    #[arg(long, requires = "tls_cert")]
+    #[arg(long)]
     pub tls_key: Option<PathBuf>,
 }
 
@@ -191,7 +198,17 @@ impl GateArgs {
                 cert: cert.clone(),
                 key: key.clone(),
             }),
-            _ => None,
+            (Some(_), None) => {
+                return Err(StartupError::Config(
+                    "--tls-cert needs --tls-key: the certificate's private key".into(),
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(StartupError::Config(
+                    "--tls-key needs --tls-cert: the certificate chain it belongs to".into(),
+                ));
+            }
+            (None, None) => None,
         };
         Ok(ServerConfig {
             listen: self.listen,
@@ -228,7 +245,34 @@ pub(super) async fn serve(args: ServeArgs) -> Result<(), StartupError> {
     let config = args.config()?;
     let app = Application::build(config.clone()).await?;
     log_start(&config, app.local_addr());
-    app.run_until(shutdown_signal()).await
+    let server = app.run_until(shutdown_signal());
+    tokio::pin!(server);
+    // Serving starts at once, issuer or not; but an issuer whose discovery
+    // answers with another `iss` would never verify a token, so that is
+    // said now, with the value to use, instead of in every refusal.
+    tokio::select! {
+        result = &mut server => return result,
+        mismatch = discovery_mismatch(&config) => {
+            if let Some(error) = mismatch {
+                return Err(StartupError::Config(error.to_string()));
+            }
+        }
+    }
+    server.await
+}
+
+/// What discovery says at start, when it names another issuer than the one
+/// configured; nothing when it agrees, is not used, or does not answer.
+async fn discovery_mismatch(config: &ServerConfig) -> Option<FetchError> {
+    if !matches!(config.jwks, JwksSource::Discovery { .. }) {
+        return None;
+    }
+    let mut probe =
+        Refresher::new(KeyStore::new(), config.jwks.clone(), config.refresh.clone()).ok()?;
+    match probe.jwks_url().await {
+        Err(error @ FetchError::IssuerMismatch { .. }) => Some(error),
+        _ => None,
+    }
 }
 
 pub(super) fn log_start(config: &ServerConfig, addr: SocketAddr) {

@@ -19,6 +19,10 @@ struct Entry {
     client_id: String,
     audience: Option<String>,
     scope: Option<String>,
+    /// Which secret got the token: another secret must not reuse it (a
+    /// wrong secret would otherwise "work" until the token expired).
+    #[serde(default)]
+    secret_fingerprint: String,
     access_token: String,
     expires_at: u64,
 }
@@ -30,21 +34,31 @@ fn endpoint_key(config: &TokenSourceConfig) -> String {
     }
 }
 
-/// The cache file for this config.
+fn hex_sha256(parts: &[&str]) -> String {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, parts.join("\0").as_bytes());
+    digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A one-way fingerprint of the client secret: it tells two secrets apart
+/// without the cache file ever holding the secret.
+fn secret_fingerprint(config: &TokenSourceConfig) -> String {
+    hex_sha256(&[
+        "authgate token cache: client secret",
+        config.client_secret.expose(),
+    ])
+}
+
+/// The cache file for this config: one per token endpoint, client,
+/// audience, scope and client secret.
 pub fn path(dir: &std::path::Path, config: &TokenSourceConfig) -> PathBuf {
-    let key = [
+    let name = hex_sha256(&[
         endpoint_key(config).as_str(),
         &config.client_id,
         config.audience.as_deref().unwrap_or(""),
         config.scope.as_deref().unwrap_or(""),
-    ]
-    .join("\0");
-    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, key.as_bytes());
-    let name: String = digest.as_ref()[..16]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    dir.join(format!("token-{name}.json"))
+        &secret_fingerprint(config),
+    ]);
+    dir.join(format!("token-{}.json", &name[..32]))
 }
 
 /// Refuses a cache path that someone else owns or could read or write.
@@ -86,6 +100,7 @@ pub(super) fn load(dir: &std::path::Path, config: &TokenSourceConfig) -> Option<
         || entry.client_id != config.client_id
         || entry.audience != config.audience
         || entry.scope != config.scope
+        || entry.secret_fingerprint != secret_fingerprint(config)
     {
         return None;
     }
@@ -110,6 +125,7 @@ fn try_store(
         client_id: config.client_id.clone(),
         audience: config.audience.clone(),
         scope: config.scope.clone(),
+        secret_fingerprint: secret_fingerprint(config),
         access_token: token.secret().to_owned(),
         expires_at: token
             .expires_at

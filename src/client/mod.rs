@@ -298,6 +298,15 @@ impl TokenSource {
         Ok(token)
     }
 
+    /// A new token in place of `refused`, which a server turned away as
+    /// UNAUTHENTICATED (its issuer restarted with new keys, say): fetched
+    /// from the issuer unless another caller already replaced it. The new
+    /// token replaces the cached one.
+    pub async fn renew(&self, refused: &AccessToken) -> Result<AccessToken, TokenError> {
+        self.refresh(|t| t.is_fresh() && t.secret() != refused.secret())
+            .await
+    }
+
     /// Fetches unless, once the fetch lock is ours, `good_enough` holds for
     /// the token someone else just fetched.
     async fn refresh(

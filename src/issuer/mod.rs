@@ -150,7 +150,6 @@ struct Keys {
     all: Vec<SigningKey>,
     /// The `kid` that [`DevIssuer::mint`] signs with.
     current: String,
-    next_id: usize,
 }
 
 struct SigningKey {
@@ -191,11 +190,14 @@ impl Keys {
 }
 
 impl SigningKey {
-    fn generate(kid: String, alg: Algorithm) -> SigningKey {
-        Self::generate_sized(kid, alg, KeySize::Rsa2048)
+    fn generate(alg: Algorithm) -> SigningKey {
+        Self::generate_sized(alg, KeySize::Rsa2048)
     }
 
-    fn generate_sized(kid: String, alg: Algorithm, size: KeySize) -> SigningKey {
+    /// A new key, named by its RFC 7638 thumbprint: a new key always has a
+    /// new `kid`, so a token from an earlier run of the issuer names a key
+    /// that is gone instead of failing as a bad signature.
+    fn generate_sized(alg: Algorithm, size: KeySize) -> SigningKey {
         let pair = match alg {
             Algorithm::ES256 => Pair::Ec(
                 EcdsaKeyPair::generate(&signature::ECDSA_P256_SHA256_FIXED_SIGNING)
@@ -208,18 +210,48 @@ impl SigningKey {
             Algorithm::EdDSA => Pair::Ed(Ed25519KeyPair::generate().expect("Ed25519 generation")),
             _ => Pair::Rsa(RsaKeyPair::generate(size).expect("RSA key generation")),
         };
-        SigningKey {
-            kid,
+        let mut key = SigningKey {
+            kid: String::new(),
             alg,
             pair,
             published: true,
-        }
+        };
+        key.kid = key.thumbprint();
+        key
+    }
+
+    /// The RFC 7638 thumbprint: SHA-256 of the required public members in
+    /// lexicographic order, without white space, base64url.
+    fn thumbprint(&self) -> String {
+        let members = self.public_members();
+        let text = |name: &str| members[name].as_str().unwrap_or_default().to_owned();
+        let canonical = match &self.pair {
+            Pair::Rsa(_) => format!(r#"{{"e":"{}","kty":"RSA","n":"{}"}}"#, text("e"), text("n")),
+            Pair::Ec(_) => format!(
+                r#"{{"crv":"{}","kty":"EC","x":"{}","y":"{}"}}"#,
+                text("crv"),
+                text("x"),
+                text("y")
+            ),
+            Pair::Ed(_) => format!(r#"{{"crv":"Ed25519","kty":"OKP","x":"{}"}}"#, text("x")),
+        };
+        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, canonical.as_bytes());
+        URL_SAFE_NO_PAD.encode(digest.as_ref())
     }
 
     /// The public JWK, with `use`, `alg` and `kid` as Auth0 publishes them.
     fn jwk(&self) -> Value {
+        let mut jwk = self.public_members();
+        jwk["use"] = "sig".into();
+        jwk["alg"] = self.alg.name().into();
+        jwk["kid"] = self.kid.clone().into();
+        jwk
+    }
+
+    /// The members of the public key that RFC 7638 requires.
+    fn public_members(&self) -> Value {
         let b64 = |bytes: &[u8]| URL_SAFE_NO_PAD.encode(bytes);
-        let mut jwk = match &self.pair {
+        match &self.pair {
             Pair::Rsa(pair) => json!({
                 "kty": "RSA",
                 "n": b64(pair.public_key().modulus().big_endian_without_leading_zero()),
@@ -240,11 +272,7 @@ impl SigningKey {
                 "crv": "Ed25519",
                 "x": b64(pair.public_key().as_ref()),
             }),
-        };
-        jwk["use"] = "sig".into();
-        jwk["alg"] = self.alg.name().into();
-        jwk["kid"] = self.kid.clone().into();
-        jwk
+        }
     }
 
     /// Signs `message` under `alg`, which for an RSA key may be any RSA
@@ -282,14 +310,13 @@ impl DevIssuer {
         let listener = TcpListener::bind(config.listen).await?;
         let addr = listener.local_addr()?;
         let issuer = format!("http://{addr}/");
-        let first = SigningKey::generate("dev-key-1".into(), config.algorithm);
+        let first = SigningKey::generate(config.algorithm);
         let state = Arc::new(IssuerState {
             issuer,
             audience: config.audience,
             keys: Mutex::new(Keys {
                 current: first.kid.clone(),
                 all: vec![first],
-                next_id: 2,
             }),
             clients: Mutex::new(vec![config.client]),
             token_ttl: Mutex::new(config.token_ttl),
@@ -353,11 +380,9 @@ impl DevIssuer {
 
     /// As [`DevIssuer::add_key`], with an RSA modulus of `size`.
     pub fn add_key_sized(&self, alg: Algorithm, size: KeySize) -> String {
-        let mut keys = lock(&self.state.keys);
-        let kid = format!("dev-key-{}", keys.next_id);
-        keys.next_id += 1;
-        keys.all
-            .push(SigningKey::generate_sized(kid.clone(), alg, size));
+        let key = SigningKey::generate_sized(alg, size);
+        let kid = key.kid.clone();
+        lock(&self.state.keys).all.push(key);
         kid
     }
 

@@ -189,12 +189,21 @@ impl Refresher {
                 Err(error) => {
                     failures = failures.saturating_add(1);
                     let delay = self.backoff(failures);
-                    tracing::warn!(
-                        %error,
-                        failures,
-                        retry_in = ?delay,
-                        "JWKS fetch failed; keeping the last good key set"
-                    );
+                    if self.store.load().is_some() {
+                        tracing::warn!(
+                            %error,
+                            failures,
+                            retry_in = ?delay,
+                            "JWKS fetch failed; keeping the last good key set"
+                        );
+                    } else {
+                        tracing::warn!(
+                            %error,
+                            failures,
+                            retry_in = ?delay,
+                            "JWKS fetch failed; no key set has loaded yet, so guarded calls get UNAVAILABLE"
+                        );
+                    }
                     delay
                 }
             };
@@ -277,7 +286,9 @@ impl Refresher {
             })
     }
 
-    async fn jwks_url(&mut self) -> Result<Url, FetchError> {
+    /// Where the JWKS is: the configured URL, or the one discovery names
+    /// (asked once and remembered until a fetch fails).
+    pub async fn jwks_url(&mut self) -> Result<Url, FetchError> {
         let (issuer, issuer_url) = match &self.source {
             JwksSource::Url(url) => return Ok(url.clone()),
             JwksSource::Discovery { issuer, url } => (issuer.clone(), url.clone()),
@@ -297,7 +308,11 @@ impl Refresher {
                 tracing::info!(jwks_url = %fallback, "the issuer has no discovery document");
                 Ok(fallback)
             }
-            Err(error @ FetchError::Invalid { .. }) | Err(error @ FetchError::Url(_)) => Err(error),
+            Err(
+                error @ (FetchError::Invalid { .. }
+                | FetchError::Url(_)
+                | FetchError::IssuerMismatch { .. }),
+            ) => Err(error),
             Err(error) => {
                 tracing::warn!(%error, jwks_url = %fallback, "discovery failed; trying the usual JWKS URL");
                 Ok(fallback)
@@ -322,10 +337,11 @@ impl Refresher {
         let doc: Discovery = serde_json::from_slice(&body).map_err(|e| invalid(e.to_string()))?;
         // OIDC Discovery §4.3: the document must name the issuer it was asked for.
         if doc.issuer != issuer {
-            return Err(invalid(format!(
-                "it names issuer {:?}, not the configured {issuer:?}",
-                doc.issuer
-            )));
+            return Err(FetchError::IssuerMismatch {
+                url: url.to_string(),
+                named: doc.issuer,
+                configured: issuer.to_owned(),
+            });
         }
         Ok(net::parse_issuer_url(
             "discovery's jwks_uri",

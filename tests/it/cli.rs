@@ -12,7 +12,7 @@ use tonic::Request;
 
 use crate::common::{SCOPE, eventually, free_port, spawn_issuer};
 
-fn authgate() -> Command {
+pub(crate) fn authgate() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_authgate"));
     command
         .env_remove("AUTH0_DOMAIN")
@@ -25,7 +25,7 @@ fn authgate() -> Command {
 
 /// Waits for `child` to exit within `within`, killing it if it does not.
 /// Async, so that this test's own connections can close meanwhile.
-async fn wait(child: &mut Child, within: Duration) -> std::process::ExitStatus {
+pub(crate) async fn wait(child: &mut Child, within: Duration) -> std::process::ExitStatus {
     let deadline = Instant::now() + within;
     loop {
         if let Some(status) = child.try_wait().unwrap() {
@@ -39,13 +39,13 @@ async fn wait(child: &mut Child, within: Duration) -> std::process::ExitStatus {
     }
 }
 
-fn signal(child: &Child, signal: libc::c_int) {
+pub(crate) fn signal(child: &Child, signal: libc::c_int) {
     // SAFETY: kill(2) with the pid of a child we own.
     let rc = unsafe { libc::kill(child.id() as libc::pid_t, signal) };
     assert_eq!(rc, 0);
 }
 
-async fn call(addr: &str, token: &str) -> Result<String, tonic::Status> {
+pub(crate) async fn call(addr: &str, token: &str) -> Result<String, tonic::Status> {
     let mut client = PrivateServiceClient::connect(format!("http://{addr}"))
         .await
         .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
@@ -190,7 +190,10 @@ async fn dev_prints_a_token_and_a_grpcurl_command_that_work() {
 }
 
 /// `authgate token`/`call` against `issuer`, caching tokens in `cache`.
-fn client_command(issuer: &authgate::issuer::DevIssuer, cache: &std::path::Path) -> Command {
+pub(crate) fn client_command(
+    issuer: &authgate::issuer::DevIssuer,
+    cache: &std::path::Path,
+) -> Command {
     let mut command = authgate();
     command
         .env("AUTHGATE_ISSUER", issuer.url())
@@ -201,7 +204,7 @@ fn client_command(issuer: &authgate::issuer::DevIssuer, cache: &std::path::Path)
     command
 }
 
-fn temp_dir(name: &str) -> std::path::PathBuf {
+pub(crate) fn temp_dir(name: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("authgate-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     dir

@@ -14,3 +14,4 @@ mod refresh;
 mod scopes;
 mod server;
 mod streams;
+mod traps;

@@ -1,0 +1,331 @@
+//! Traps a newcomer met, each kept from coming back: what the README shows
+//! is what the binary prints, a wrong secret is never served from the cache,
+//! a restarted issuer's new key has a new `kid`, and errors say why.
+
+use std::{
+    io::{BufRead, BufReader},
+    process::{Command, Output, Stdio},
+    time::Duration,
+};
+
+use authgate::{error::AuthError, keys::Algorithm};
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+
+use crate::{
+    cli::{authgate, call, client_command, signal, temp_dir, wait},
+    common::{SCOPE, eventually, spawn_app, spawn_issuer},
+};
+
+const README: &str = include_str!("../../README.md");
+
+async fn run(mut command: Command) -> Output {
+    tokio::task::spawn_blocking(move || command.output().unwrap())
+        .await
+        .unwrap()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// The README shows `text` as a command's output, each line behind `# `.
+fn assert_readme_shows(text: &str) {
+    for line in text.lines() {
+        let shown = format!("# {line}");
+        assert!(
+            README.lines().any(|l| l.trim_end() == shown.trim_end()),
+            "README.md does not show `{shown}`, which the binary prints"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_readme_shows_the_errors_the_binary_prints() {
+    let app = spawn_app().await;
+    let mut command = authgate();
+    command.args(["call", "--addr", &app.url(), "--token", "not.a.token"]);
+    let output = run(command).await;
+    assert_eq!(output.status.code(), Some(80));
+    assert_readme_shows(stderr(&output).trim_end());
+    assert!(README.contains("# exit 80"));
+
+    // Nothing listens on port 1: the cause is said once, down to the OS.
+    let mut command = authgate();
+    command.args(["call", "--addr", "http://127.0.0.1:1", "--token", "x"]);
+    let output = run(command).await;
+    let text = stderr(&output);
+    assert_eq!(output.status.code(), Some(1), "{text}");
+    assert_eq!(text.matches("Connection refused").count(), 1, "{text}");
+    assert!(
+        !text.contains("tcp connect error: tcp connect error"),
+        "{text}"
+    );
+    assert_readme_shows(text.trim_end());
+
+    // grpcurl's answer without a token, as the README shows it.
+    assert!(README.contains(&format!("#   Message: {}", AuthError::MissingAuthorization)));
+}
+
+#[tokio::test]
+async fn the_readme_shows_the_banner_dev_prints() {
+    let mut child = authgate()
+        .args([
+            "dev",
+            "--listen",
+            "127.0.0.1:0",
+            "--issuer-listen",
+            "127.0.0.1:0",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let banner = tokio::task::spawn_blocking(move || {
+        let mut lines = Vec::new();
+        for line in BufReader::new(stdout).lines() {
+            let line = line.unwrap();
+            let done = line.starts_with("Ctrl-C");
+            lines.push(line);
+            if done {
+                break;
+            }
+        }
+        lines
+    });
+    let banner = tokio::time::timeout(Duration::from_secs(60), banner)
+        .await
+        .expect("dev printed its banner")
+        .unwrap();
+    signal(&child, libc::SIGTERM);
+    wait(&mut child, Duration::from_secs(30)).await;
+
+    let start = README
+        .find("authgate dev: a local issuer")
+        .expect("the README shows the banner");
+    let shown: Vec<String> = README[start..]
+        .lines()
+        .take_while(|l| !l.starts_with("```"))
+        .map(normalize)
+        .collect();
+    let printed: Vec<String> = banner.iter().map(|l| normalize(l)).collect();
+    assert_eq!(shown, printed, "README.md's sample of `authgate dev`");
+}
+
+/// A banner line with what differs between runs (tokens, secrets, ports,
+/// the program's path) replaced by placeholders.
+fn normalize(line: &str) -> String {
+    let mut out = Vec::new();
+    for word in line.split(' ') {
+        let word = if let Some(i) = word.find("eyJ") {
+            format!("{}TOKEN", &word[..i])
+        } else if let Some(i) = word.find("127.0.0.1:") {
+            format!("{}ADDR", &word[..i])
+        } else if word.ends_with("/authgate") {
+            "authgate".to_owned()
+        } else if let Some(i) = word.find("SECRET=") {
+            format!("{}SECRET=…", &word[..i])
+        } else {
+            word.to_owned()
+        };
+        out.push(word);
+    }
+    let line = out.join(" ");
+    match line.find("client secret  ") {
+        Some(i) => format!("{}client secret  …", &line[..i]),
+        None => line,
+    }
+}
+
+#[tokio::test]
+async fn a_wrong_secret_is_never_served_from_the_cache() {
+    let app = spawn_app().await;
+    let cache = temp_dir("wrong-secret");
+    let mut command = client_command(&app.issuer, &cache);
+    command.arg("token");
+    let first = run(command).await;
+    assert!(first.status.success(), "{}", stderr(&first));
+
+    let mut command = client_command(&app.issuer, &cache);
+    command.env("AUTHGATE_CLIENT_SECRET", "wrong").arg("token");
+    let second = run(command).await;
+    assert_eq!(second.status.code(), Some(1), "a wrong secret got a token");
+    assert!(second.stdout.is_empty());
+    assert!(
+        stderr(&second).contains("invalid_client"),
+        "{}",
+        stderr(&second)
+    );
+    assert!(!stderr(&second).contains("wrong\n"));
+    for file in std::fs::read_dir(&cache).unwrap() {
+        let text = std::fs::read_to_string(file.unwrap().path()).unwrap();
+        assert!(!text.contains("test-secret"), "the cache holds the secret");
+    }
+    let _ = std::fs::remove_dir_all(&cache);
+}
+
+#[tokio::test]
+async fn dev_keys_are_named_by_their_rfc7638_thumbprint() {
+    let (a, b) = (spawn_issuer().await, spawn_issuer().await);
+    assert_ne!(a.current_kid(), b.current_kid(), "a new key, a new kid");
+    for issuer in [&a, &b] {
+        let kid = issuer.current_kid();
+        let jwk = issuer.jwk(&kid).unwrap();
+        // RFC 7638 §3.2: the required members, in lexicographic order.
+        let canonical = format!(
+            r#"{{"e":"{}","kty":"RSA","n":"{}"}}"#,
+            jwk["e"].as_str().unwrap(),
+            jwk["n"].as_str().unwrap()
+        );
+        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, canonical.as_bytes());
+        assert_eq!(kid, URL_SAFE_NO_PAD.encode(digest.as_ref()));
+    }
+    let ec = a.add_key(Algorithm::ES256);
+    let jwk = a.jwk(&ec).unwrap();
+    let canonical = format!(
+        r#"{{"crv":"P-256","kty":"EC","x":"{}","y":"{}"}}"#,
+        jwk["x"].as_str().unwrap(),
+        jwk["y"].as_str().unwrap()
+    );
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, canonical.as_bytes());
+    assert_eq!(ec, URL_SAFE_NO_PAD.encode(digest.as_ref()));
+}
+
+#[tokio::test]
+async fn call_replaces_a_cached_token_the_server_refuses_once() {
+    let app = spawn_app().await;
+    let cache = temp_dir("refused-cache");
+    let mut command = client_command(&app.issuer, &cache);
+    command.arg("token");
+    assert!(run(command).await.status.success());
+    assert_eq!(app.issuer.token_hits(), 1);
+
+    // The issuer moves to a new key and withdraws the one the cached token
+    // names, as a restarted `authgate dev` does; the server follows.
+    let old = app.issuer.current_kid();
+    app.issuer.rotate(Algorithm::RS256);
+    app.issuer.set_published(&old, false);
+    let fresh = app.issuer.mint(&app.issuer.claims("user|1", &[SCOPE]));
+    let addr = app.addr.to_string();
+    assert!(
+        eventually(Duration::from_secs(30), || async {
+            call(&addr, &fresh).await.is_ok()
+        })
+        .await,
+        "the server loads the new key"
+    );
+
+    let mut command = client_command(&app.issuer, &cache);
+    command.args(["call", "--addr", &app.url()]);
+    let output = run(command).await;
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(app.issuer.token_hits(), 2, "one new token, asked for once");
+
+    // A token given with --token is the caller's: it is not replaced.
+    let mut command = client_command(&app.issuer, &cache);
+    command.args(["call", "--addr", &app.url(), "--token", "not.a.token"]);
+    assert_eq!(run(command).await.status.code(), Some(80));
+    assert_eq!(app.issuer.token_hits(), 2);
+    let _ = std::fs::remove_dir_all(&cache);
+}
+
+#[tokio::test]
+async fn serve_names_the_issuer_discovery_reports_and_exits() {
+    let issuer = spawn_issuer().await;
+    let without_slash = issuer.url().trim_end_matches('/').to_owned();
+    let mut child = authgate()
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--issuer",
+            &without_slash,
+            "--audience",
+            "a",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // A server that kept retrying instead would be killed, failing here.
+    let status = wait(&mut child, Duration::from_secs(60)).await;
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut text).unwrap();
+    assert_eq!(status.code(), Some(2), "{text}");
+    assert!(
+        text.contains(&format!("names issuer `{}`", issuer.url())),
+        "{text}"
+    );
+    assert!(issuer.discovery_hits() >= 1);
+}
+
+#[tokio::test]
+async fn serve_says_no_key_set_has_loaded_and_why() {
+    let mut child = authgate()
+        .args([
+            "serve",
+            "--listen",
+            "localhost:0",
+            "--issuer",
+            "http://127.0.0.1:1/",
+            "--audience",
+            "a",
+        ])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let line = tokio::task::spawn_blocking(move || {
+        BufReader::new(stderr)
+            .lines()
+            .map(|l| l.unwrap())
+            .find(|l| l.contains("JWKS fetch failed"))
+    });
+    let line = tokio::time::timeout(Duration::from_secs(60), line)
+        .await
+        .expect("a failed fetch is logged")
+        .unwrap()
+        .expect("a failed fetch is logged");
+    signal(&child, libc::SIGTERM);
+    let status = wait(&mut child, Duration::from_secs(30)).await;
+    assert_eq!(status.code(), Some(0), "--listen localhost:0 served");
+    assert!(line.contains("no key set has loaded yet"), "{line}");
+    assert!(!line.contains("keeping the last good key set"), "{line}");
+    assert!(line.contains("Connection refused"), "{line}");
+}
+
+#[tokio::test]
+async fn tls_flags_and_help_say_what_is_needed() {
+    let mut command = authgate();
+    command.args([
+        "serve",
+        "--issuer",
+        "https://t.auth0.com/",
+        "--audience",
+        "a",
+        "--tls-cert",
+        "cert.pem",
+    ]);
+    let output = run(command).await;
+    let text = stderr(&output);
+    assert_eq!(output.status.code(), Some(2), "{text}");
+    assert!(text.contains("--tls-cert needs --tls-key"), "{text}");
+    assert!(!text.contains("--listen <LISTEN>"), "{text}");
+
+    let mut command = authgate();
+    command.args(["serve", "--help"]);
+    let help = String::from_utf8(run(command).await.stdout).unwrap();
+    assert!(
+        help.contains("/authgate.v1.PrivateService/GetPrivate=read:private"),
+        "{help}"
+    );
+    assert!(help.contains("AUTHGATE_AUDIENCE (`a,b`)"), "{help}");
+    assert!(help.contains("HOST:PORT"), "{help}");
+
+    let mut command = authgate();
+    command.args(["dev", "--help"]);
+    let help = String::from_utf8(run(command).await.stdout).unwrap();
+    assert!(help.contains(authgate::cli::DEV_SCOPE_RULE), "{help}");
+}
