@@ -36,6 +36,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             issuer,
             audiences: vec![audience],
             leeway: Duration::from_secs(30),
+            require_typ: None,
         }),
         keys,
         ScopePolicy::new(["/authgate.v1.PrivateService/GetPrivate=read:private".parse()?]),

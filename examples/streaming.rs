@@ -78,6 +78,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             issuer: issuer.url().into(),
             audiences: vec![issuer.audience().into()],
             leeway: Duration::ZERO,
+            require_typ: None,
         }),
         keys,
         ScopePolicy::default(),

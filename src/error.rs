@@ -33,6 +33,16 @@ pub enum AuthError {
     /// The header lists a `crit` extension authgate does not implement.
     #[error("token header has a critical extension (`crit`) that is not understood")]
     UnsupportedCritical,
+    /// A header member has the wrong JSON type or is given twice.
+    #[error("token header member `{0}` is invalid (wrong type or repeated)")]
+    InvalidHeader(&'static str),
+    /// The header carries a key of its own (`jwk`): never trusted.
+    #[error("token header carries its own key (`jwk`); only the issuer's key set is trusted")]
+    EmbeddedKey,
+    /// `typ` says the token is not an access token (a DPoP proof, a logout
+    /// token, ...), or not the type `--require-typ` asks for.
+    #[error("token type (`typ`) is not accepted")]
+    TypeNotAccepted,
     /// The header has no `kid` and the key set has several keys for its algorithm.
     #[error("token has no key id (`kid`) and several keys could have signed it")]
     MissingKeyId,
@@ -72,6 +82,14 @@ pub enum AuthError {
     /// No key set has loaded yet, so no token can be checked.
     #[error("the issuer's signing keys have not loaded yet")]
     KeysNotLoaded,
+    /// The issuer's last JWKS listed no key authgate can verify with: it
+    /// has withdrawn every key it had.
+    #[error("the issuer lists no usable signing key")]
+    NoUsableKey,
+    /// No JWKS fetch has succeeded for longer than `--jwks-max-stale`, so
+    /// the last key set was dropped.
+    #[error("the issuer's signing keys went stale: no fetch has succeeded for too long")]
+    KeysStale,
 }
 
 impl AuthError {
@@ -79,7 +97,9 @@ impl AuthError {
     pub fn code(&self) -> Code {
         match self {
             AuthError::MissingScope(_) | AuthError::UnknownMethod => Code::PermissionDenied,
-            AuthError::KeysNotLoaded => Code::Unavailable,
+            AuthError::KeysNotLoaded | AuthError::NoUsableKey | AuthError::KeysStale => {
+                Code::Unavailable
+            }
             _ => Code::Unauthenticated,
         }
     }
@@ -94,6 +114,9 @@ impl AuthError {
             AuthError::Malformed(_) => "malformed",
             AuthError::AlgorithmNotAllowed(_) => "algorithm_not_allowed",
             AuthError::UnsupportedCritical => "unsupported_crit",
+            AuthError::InvalidHeader(_) => "invalid_header",
+            AuthError::EmbeddedKey => "embedded_key",
+            AuthError::TypeNotAccepted => "typ_not_accepted",
             AuthError::MissingKeyId => "missing_kid",
             AuthError::UnknownKeyId => "unknown_kid",
             AuthError::KeyAlgorithmMismatch => "key_algorithm_mismatch",
@@ -107,6 +130,8 @@ impl AuthError {
             AuthError::MissingScope(_) => "missing_scope",
             AuthError::UnknownMethod => "unknown_method",
             AuthError::KeysNotLoaded => "keys_not_loaded",
+            AuthError::NoUsableKey => "no_usable_key",
+            AuthError::KeysStale => "keys_stale",
         }
     }
 }
@@ -203,14 +228,6 @@ pub enum FetchError {
         named: String,
         /// The issuer configured.
         configured: String,
-    },
-    /// A JWKS document without a single key authgate can verify with.
-    #[error("{url} lists no usable signing key ({skipped} skipped)")]
-    NoUsableKey {
-        /// What was asked for.
-        url: String,
-        /// How many keys were skipped.
-        skipped: usize,
     },
     /// A URL that breaks the https-or-loopback rule.
     #[error(transparent)]

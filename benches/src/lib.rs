@@ -66,6 +66,7 @@ impl Fixture {
             issuer: issuer.url().to_owned(),
             audiences: vec![issuer.audience().to_owned()],
             leeway: std::time::Duration::from_secs(30),
+            require_typ: None,
         });
         Fixture {
             _runtime: runtime,

@@ -31,6 +31,7 @@ fn gate() -> &'static Gate {
             issuer: "https://fuzz.authgate.test/".into(),
             audiences: vec!["https://api.fuzz.test".into()],
             leeway: Duration::from_secs(30),
+            require_typ: None,
         });
         let policy = ScopePolicy::new([format!("{METHOD}=read:private").parse().unwrap()]);
         Gate {

@@ -45,7 +45,11 @@ pub struct GateArgs {
         value_delimiter = ';'
     )]
     pub require_scope: Vec<ScopeRule>,
-    /// Background JWKS refresh period; a shorter Cache-Control max-age may shorten it.
+    /// Accept only tokens whose `typ` is this (`at+jwt` also accepts
+    /// `application/at+jwt`) [default: absent, JWT, at+jwt or application/at+jwt].
+    #[arg(long, value_name = "TYP", value_parser = parse_typ)]
+    pub require_typ: Option<String>,
+    /// Background JWKS refresh period (Cache-Control max-age does not shorten it).
     #[arg(long, value_parser = parse_duration, default_value = "10m")]
     pub jwks_refresh_interval: Duration,
     /// The least time between two fetches that unknown `kid`s trigger.
@@ -54,6 +58,10 @@ pub struct GateArgs {
     /// How long one JWKS or discovery request may take.
     #[arg(long, value_parser = parse_duration, default_value = "10s")]
     pub jwks_fetch_timeout: Duration,
+    /// After this long without a successful JWKS fetch, the last good key set
+    /// is dropped and calls get UNAVAILABLE until a fetch succeeds.
+    #[arg(long, value_parser = parse_duration, default_value = "24h")]
+    pub jwks_max_stale: Duration,
     /// Clock skew allowed on `exp` and `nbf`.
     #[arg(long, value_parser = parse_duration, default_value = "30s")]
     pub leeway: Duration,
@@ -91,6 +99,15 @@ pub struct GateArgs {
     /// The PEM private key for --tls-cert.
     #[arg(long)]
     pub tls_key: Option<PathBuf>,
+}
+
+/// A `typ` for `--require-typ`: a media type such as `at+jwt`.
+fn parse_typ(s: &str) -> Result<String, String> {
+    let typ = s.trim();
+    if typ.is_empty() || !typ.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(format!("`{s}` is not a media type such as at+jwt"));
+    }
+    Ok(typ.to_owned())
 }
 
 impl ServeArgs {
@@ -179,6 +196,11 @@ impl GateArgs {
             second,
         )?;
         at_least("--jwks-fetch-timeout", self.jwks_fetch_timeout, tenth)?;
+        at_least(
+            "--jwks-max-stale",
+            self.jwks_max_stale,
+            self.jwks_refresh_interval.saturating_mul(2),
+        )?;
         at_least("--handshake-timeout", self.handshake_timeout, tenth)?;
         at_least("--request-timeout", self.request_timeout, tenth)?;
         at_least("--keepalive-interval", self.keepalive_interval, second)?;
@@ -216,12 +238,14 @@ impl GateArgs {
                 issuer,
                 audiences,
                 leeway: self.leeway,
+                require_typ: self.require_typ.clone(),
             },
             jwks,
             refresh: RefreshConfig {
                 interval: self.jwks_refresh_interval,
                 min_interval: self.jwks_min_refresh_interval,
                 fetch_timeout: self.jwks_fetch_timeout,
+                max_stale: self.jwks_max_stale,
                 ..RefreshConfig::default()
             },
             policy: ScopePolicy::new(self.require_scope.iter().cloned()),

@@ -229,8 +229,18 @@ impl AuthInterceptor {
         authorization: impl IntoIterator<Item = &'a [u8]>,
     ) -> Result<Principal, AuthError> {
         let token = bearer_token(authorization)?;
-        let keys = self.shared.keys.load();
-        let keys = keys.as_deref().ok_or(AuthError::KeysNotLoaded)?;
+        let store = &self.shared.keys;
+        let keys = store.load();
+        let keys = match keys.as_deref() {
+            Some(keys) if !keys.is_empty() => keys,
+            // The issuer withdrew every key; every kid is unknown now, so ask
+            // as an unknown kid does, in case it has published new ones.
+            Some(_) => {
+                store.ask_refresh();
+                return Err(AuthError::NoUsableKey);
+            }
+            None => return Err(store.availability().refusal()),
+        };
         let now = unix_now();
         let cache = self.shared.cache.as_ref();
         if let Some(principal) = cache.and_then(|c| c.get(token, keys, now)) {

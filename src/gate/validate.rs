@@ -6,12 +6,15 @@
 //! the benchmarks measure: keys are parsed once per key set instead of once per
 //! token, and nothing is allocated until the signature has verified. It is
 //! also stricter: claims of the wrong JSON type, repeated claims, `crit`
-//! extensions and oversize tokens are refused by name.
+//! extensions, `typ`s that are not an access token's and oversize tokens are
+//! refused by name. jsonwebtoken is kept as the reference it is checked
+//! against (`tests/it/differential.rs`): what jsonwebtoken refuses, this
+//! refuses too.
 
 use std::{borrow::Cow, cell::Cell, fmt, sync::Arc, time::Duration};
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
-use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 
 use crate::{
     error::AuthError,
@@ -36,7 +39,17 @@ pub struct ValidationConfig {
     pub audiences: Vec<String>,
     /// Clock skew allowed on `exp` and `nbf`.
     pub leeway: Duration,
+    /// The only `typ` accepted (`--require-typ`), compared without case and
+    /// with `application/` optional, so `at+jwt` also accepts
+    /// `application/at+jwt`. `None`: an absent `typ`, `JWT`, `at+jwt` and
+    /// `application/at+jwt`.
+    pub require_typ: Option<String>,
 }
+
+/// The `typ` values accepted when none is required: an access token's
+/// (RFC 9068 §2.1) or a plain JWT's. A DPoP proof, a logout token and the
+/// like are never access tokens (RFC 8725 §3.11).
+pub const ACCEPTED_TYPS: [&str; 3] = ["JWT", "at+jwt", "application/at+jwt"];
 
 /// Checks tokens against one issuer's rules. Holds no keys: they come with
 /// each call from the key set the refresher last published.
@@ -45,6 +58,8 @@ pub struct Validator {
     issuer: Box<str>,
     audiences: Box<[Box<str>]>,
     leeway: i64,
+    /// `--require-typ` without its optional `application/`.
+    require_typ: Option<Box<str>>,
 }
 
 /// A token that passed every check, and the key that signed it.
@@ -67,6 +82,19 @@ impl Validator {
                 .map(String::into_boxed_str)
                 .collect(),
             leeway: i64::try_from(config.leeway.as_secs()).unwrap_or(i64::MAX),
+            require_typ: config
+                .require_typ
+                .map(|typ| media_subtype(typ.trim()).into()),
+        }
+    }
+
+    /// Whether a token whose header says `typ` (or nothing) is accepted.
+    pub fn accepts_typ(&self, typ: Option<&str>) -> bool {
+        match (&self.require_typ, typ) {
+            (None, None) => true,
+            (None, Some(typ)) => ACCEPTED_TYPS.iter().any(|t| t.eq_ignore_ascii_case(typ)),
+            (Some(_), None) => false,
+            (Some(want), Some(typ)) => media_subtype(typ).eq_ignore_ascii_case(want),
         }
     }
 
@@ -100,8 +128,20 @@ impl Validator {
         if header.crit {
             return Err(AuthError::UnsupportedCritical);
         }
+        if header.jwk {
+            return Err(AuthError::EmbeddedKey);
+        }
+        if !self.accepts_typ(header.typ.as_deref()) {
+            return Err(AuthError::TypeNotAccepted);
+        }
         let key = match header.kid.as_deref() {
-            Some(kid) => keys.get(kid).ok_or(AuthError::UnknownKeyId)?,
+            // A kid may name keys of several types: the one for `alg`.
+            Some(kid) => keys
+                .named(kid)
+                .ok_or(AuthError::UnknownKeyId)?
+                .iter()
+                .find(|key| key.verifies(alg))
+                .ok_or(AuthError::KeyAlgorithmMismatch)?,
             None => keys.sole_key_for(alg).ok_or(AuthError::MissingKeyId)?,
         };
         drop(header);
@@ -126,13 +166,15 @@ impl Validator {
 
         let payload = decode(payload_b64, &mut buf, &mut heap, "payload is not base64url")?;
         let claims = Claims::parse(payload)?;
-        let exp = claims.exp.ok_or(AuthError::MissingClaim("exp"))?;
+        // A fraction of a second counts against the token: `exp` rounds
+        // down, `nbf` up.
+        let exp = claims.exp.ok_or(AuthError::MissingClaim("exp"))?.floor();
         if now >= exp.saturating_add(self.leeway) {
             return Err(AuthError::Expired);
         }
         if claims
             .nbf
-            .is_some_and(|nbf| now.saturating_add(self.leeway) < nbf)
+            .is_some_and(|nbf| now.saturating_add(self.leeway) < nbf.ceil())
         {
             return Err(AuthError::NotYetValid);
         }
@@ -223,78 +265,243 @@ fn decode<'b>(
 /// error without echoing arbitrary bytes from the token.
 fn known_alg_name(alg: &str) -> Option<&'static str> {
     [
-        "none", "HS256", "HS384", "HS512", "ES512", "ES256K", "Ed25519", "Ed448", "RS1",
+        "none", "HS256", "HS384", "HS512", "ES512", "ES256K", "Ed448", "RS1",
     ]
     .into_iter()
     .find(|known| known.eq_ignore_ascii_case(alg))
 }
 
-/// The JOSE header members authgate reads. `jku`, `x5u`, `x5c` and `jwk` are
-/// deliberately ignored: a token never chooses the key that verifies it.
-struct Header<'a> {
-    alg: Cow<'a, str>,
-    kid: Option<Cow<'a, str>>,
-    crit: bool,
-}
-
-impl<'a> Header<'a> {
-    fn parse(json: &'a [u8]) -> Result<Header<'a>, AuthError> {
-        const WHY: &str = "header is not a JSON object with a string `alg`";
-        let mut de = serde_json::Deserializer::from_slice(json);
-        let header = HeaderVisitor
-            .deserialize(&mut de)
-            .and_then(|h| de.end().map(|()| h))
-            .map_err(|_| AuthError::Malformed(WHY))?;
-        Ok(header)
+/// A media type without its optional `application/` (RFC 7515 §4.1.9).
+fn media_subtype(typ: &str) -> &str {
+    match typ.get(..12) {
+        Some(prefix) if prefix.eq_ignore_ascii_case("application/") => &typ[12..],
+        _ => typ,
     }
 }
 
-struct HeaderVisitor;
+/// The JOSE header members authgate reads. `jku`, `x5u` and `x5c` are never
+/// used to find a key, and a `jwk` refuses the token: a token never chooses
+/// the key that verifies it.
+struct Header<'a> {
+    alg: Cow<'a, str>,
+    kid: Option<Cow<'a, str>>,
+    typ: Option<Cow<'a, str>>,
+    crit: bool,
+    jwk: bool,
+}
 
-impl<'de> DeserializeSeed<'de> for HeaderVisitor {
+impl<'a> Header<'a> {
+    /// Parses the header as strictly as jsonwebtoken's `Header`, and more:
+    /// the registered members it knows must have their types, no member may
+    /// repeat, and every other member must be JSON that serde_json reads.
+    fn parse(json: &'a [u8]) -> Result<Header<'a>, AuthError> {
+        const WHY: &str = "header is not a JSON object with a string `alg`";
+        let bad = Cell::new(None);
+        let mut de = serde_json::Deserializer::from_slice(json);
+        let header = HeaderVisitor { bad: &bad }
+            .deserialize(&mut de)
+            .and_then(|h| de.end().map(|()| h));
+        header.map_err(|_| match bad.get() {
+            Some(name) => AuthError::InvalidHeader(name),
+            None => AuthError::Malformed(WHY),
+        })
+    }
+}
+
+/// Parses the header, recording which member was at fault so that the error
+/// can name it without quoting the token.
+struct HeaderVisitor<'s> {
+    bad: &'s Cell<Option<&'static str>>,
+}
+
+impl<'de> DeserializeSeed<'de> for HeaderVisitor<'_> {
     type Value = Header<'de>;
     fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
         d.deserialize_map(self)
     }
 }
 
-impl<'de> Visitor<'de> for HeaderVisitor {
+/// Header members that jsonwebtoken reads as strings (RFC 7515, 7516, 8555).
+const STRING_HEADER_MEMBERS: [&str; 9] = [
+    "cty", "jku", "x5u", "x5t", "x5t#S256", "enc", "zip", "url", "nonce",
+];
+
+impl<'de> Visitor<'de> for HeaderVisitor<'_> {
     type Value = Header<'de>;
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("a JOSE header")
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Header<'de>, A::Error> {
-        let (mut alg, mut kid, mut crit) = (None, None, false);
+        let (mut alg, mut kid, mut typ) = (None, None, None);
+        let (mut crit, mut jwk) = (false, false);
+        let mut others = Names::new();
+        let fail = |name: &'static str| {
+            self.bad.set(Some(name));
+            de::Error::custom(name)
+        };
         while let Some(key) = map.next_key::<Str>()? {
-            match &*key.0 {
-                "alg" if alg.is_none() => alg = Some(map.next_value::<Str>()?.0),
-                "kid" if kid.is_none() => kid = Some(map.next_value::<Str>()?.0),
-                "crit" if !crit => {
-                    map.next_value::<IgnoredAny>()?;
-                    crit = true;
-                }
-                "alg" | "kid" | "crit" => return Err(de::Error::custom("repeated member")),
+            let (slot, name) = match &*key.0 {
+                "alg" => (&mut alg, "alg"),
+                "kid" => (&mut kid, "kid"),
+                "typ" => (&mut typ, "typ"),
                 _ => {
-                    map.next_value::<IgnoredAny>()?;
+                    let known = match &*key.0 {
+                        "crit" => Some("crit"),
+                        "jwk" => Some("jwk"),
+                        "b64" => Some("b64"),
+                        "x5c" => Some("x5c"),
+                        other => STRING_HEADER_MEMBERS.into_iter().find(|m| *m == other),
+                    };
+                    let name = known.unwrap_or("(another member)");
+                    if !others.insert(key.0) {
+                        return Err(fail(name));
+                    }
+                    let well_typed = match known {
+                        Some("crit") => {
+                            crit = true;
+                            map.next_value_seed(Strict).is_ok()
+                        }
+                        Some("jwk") => {
+                            jwk = true;
+                            map.next_value_seed(Strict).is_ok()
+                        }
+                        // RFC 7797: `b64: false` would leave the payload unencoded.
+                        Some("b64") => map.next_value::<bool>().is_ok_and(|b64| b64),
+                        Some("x5c") => map.next_value::<Strings>().is_ok(),
+                        Some(_) => map.next_value::<Str>().is_ok(),
+                        None => map.next_value_seed(Strict).is_ok(),
+                    };
+                    if !well_typed {
+                        return Err(fail(name));
+                    }
+                    continue;
                 }
+            };
+            match map.next_value::<Str>() {
+                Ok(value) if slot.is_none() => *slot = Some(value.0),
+                _ => return Err(fail(name)),
             }
         }
         let alg = alg.ok_or_else(|| de::Error::missing_field("alg"))?;
-        Ok(Header { alg, kid, crit })
+        Ok(Header {
+            alg,
+            kid,
+            typ,
+            crit,
+            jwk,
+        })
     }
 }
 
-/// The registered claims authgate checks, plus `scope` and `permissions`.
+/// Any JSON value, read as serde_json reads one into a `Value`, and more
+/// strictly: no object in it names a member twice. So every string is valid
+/// Unicode (no lone surrogate escape) and every number fits an `f64`, and the
+/// value reads back the same whatever type it is read into.
+struct Strict;
+
+impl<'de> DeserializeSeed<'de> for Strict {
+    type Value = ();
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Strict {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element_seed(Strict)?.is_some() {}
+        Ok(())
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let mut names = Names::new();
+        while let Some(key) = map.next_key::<Str>()? {
+            if !names.insert(key.0) {
+                return Err(de::Error::custom("repeated member"));
+            }
+            map.next_value_seed(Strict)?;
+        }
+        Ok(())
+    }
+}
+
+/// The member names of one JSON object, to refuse a name given twice. The
+/// first few live on the stack, so that an ordinary token allocates nothing
+/// for them; names are borrowed from the token unless they hold escapes.
+struct Names<'de> {
+    inline: [Cow<'de, str>; NAMES_INLINE],
+    len: usize,
+    spill: Vec<Cow<'de, str>>,
+}
+
+const NAMES_INLINE: usize = 8;
+
+impl<'de> Names<'de> {
+    fn new() -> Names<'de> {
+        Names {
+            inline: [const { Cow::Borrowed("") }; NAMES_INLINE],
+            len: 0,
+            spill: Vec::new(),
+        }
+    }
+
+    /// Adds `name`; false when it is there already.
+    fn insert(&mut self, name: Cow<'de, str>) -> bool {
+        let held = &self.inline[..self.len.min(NAMES_INLINE)];
+        if held.iter().chain(&self.spill).any(|n| *n == name) {
+            return false;
+        }
+        match self.inline.get_mut(self.len) {
+            Some(slot) => *slot = name,
+            None => self.spill.push(name),
+        }
+        self.len += 1;
+        true
+    }
+}
+
+/// The registered claims authgate checks, plus the scopes: `scope`, `scp`
+/// and `permissions`.
 #[derive(Default)]
 struct Claims<'a> {
     iss: Option<Cow<'a, str>>,
     sub: Option<Cow<'a, str>>,
-    aud: Option<Audience<'a>>,
-    exp: Option<i64>,
-    nbf: Option<i64>,
-    iat: Option<i64>,
-    scope: Option<Cow<'a, str>>,
+    aud: Option<OneOrMany<'a>>,
+    exp: Option<NumericDate>,
+    nbf: Option<NumericDate>,
+    iat: Option<NumericDate>,
+    scope: Option<OneOrMany<'a>>,
+    scp: Option<OneOrMany<'a>>,
     permissions: Option<Vec<Cow<'a, str>>>,
+}
+
+/// What made the claims unreadable.
+#[derive(Clone, Copy)]
+enum ClaimFault {
+    /// A claim authgate reads, of the wrong type or given twice.
+    Claim(&'static str),
+    /// Another claim given twice, or holding what serde_json will not read.
+    Unchecked,
 }
 
 impl<'a> Claims<'a> {
@@ -305,7 +512,11 @@ impl<'a> Claims<'a> {
             .deserialize(&mut de)
             .and_then(|c| de.end().map(|()| c));
         claims.map_err(|_| match bad.get() {
-            Some(name) => AuthError::InvalidClaim(name),
+            Some(ClaimFault::Claim(name)) => AuthError::InvalidClaim(name),
+            Some(ClaimFault::Unchecked) => AuthError::Malformed(
+                "a claim is repeated, or holds a repeated member, invalid Unicode or an \
+                 out-of-range number",
+            ),
             None => AuthError::Malformed("claims are not a JSON object"),
         })
     }
@@ -314,7 +525,7 @@ impl<'a> Claims<'a> {
 /// Parses the claims, recording which claim was at fault so that the error
 /// can name it without quoting the token.
 struct ClaimsVisitor<'s> {
-    bad: &'s Cell<Option<&'static str>>,
+    bad: &'s Cell<Option<ClaimFault>>,
 }
 
 impl<'de> DeserializeSeed<'de> for ClaimsVisitor<'_> {
@@ -341,26 +552,34 @@ impl<'de> Visitor<'de> for ClaimsVisitor<'_> {
                 match value {
                     Some(v) => $slot = Some($map(v)),
                     None => {
-                        self.bad.set(Some($name));
+                        self.bad.set(Some(ClaimFault::Claim($name)));
                         return Err(de::Error::custom($name));
                     }
                 }
             }};
         }
+        // Claims authgate does not check must still read back as they were
+        // checked: none repeated, all of them JSON that serde_json reads, so
+        // that `Principal::claims` agrees with the gate.
+        let mut unchecked = Names::new();
         while let Some(key) = map.next_key::<Str>()? {
             match &*key.0 {
                 "iss" => claim!(c.iss, "iss", Str, |s: Str<'de>| s.0),
                 "sub" => claim!(c.sub, "sub", Str, |s: Str<'de>| s.0),
-                "aud" => claim!(c.aud, "aud", Audience, |a| a),
-                "exp" => claim!(c.exp, "exp", NumericDate, |d: NumericDate| d.0),
-                "nbf" => claim!(c.nbf, "nbf", NumericDate, |d: NumericDate| d.0),
-                "iat" => claim!(c.iat, "iat", NumericDate, |d: NumericDate| d.0),
-                "scope" => claim!(c.scope, "scope", Str, |s: Str<'de>| s.0),
+                "aud" => claim!(c.aud, "aud", OneOrMany, |a| a),
+                "exp" => claim!(c.exp, "exp", NumericDate, |d| d),
+                "nbf" => claim!(c.nbf, "nbf", NumericDate, |d| d),
+                "iat" => claim!(c.iat, "iat", NumericDate, |d| d),
+                "scope" => claim!(c.scope, "scope", OneOrMany, |s| s),
+                "scp" => claim!(c.scp, "scp", OneOrMany, |s| s),
                 "permissions" => {
                     claim!(c.permissions, "permissions", Strings, |s: Strings<'de>| s.0)
                 }
                 _ => {
-                    map.next_value::<IgnoredAny>()?;
+                    if !unchecked.insert(key.0) || map.next_value_seed(Strict).is_err() {
+                        self.bad.set(Some(ClaimFault::Unchecked));
+                        return Err(de::Error::custom("unchecked claim"));
+                    }
                 }
             }
         }
@@ -413,49 +632,80 @@ impl<'de> de::Deserialize<'de> for Strings<'de> {
     }
 }
 
-/// `aud`: one string or an array of strings (RFC 7519 §4.1.3).
-enum Audience<'a> {
+/// One string or an array of strings: `aud` (RFC 7519 §4.1.3), and `scope`
+/// and `scp`, which issuers write either way (a space-separated string, as
+/// Auth0 and Azure AD do, or an array, as Okta does).
+enum OneOrMany<'a> {
     One(Cow<'a, str>),
     Many(Vec<Cow<'a, str>>),
 }
 
-impl Audience<'_> {
+impl OneOrMany<'_> {
     fn contains(&self, want: &str) -> bool {
         match self {
-            Audience::One(aud) => aud == want,
-            Audience::Many(auds) => auds.iter().any(|aud| aud == want),
+            OneOrMany::One(one) => one == want,
+            OneOrMany::Many(many) => many.iter().any(|one| one == want),
         }
+    }
+
+    /// The scopes it grants: a string split on spaces, an array's elements
+    /// as they are.
+    fn scopes(&self) -> impl Iterator<Item = &str> {
+        let (one, many) = match self {
+            OneOrMany::One(one) => (Some(one.split(' ')), None),
+            OneOrMany::Many(many) => (None, Some(many.iter().map(|s| &**s))),
+        };
+        one.into_iter().flatten().chain(many.into_iter().flatten())
     }
 }
 
-impl<'de> de::Deserialize<'de> for Audience<'de> {
+impl<'de> de::Deserialize<'de> for OneOrMany<'de> {
     fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct V;
         impl<'de> Visitor<'de> for V {
-            type Value = Audience<'de>;
+            type Value = OneOrMany<'de>;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
                 f.write_str("a string or an array of strings")
             }
-            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Audience<'de>, E> {
-                Ok(Audience::One(Cow::Borrowed(v)))
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<OneOrMany<'de>, E> {
+                Ok(OneOrMany::One(Cow::Borrowed(v)))
             }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Audience<'de>, E> {
-                Ok(Audience::One(Cow::Owned(v.to_owned())))
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<OneOrMany<'de>, E> {
+                Ok(OneOrMany::One(Cow::Owned(v.to_owned())))
             }
-            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Audience<'de>, A::Error> {
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<OneOrMany<'de>, A::Error> {
                 <Strings as de::Deserialize>::deserialize(de::value::SeqAccessDeserializer::new(
                     seq,
                 ))
-                .map(|s| Audience::Many(s.0))
+                .map(|s| OneOrMany::Many(s.0))
             }
         }
         d.deserialize_any(V)
     }
 }
 
-/// A JSON number of seconds since the epoch (RFC 7519 §2); fractions are
-/// dropped, and values beyond `i64` saturate.
-struct NumericDate(i64);
+/// A JSON number of seconds since the epoch (RFC 7519 §2), read as
+/// jsonwebtoken reads one, and a little more strictly: never negative, a
+/// fraction only below 2^63. Larger integers saturate at `i64::MAX`.
+#[derive(Debug, Clone, Copy)]
+struct NumericDate {
+    /// The whole seconds.
+    secs: i64,
+    /// Whether a fraction of a second followed.
+    fraction: bool,
+}
+
+impl NumericDate {
+    /// Rounded down: how `exp` counts.
+    fn floor(self) -> i64 {
+        self.secs
+    }
+
+    /// Rounded up: how `nbf` counts.
+    fn ceil(self) -> i64 {
+        self.secs.saturating_add(i64::from(self.fraction))
+    }
+}
 
 impl<'de> de::Deserialize<'de> for NumericDate {
     fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -465,18 +715,30 @@ impl<'de> de::Deserialize<'de> for NumericDate {
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
                 f.write_str("a number")
             }
+            // serde_json calls this only for negative integers and `-0`,
+            // which jsonwebtoken refuses too.
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<NumericDate, E> {
-                Ok(NumericDate(v))
+                match u64::try_from(v) {
+                    Ok(v) if v > 0 => self.visit_u64(v),
+                    _ => Err(E::custom("a negative date")),
+                }
             }
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<NumericDate, E> {
-                Ok(NumericDate(i64::try_from(v).unwrap_or(i64::MAX)))
+                Ok(NumericDate {
+                    secs: i64::try_from(v).unwrap_or(i64::MAX),
+                    fraction: false,
+                })
             }
             fn visit_f64<E: de::Error>(self, v: f64) -> Result<NumericDate, E> {
-                if v.is_finite() {
-                    // `as` saturates at the bounds of i64.
-                    Ok(NumericDate(v.floor() as i64))
+                // -0.0 counts as 0, as it does for jsonwebtoken.
+                if (0.0..9_223_372_036_854_775_808.0).contains(&v) {
+                    let secs = v.floor();
+                    Ok(NumericDate {
+                        secs: secs as i64,
+                        fraction: v != secs,
+                    })
                 } else {
-                    Err(E::custom("not a finite number"))
+                    Err(E::custom("not a date authgate reads"))
                 }
             }
         }
@@ -500,10 +762,10 @@ struct PrincipalInner {
 impl Principal {
     fn new(claims: &Claims<'_>, exp: i64, kid: Option<&str>, payload: &[u8]) -> Principal {
         let mut scopes: Vec<Box<str>> = Vec::new();
-        let granted = claims
-            .scope
-            .iter()
-            .flat_map(|s| s.split(' '))
+        let granted = [&claims.scope, &claims.scp]
+            .into_iter()
+            .flatten()
+            .flat_map(OneOrMany::scopes)
             .chain(claims.permissions.iter().flatten().map(|p| &**p));
         for scope in granted {
             if !scope.is_empty() && !scopes.iter().any(|s| **s == *scope) {
@@ -524,7 +786,8 @@ impl Principal {
         &self.0.subject
     }
 
-    /// The scopes granted: `scope` split on spaces, then `permissions`,
+    /// The scopes granted: `scope`, then `scp` (each split on spaces when a
+    /// string, element by element when an array), then `permissions`,
     /// without repeats, in that order.
     pub fn scopes(&self) -> impl ExactSizeIterator<Item = &str> {
         self.0.scopes.iter().map(|s| &**s)
@@ -547,6 +810,12 @@ impl Principal {
 
     /// Every claim, deserialized into a type of the caller's choosing, for
     /// claims authgate itself does not read (`email`, `org_id`, ...).
+    ///
+    /// Into a `serde_json::Value` this never fails: the gate refused any
+    /// token whose claims repeat a name (at any depth) or hold anything
+    /// serde_json does not read, so no value is lost to a later duplicate.
+    /// Into a type of yours it fails only where that type disagrees with the
+    /// claims' shape.
     pub fn claims<T: serde::de::DeserializeOwned>(&self) -> serde_json::Result<T> {
         serde_json::from_slice(&self.0.claims)
     }
@@ -605,8 +874,15 @@ mod tests {
             (br#"{"sub":["a"]}"#, "sub"),
             (br#"{"aud":{"a":1}}"#, "aud"),
             (br#"{"aud":["a",1]}"#, "aud"),
-            (br#"{"scope":["a"]}"#, "scope"),
+            (br#"{"scope":1}"#, "scope"),
+            (br#"{"scope":["a",1]}"#, "scope"),
+            (br#"{"scp":{"a":1}}"#, "scp"),
+            (br#"{"scp":"a","scp":"b"}"#, "scp"),
             (br#"{"permissions":"a"}"#, "permissions"),
+            (br#"{"exp":-1}"#, "exp"),
+            (br#"{"nbf":-0.5}"#, "nbf"),
+            (br#"{"exp":1e19}"#, "exp"),
+            (br#"{"iat":1e400}"#, "iat"),
             (br#"{"exp":1,"exp":2}"#, "exp"),
             (br#"{"iss":"a","iss":"b"}"#, "iss"),
         ] {
@@ -627,31 +903,155 @@ mod tests {
 
     #[test]
     fn numeric_dates_take_integers_and_fractions() {
-        let c = Claims::parse(br#"{"exp":1.9,"nbf":-5,"iat":18446744073709551615}"#).unwrap();
-        assert_eq!((c.exp, c.nbf, c.iat), (Some(1), Some(-5), Some(i64::MAX)));
+        let c = Claims::parse(br#"{"exp":1.9,"nbf":2.1,"iat":18446744073709551615}"#).unwrap();
+        let (exp, nbf, iat) = (c.exp.unwrap(), c.nbf.unwrap(), c.iat.unwrap());
+        assert_eq!((exp.floor(), exp.ceil()), (1, 2));
+        assert_eq!((nbf.floor(), nbf.ceil()), (2, 3));
+        assert_eq!((iat.floor(), iat.ceil()), (i64::MAX, i64::MAX));
+        // serde_json reads `-0` as -0.0, which jsonwebtoken takes as 0.
+        let c = Claims::parse(br#"{"exp":0,"nbf":-0}"#).unwrap();
+        assert_eq!((c.exp.unwrap().ceil(), c.nbf.unwrap().ceil()), (0, 0));
+    }
+
+    #[test]
+    fn scopes_come_from_scope_scp_and_permissions_in_either_shape() {
+        let payload = br#"{"scope":"a b","scp":["c d","a",""],"permissions":["e","b"]}"#;
+        let claims = Claims::parse(payload).unwrap();
+        let principal = Principal::new(&claims, 0, None, payload);
+        assert_eq!(
+            principal.scopes().collect::<Vec<_>>(),
+            ["a", "b", "c d", "e"]
+        );
+        let payload = br#"{"scope":["x"],"scp":"y z"}"#;
+        let principal = Principal::new(&Claims::parse(payload).unwrap(), 0, None, payload);
+        assert_eq!(principal.scopes().collect::<Vec<_>>(), ["x", "y", "z"]);
+    }
+
+    #[test]
+    fn unchecked_claims_must_read_back_as_checked() {
+        let refused = [
+            // Repeated, at the top or deeper, where serde_json keeps the last.
+            &br#"{"email":"a","email":"b"}"#[..],
+            br#"{"org":{"id":1,"id":2}}"#,
+            br#"{"a":[{"k":1,"k":1}]}"#,
+            br#"{"e\u006dail":"a","email":"b"}"#,
+            // Text or numbers serde_json will not read back.
+            br#"{"name":"\udc00"}"#,
+            b"{\"name\":\"\xff\"}",
+            br#"{"big":1e400}"#,
+        ];
+        for json in refused {
+            assert!(
+                matches!(Claims::parse(json), Err(AuthError::Malformed(why)) if why.contains("repeated")),
+                "{} passed",
+                String::from_utf8_lossy(json)
+            );
+        }
+        let fine = br#"{"email":"a","org":{"id":1,"name":"\u00e9"},"list":[1,2.5,null,true,{}]}"#;
+        let claims = Claims::parse(fine).unwrap();
+        let principal = Principal::new(&claims, 0, None, fine);
+        let value: serde_json::Value = principal.claims().unwrap();
+        assert_eq!(value["org"]["name"], "\u{e9}");
+    }
+
+    #[test]
+    fn names_find_repeats_past_the_inline_ones() {
+        let mut names = Names::new();
+        for i in 0..20 {
+            assert!(names.insert(Cow::Owned(format!("n{i}"))));
+        }
+        for i in 0..20 {
+            assert!(!names.insert(Cow::Owned(format!("n{i}"))), "n{i}");
+        }
+    }
+
+    #[test]
+    fn typ_is_an_access_tokens_unless_narrowed() {
+        let validator = |require: Option<&str>| {
+            Validator::new(ValidationConfig {
+                issuer: "i".into(),
+                audiences: vec!["a".into()],
+                leeway: Duration::ZERO,
+                require_typ: require.map(Into::into),
+            })
+        };
+        let default = validator(None);
+        for typ in [
+            None,
+            Some("JWT"),
+            Some("jwt"),
+            Some("at+jwt"),
+            Some("AT+JWT"),
+            Some("application/at+jwt"),
+            Some("Application/AT+JWT"),
+        ] {
+            assert!(default.accepts_typ(typ), "{typ:?}");
+        }
+        for typ in [
+            "dpop+jwt",
+            "logout+jwt",
+            "secevent+jwt",
+            "JWS",
+            "",
+            "at+jwt ",
+            "application/jwt+at",
+            "application/",
+        ] {
+            assert!(!default.accepts_typ(Some(typ)), "{typ}");
+        }
+        for require in ["at+jwt", "application/at+jwt", "AT+JWT"] {
+            let narrow = validator(Some(require));
+            assert!(narrow.accepts_typ(Some("at+jwt")));
+            assert!(narrow.accepts_typ(Some("application/at+jwt")));
+            for typ in [None, Some("JWT"), Some("dpop+jwt")] {
+                assert!(!narrow.accepts_typ(typ), "{require}: {typ:?}");
+            }
+        }
     }
 
     #[test]
     fn headers_need_one_string_alg_and_flag_crit() {
         assert!(Header::parse(br#"{"alg":"RS256","kid":"k"}"#).is_ok());
+        let fine = br#"{"alg":"RS256","typ":"at+jwt","cty":"x","x5c":["MII"],"x5t":"a","b64":true,"other":{"a":[1]}}"#;
+        assert_eq!(Header::parse(fine).unwrap().typ.as_deref(), Some("at+jwt"));
         assert!(
             Header::parse(br#"{"alg":"RS256","crit":["exp"]}"#)
                 .unwrap()
                 .crit
         );
-        for bad in [
-            &br#"{"kid":"k"}"#[..],
-            br#"{"alg":1}"#,
-            br#"{"alg":"RS256","alg":"none"}"#,
-            br#"{"alg":"RS256","kid":7}"#,
-            br#"{"alg":"RS256"}x"#,
-            b"null",
-        ] {
+        assert!(
+            Header::parse(br#"{"alg":"RS256","jwk":{"kty":"OKP"}}"#)
+                .unwrap()
+                .jwk
+        );
+        for bad in [&br#"{"kid":"k"}"#[..], br#"{"alg":"RS256"}x"#, b"null"] {
             assert!(
-                Header::parse(bad).is_err(),
+                matches!(Header::parse(bad), Err(AuthError::Malformed(_))),
                 "{}",
                 String::from_utf8_lossy(bad)
             );
+        }
+        // Members jsonwebtoken would refuse are refused, by name.
+        for (bad, name) in [
+            (&br#"{"alg":"RS256","alg":"none"}"#[..], "alg"),
+            (br#"{"alg":1}"#, "alg"),
+            (br#"{"alg":"RS256","kid":7}"#, "kid"),
+            (br#"{"alg":"RS256","typ":["JWT"]}"#, "typ"),
+            (br#"{"alg":"RS256","typ":"JWT","typ":"JWT"}"#, "typ"),
+            (br#"{"alg":"RS256","cty":1}"#, "cty"),
+            (br#"{"alg":"RS256","x5c":"MII"}"#, "x5c"),
+            (br#"{"alg":"RS256","x5t#S256":null}"#, "x5t#S256"),
+            (br#"{"alg":"RS256","b64":false}"#, "b64"),
+            (br#"{"alg":"RS256","b64":"yes"}"#, "b64"),
+            (br#"{"alg":"RS256","jku":"a","jku":"b"}"#, "jku"),
+            (br#"{"alg":"RS256","x":1,"x":1}"#, "(another member)"),
+            (br#"{"alg":"RS256","x":"\ud800"}"#, "(another member)"),
+            (br#"{"alg":"RS256","x":1e999}"#, "(another member)"),
+        ] {
+            match Header::parse(bad) {
+                Err(AuthError::InvalidHeader(n)) => assert_eq!(n, name),
+                _ => panic!("{} should fail on {name}", String::from_utf8_lossy(bad)),
+            }
         }
     }
 }

@@ -484,6 +484,12 @@ impl DevIssuer {
             .map(SigningKey::jwk)
     }
 
+    /// The JWKS the endpoint serves when it behaves: the published keys,
+    /// then the extra JWK objects.
+    pub fn jwks_document(&self) -> Value {
+        self.state.jwks_document()
+    }
+
     /// Makes the JWKS endpoint misbehave (or behave again with `None`).
     pub fn set_jwks_fault(&self, fault: JwksFault) {
         *lock(&self.state.jwks_fault) = fault;
@@ -547,6 +553,19 @@ impl std::fmt::Debug for DevIssuer {
 impl Drop for DevIssuer {
     fn drop(&mut self) {
         self.task.abort();
+    }
+}
+
+impl IssuerState {
+    fn jwks_document(&self) -> Value {
+        let mut keys: Vec<Value> = lock(&self.keys)
+            .all
+            .iter()
+            .filter(|k| k.published)
+            .map(SigningKey::jwk)
+            .collect();
+        keys.extend(lock(&self.extra_jwks).iter().cloned());
+        json!({ "keys": keys })
     }
 }
 
@@ -618,14 +637,7 @@ async fn jwks(State(state): State<Arc<IssuerState>>) -> Response {
     if let JwksFault::Delay(delay) = fault {
         tokio::time::sleep(delay).await;
     }
-    let mut keys: Vec<Value> = lock(&state.keys)
-        .all
-        .iter()
-        .filter(|k| k.published)
-        .map(SigningKey::jwk)
-        .collect();
-    keys.extend(lock(&state.extra_jwks).iter().cloned());
-    let mut document = json!({ "keys": keys });
+    let mut document = state.jwks_document();
     if let JwksFault::Oversize(bytes) = fault {
         document["padding"] = "x".repeat(bytes).into();
     }

@@ -58,9 +58,15 @@ impl Algorithm {
         Algorithm::PS512,
     ];
 
-    /// The algorithm a JWS `alg` names, if authgate verifies it.
+    /// The algorithm a JWS `alg` names, if authgate verifies it. `Ed25519`,
+    /// RFC 9864's fully specified name, is [`Algorithm::EdDSA`]: the only
+    /// EdDSA curve authgate verifies with is Ed25519, so the two names mean
+    /// the same verification with the same key.
     pub fn from_name(name: &str) -> Option<Algorithm> {
-        Algorithm::ALL.into_iter().find(|alg| alg.name() == name)
+        match name {
+            "Ed25519" => Some(Algorithm::EdDSA),
+            _ => Algorithm::ALL.into_iter().find(|alg| alg.name() == name),
+        }
     }
 
     /// The JWS name (`RS256`, ...).
@@ -142,6 +148,12 @@ impl VerifyingKey {
         self.verifiers.iter().map(|(alg, _)| *alg)
     }
 
+    /// Whether this key verifies `alg`.
+    #[inline]
+    pub fn verifies(&self, alg: Algorithm) -> bool {
+        self.verifiers.iter().any(|(a, _)| *a == alg)
+    }
+
     /// Whether `signature` over `message` verifies with this key under `alg`.
     /// `None` when the key is not for `alg`.
     pub fn verify(&self, alg: Algorithm, message: &[u8], signature: &[u8]) -> Option<bool> {
@@ -170,26 +182,34 @@ pub struct SkippedKey {
 
 /// The issuer's usable keys at one moment. Immutable: a refresh builds a new
 /// one and publishes it whole, so a key the issuer withdraws is gone at once.
+/// It may be empty: an issuer that lists no usable key has withdrawn them all.
 #[derive(Debug, Default)]
 pub struct KeySet {
-    by_kid: HashMap<Box<str>, Arc<VerifyingKey>>,
+    /// Keys by `kid`. A `kid` may name several keys of different types (RFC
+    /// 7517 §4.5), in the order listed; no two of them verify the same
+    /// algorithm, so the token's `alg` picks at most one. Almost always one.
+    by_kid: HashMap<Box<str>, Vec<Arc<VerifyingKey>>>,
     /// Keys the JWKS listed without a `kid`.
     unnamed: Vec<Arc<VerifyingKey>>,
+    /// How many keys in all.
+    len: usize,
 }
 
-/// Why a JWKS document yielded no key set.
+/// Why a document is not a JWKS at all.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum JwksError {
     /// Not JSON, or no `keys` array.
     Invalid(String),
-    /// Not one usable key.
-    NoUsableKey(Vec<SkippedKey>),
 }
 
 impl KeySet {
     /// Parses a JWKS document key by key: a key authgate cannot use is skipped
     /// and reported, the rest still load. Keys that `previous` already holds
     /// with the same parameters are reused rather than parsed again.
+    ///
+    /// A document that parses yields a set even when no key in it is usable:
+    /// what the issuer publishes is its word, and an empty set withdraws
+    /// every key it listed before.
     pub fn from_jwks(
         document: &[u8],
         previous: Option<&KeySet>,
@@ -234,40 +254,43 @@ impl KeySet {
                 Err(reason) => skipped.push(SkippedKey { kid, reason }),
             }
         }
-        if set.is_empty() {
-            return Err(JwksError::NoUsableKey(skipped));
-        }
         Ok((set, skipped))
     }
 
     fn insert(&mut self, key: Arc<VerifyingKey>) -> Result<(), String> {
         match &key.kid {
-            Some(kid) if self.by_kid.contains_key(kid) => {
-                Err("another usable key has the same kid; the first one listed is used".into())
-            }
             Some(kid) => {
-                self.by_kid.insert(kid.clone(), key);
-                Ok(())
+                let named = self.by_kid.entry(kid.clone()).or_default();
+                // Two keys under one kid that verify the same algorithm would
+                // leave a token's `alg` unable to pick one.
+                if named
+                    .iter()
+                    .any(|other| key.algorithms().any(|alg| other.verifies(alg)))
+                {
+                    return Err("another usable key with the same kid verifies the same \
+                                algorithm; the first one listed is used"
+                        .into());
+                }
+                named.push(key);
             }
-            None => {
-                self.unnamed.push(key);
-                Ok(())
-            }
+            None => self.unnamed.push(key),
         }
+        self.len += 1;
+        Ok(())
     }
 
     fn reusable(&self, jwk: &Jwk) -> Option<Arc<VerifyingKey>> {
         let material = jwk.material();
         let same = |key: &&Arc<VerifyingKey>| *key.material == *material;
         match jwk.kid.as_deref() {
-            Some(kid) => self.by_kid.get(kid).filter(same).cloned(),
+            Some(kid) => self.by_kid.get(kid)?.iter().find(same).cloned(),
             None => self.unnamed.iter().find(same).cloned(),
         }
     }
 
     /// How many usable keys the set holds.
     pub fn len(&self) -> usize {
-        self.by_kid.len() + self.unnamed.len()
+        self.len
     }
 
     /// Whether the set holds no key.
@@ -275,21 +298,34 @@ impl KeySet {
         self.len() == 0
     }
 
-    /// The key with this `kid`.
+    /// The first key listed with this `kid`; [`KeySet::named`] has them all.
     pub fn get(&self, kid: &str) -> Option<&Arc<VerifyingKey>> {
-        self.by_kid.get(kid)
+        self.by_kid.get(kid)?.first()
+    }
+
+    /// Every key listed with this `kid`, in the order listed: usually one,
+    /// several only when they are of different types and verify different
+    /// algorithms. `None` when the set has no such `kid`.
+    #[inline]
+    pub fn named(&self, kid: &str) -> Option<&[Arc<VerifyingKey>]> {
+        self.by_kid.get(kid).map(Vec::as_slice)
     }
 
     /// Every key, named or not.
     pub fn keys(&self) -> impl Iterator<Item = &Arc<VerifyingKey>> {
-        self.by_kid.values().chain(self.unnamed.iter())
+        self.by_kid.values().flatten().chain(self.unnamed.iter())
     }
 
     /// Whether this very key (not merely one with its `kid`) is in the set.
+    #[inline]
     pub fn holds(&self, key: &Arc<VerifyingKey>) -> bool {
+        let same = |k: &Arc<VerifyingKey>| Arc::ptr_eq(k, key);
         match key.kid.as_deref() {
-            Some(kid) => self.by_kid.get(kid).is_some_and(|k| Arc::ptr_eq(k, key)),
-            None => self.unnamed.iter().any(|k| Arc::ptr_eq(k, key)),
+            Some(kid) => self
+                .by_kid
+                .get(kid)
+                .is_some_and(|keys| keys.iter().any(same)),
+            None => self.unnamed.iter().any(same),
         }
     }
 
@@ -297,7 +333,7 @@ impl KeySet {
     /// `alg`. `None` when no key or several could, since trying each would let
     /// one token cost many verifications.
     pub fn sole_key_for(&self, alg: Algorithm) -> Option<&Arc<VerifyingKey>> {
-        let mut candidates = self.keys().filter(|k| k.algorithms().any(|a| a == alg));
+        let mut candidates = self.keys().filter(|k| k.verifies(alg));
         let first = candidates.next()?;
         candidates.next().is_none().then_some(first)
     }
@@ -389,6 +425,12 @@ impl Jwk {
                 }
                 if bits > MAX_RSA_BITS {
                     return Err(format!("RSA modulus of {bits} bits exceeds {MAX_RSA_BITS}"));
+                }
+                // e = 1 makes the "signature" the message itself; an even e
+                // is no RSA key at all. Either would load and only ever fail
+                // at verification, so say so now, with the key's kid.
+                if e.last().is_none_or(|low| low & 1 == 0) || e == [1] {
+                    return Err("RSA exponent `e` must be odd and greater than 1".into());
                 }
                 let components = RsaPublicKeyComponents {
                     n: &n[..],
@@ -489,8 +531,11 @@ mod tests {
         for alg in Algorithm::ALL {
             assert_eq!(Algorithm::from_name(alg.name()), Some(alg));
         }
+        // RFC 9864's fully specified name for EdDSA with Ed25519.
+        assert_eq!(Algorithm::from_name("Ed25519"), Some(Algorithm::EdDSA));
         for name in [
-            "none", "HS256", "HS384", "HS512", "ES512", "rs256", "", "RS1",
+            "none", "HS256", "HS384", "HS512", "ES512", "rs256", "", "RS1", "ed25519", "Ed448",
+            "ESP256",
         ] {
             assert_eq!(Algorithm::from_name(name), None, "{name}");
         }
@@ -526,14 +571,97 @@ mod tests {
             r#","key_ops":["sign"]"#,
         ] {
             let doc = format!("{{\"keys\":[{ed}{change}}}]}}");
-            assert!(
-                matches!(
-                    KeySet::from_jwks(doc.as_bytes(), Some(&first)),
-                    Err(JwksError::NoUsableKey(_))
-                ),
-                "{change} kept the key"
-            );
+            let (again, skipped) = KeySet::from_jwks(doc.as_bytes(), Some(&first)).unwrap();
+            assert!(again.is_empty(), "{change} kept the key");
+            assert_eq!(skipped.len(), 1);
         }
+    }
+
+    #[test]
+    fn a_jwk_may_declare_the_rfc_9864_name() {
+        let ed = r#"{"kty":"OKP","crv":"Ed25519","kid":"k","alg":"Ed25519","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}"#;
+        let (set, skipped) =
+            KeySet::from_jwks(format!("{{\"keys\":[{ed}]}}").as_bytes(), None).unwrap();
+        assert!(skipped.is_empty(), "{skipped:?}");
+        let key = set.get("k").unwrap();
+        assert_eq!(key.algorithms().collect::<Vec<_>>(), [Algorithm::EdDSA]);
+    }
+
+    fn b64(bytes: &[u8]) -> String {
+        URL_SAFE_NO_PAD.encode(bytes)
+    }
+
+    /// An RSA-2048 public JWK with `kid` and extra members.
+    fn rsa_jwk(kid: &str, extra: &str) -> String {
+        use aws_lc_rs::{
+            rsa::KeySize,
+            signature::{KeyPair, RsaKeyPair},
+        };
+        let pair = RsaKeyPair::generate(KeySize::Rsa2048).unwrap();
+        let n = b64(pair
+            .public_key()
+            .modulus()
+            .big_endian_without_leading_zero());
+        format!(r#"{{"kty":"RSA","kid":"{kid}","n":"{n}","e":"AQAB"{extra}}}"#)
+    }
+
+    fn p256_jwk(kid: &str) -> String {
+        use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
+        let pair = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING).unwrap();
+        let point = pair.public_key().as_ref();
+        let (x, y) = (b64(&point[1..33]), b64(&point[33..]));
+        format!(r#"{{"kty":"EC","crv":"P-256","kid":"{kid}","x":"{x}","y":"{y}"}}"#)
+    }
+
+    #[test]
+    fn rsa_exponents_of_one_or_even_are_refused_at_load() {
+        let good = rsa_jwk("k", "");
+        let (set, skipped) =
+            KeySet::from_jwks(format!("{{\"keys\":[{good}]}}").as_bytes(), None).unwrap();
+        assert_eq!((set.len(), skipped.len()), (1, 0));
+        // 1, 1 with a leading zero byte, 2, 65536, 0.
+        for e in ["AQ", "AAE", "Ag", "AQAA", "AA"] {
+            let jwk = good.replace(r#""e":"AQAB""#, &format!(r#""e":"{e}""#));
+            let (set, skipped) =
+                KeySet::from_jwks(format!("{{\"keys\":[{jwk}]}}").as_bytes(), None).unwrap();
+            assert!(set.is_empty(), "e = {e} loaded");
+            assert_eq!(
+                skipped[0].kid.as_deref(),
+                Some("k"),
+                "the warning names the key"
+            );
+            assert!(skipped[0].reason.contains("exponent"), "{:?}", skipped[0]);
+        }
+    }
+
+    #[test]
+    fn a_kid_may_name_keys_of_different_types_but_not_of_one_algorithm() {
+        let doc = format!(
+            r#"{{"keys":[{},{},{},{},{}]}}"#,
+            rsa_jwk("k", ""),
+            p256_jwk("k"),
+            // Another RSA key under k would verify the same algorithms.
+            rsa_jwk("k", ""),
+            rsa_jwk("r", r#","alg":"RS256""#),
+            rsa_jwk("r", r#","alg":"PS256""#),
+        );
+        let (set, skipped) = KeySet::from_jwks(doc.as_bytes(), None).unwrap();
+        assert_eq!(set.len(), 4, "{skipped:?}");
+        assert_eq!(skipped.len(), 1);
+        assert!(skipped[0].reason.contains("same kid"), "{skipped:?}");
+        let k = set.named("k").unwrap();
+        assert_eq!(k.len(), 2);
+        assert!(k[0].verifies(Algorithm::PS512) && !k[0].verifies(Algorithm::ES256));
+        assert!(k[1].verifies(Algorithm::ES256) && !k[1].verifies(Algorithm::RS256));
+        let r = set.named("r").unwrap();
+        assert!(r[0].verifies(Algorithm::RS256) && r[1].verifies(Algorithm::PS256));
+        for key in set.keys() {
+            assert!(set.holds(key));
+        }
+        // Reparsed against itself, every key is reused, both under k included.
+        let (again, _) = KeySet::from_jwks(doc.as_bytes(), Some(&set)).unwrap();
+        assert!(again.keys().all(|key| set.holds(key)));
+        assert!(set.named("nope").is_none());
     }
 
     #[test]
@@ -547,9 +675,8 @@ mod tests {
             {"kty": "weird", "kid": "w"},
             {"kty": "RSA", "kid": "enc", "use": "enc", "n": "AQAB", "e": "AQAB"}
         ]}"#;
-        match KeySet::from_jwks(doc, None) {
-            Err(JwksError::NoUsableKey(skipped)) => assert_eq!(skipped.len(), 7),
-            other => panic!("expected no usable key, got {other:?}"),
-        }
+        let (set, skipped) = KeySet::from_jwks(doc, None).unwrap();
+        assert!(set.is_empty());
+        assert_eq!(skipped.len(), 7);
     }
 }

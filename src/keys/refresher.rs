@@ -5,7 +5,7 @@
 use std::{
     sync::{
         Arc,
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicU8, Ordering},
     },
     time::Duration,
 };
@@ -19,16 +19,58 @@ use tokio::{
 };
 
 use crate::{
-    error::FetchError,
+    error::{AuthError, FetchError},
     keys::{JwksError, KeySet},
     net,
 };
+
+/// Whether the key store can check tokens now, and if not, why.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Availability {
+    /// No fetch has succeeded yet.
+    NotLoaded,
+    /// The last key set holds at least one usable key.
+    Usable,
+    /// The issuer's last JWKS listed no usable key: it withdrew them all.
+    NoUsableKey,
+    /// No fetch succeeded within `max_stale`, so the last key set was dropped.
+    Stale,
+}
+
+impl Availability {
+    /// Whether tokens can be checked: what health reports.
+    pub fn is_usable(self) -> bool {
+        self == Availability::Usable
+    }
+
+    /// Why a call is refused while the store is in this state.
+    pub fn refusal(self) -> AuthError {
+        match self {
+            Availability::NoUsableKey => AuthError::NoUsableKey,
+            Availability::Stale => AuthError::KeysStale,
+            // `Usable` only in a race with the first publish.
+            Availability::NotLoaded | Availability::Usable => AuthError::KeysNotLoaded,
+        }
+    }
+
+    fn from_u8(value: u8) -> Availability {
+        match value {
+            1 => Availability::Usable,
+            2 => Availability::NoUsableKey,
+            3 => Availability::Stale,
+            _ => Availability::NotLoaded,
+        }
+    }
+}
 
 /// The key set as the request path sees it: published whole by the refresher,
 /// read with one atomic load, never waited on.
 #[derive(Debug)]
 pub struct KeyStore {
-    /// The last good key set; `None` until the first fetch succeeds.
+    /// The key set the issuer last published; `None` until the first fetch
+    /// succeeds, and again once it has gone stale. It may be empty: the
+    /// issuer then lists no usable key.
     current: ArcSwapOption<KeySet>,
     /// Raised by a request that met an unknown `kid`, lowered by the refresher
     /// when it fetches: however many requests miss, only the first one since
@@ -36,8 +78,11 @@ pub struct KeyStore {
     refresh_asked: AtomicBool,
     /// Wakes the refresher for an early fetch.
     wake: Notify,
-    /// Turns true when the first key set is published; health waits on it.
-    loaded: watch::Sender<bool>,
+    /// [`Availability`] as a byte: why `current` cannot check tokens, read by
+    /// the request path only when it refuses. Written before `current`.
+    availability: AtomicU8,
+    /// The same, for those who wait on a change: health follows it.
+    status: watch::Sender<Availability>,
 }
 
 impl KeyStore {
@@ -47,20 +92,49 @@ impl KeyStore {
             current: ArcSwapOption::empty(),
             refresh_asked: AtomicBool::new(false),
             wake: Notify::new(),
-            loaded: watch::Sender::new(false),
+            availability: AtomicU8::new(Availability::NotLoaded as u8),
+            status: watch::Sender::new(Availability::NotLoaded),
         })
     }
 
-    /// The current key set, if one has loaded. Lock-free and without I/O.
+    /// The current key set, if one has loaded and not gone stale. Lock-free
+    /// and without I/O. An empty set means the issuer lists no usable key.
     #[inline]
     pub fn load(&self) -> Guard<Option<Arc<KeySet>>> {
         self.current.load()
     }
 
-    /// Replaces the key set: a key the new set lacks stops verifying at once.
+    /// Replaces the key set: a key the new set lacks stops verifying at once,
+    /// and an empty set withdraws them all.
     pub fn publish(&self, set: KeySet) {
+        let availability = if set.is_empty() {
+            Availability::NoUsableKey
+        } else {
+            Availability::Usable
+        };
+        self.availability
+            .store(availability as u8, Ordering::Release);
         self.current.store(Some(Arc::new(set)));
-        self.loaded.send_replace(true);
+        self.status.send_replace(availability);
+    }
+
+    /// Drops the key set because no fetch has succeeded for too long: every
+    /// check answers `UNAVAILABLE` until a set is published again.
+    pub fn drop_stale(&self) {
+        self.availability
+            .store(Availability::Stale as u8, Ordering::Release);
+        self.current.store(None);
+        self.status.send_replace(Availability::Stale);
+    }
+
+    /// Whether tokens can be checked now, and if not, why. One atomic load.
+    pub fn availability(&self) -> Availability {
+        Availability::from_u8(self.availability.load(Ordering::Acquire))
+    }
+
+    /// Follows [`KeyStore::availability`] as it changes: health does.
+    pub fn watch(&self) -> watch::Receiver<Availability> {
+        self.status.subscribe()
     }
 
     /// Asks the refresher to fetch early because a token named a `kid` the set
@@ -73,11 +147,17 @@ impl KeyStore {
         }
     }
 
-    /// Resolves once the first key set has been published.
+    /// Resolves once the first key set has been published (even one that
+    /// lists no usable key).
     pub async fn wait_loaded(&self) {
-        let mut loaded = self.loaded.subscribe();
+        self.wait_for(|a| a != Availability::NotLoaded).await;
+    }
+
+    /// Resolves once `until` holds for the availability, at once if it does.
+    pub async fn wait_for(&self, mut until: impl FnMut(Availability) -> bool) {
+        let mut status = self.status.subscribe();
         // The sender lives in `self`, so the channel cannot close while we wait.
-        let _ = loaded.wait_for(|loaded| *loaded).await;
+        let _ = status.wait_for(|a| until(*a)).await;
     }
 }
 
@@ -103,11 +183,11 @@ const MIN_PAUSE: Duration = Duration::from_millis(50);
 /// How the refresher paces itself.
 #[derive(Debug, Clone)]
 pub struct RefreshConfig {
-    /// The background refresh period. A shorter `Cache-Control: max-age`
-    /// shortens it, never below `min_interval`.
+    /// The background refresh period. `Cache-Control` does not shorten it:
+    /// Auth0 answers `max-age=15`, and honouring that would mean thousands of
+    /// fetches a day from every replica against a rate-limited endpoint.
     pub interval: Duration,
-    /// The least time between two fetches that unknown `kid`s trigger, and
-    /// the floor under `max-age`.
+    /// The least time between two fetches that unknown `kid`s trigger.
     pub min_interval: Duration,
     /// How long one HTTP request may take, body included.
     pub fetch_timeout: Duration,
@@ -116,7 +196,14 @@ pub struct RefreshConfig {
     pub initial_backoff: Duration,
     /// The largest JWKS or discovery document read.
     pub max_document_bytes: usize,
+    /// How long the last good key set outlives failed fetches: past this
+    /// long without a successful fetch it is dropped, and calls are refused
+    /// with `UNAVAILABLE` until a fetch succeeds.
+    pub max_stale: Duration,
 }
+
+/// `--jwks-max-stale`'s default: a day of failed fetches.
+pub const DEFAULT_MAX_STALE: Duration = Duration::from_secs(24 * 60 * 60);
 
 impl Default for RefreshConfig {
     fn default() -> Self {
@@ -126,6 +213,7 @@ impl Default for RefreshConfig {
             fetch_timeout: Duration::from_secs(10),
             initial_backoff: Duration::from_secs(1),
             max_document_bytes: 1024 * 1024,
+            max_stale: DEFAULT_MAX_STALE,
         }
     }
 }
@@ -159,14 +247,18 @@ impl Refresher {
         })
     }
 
-    /// Fetches at once, then forever: on schedule, early when a request asks
-    /// (at most once per `min_interval`), and after a failure with exponential
-    /// backoff and jitter. Stop it by dropping or aborting its task.
+    /// Fetches at once, then forever: every `interval`, early when a request
+    /// asks (at most once per `min_interval`), and after a failure with
+    /// exponential backoff and jitter. A key set that no fetch has renewed
+    /// for `max_stale` is dropped. Stop it by dropping or aborting its task.
     pub async fn run(mut self) {
         let mut deadline = Instant::now();
         let mut last_fetch: Option<Instant> = None;
+        // When the published key set was last renewed, while it still is.
+        let mut renewed: Option<Instant> = None;
         let mut failures: u32 = 0;
         loop {
+            let stale_at = renewed.and_then(|t| t.checked_add(self.config.max_stale));
             tokio::select! {
                 () = sleep_until(deadline) => {}
                 () = self.store.wake.notified() => {
@@ -175,16 +267,23 @@ impl Refresher {
                     deadline = deadline.min(earliest.max(Instant::now()));
                     continue;
                 }
+                () = sleep_until(stale_at.unwrap_or(deadline)), if stale_at.is_some() => {
+                    self.drop_stale(failures);
+                    renewed = None;
+                    continue;
+                }
             }
             // Lower the flag before fetching: a miss that happens during the
             // fetch may concern a key published after this fetch began.
             self.store.refresh_asked.store(false, Ordering::Release);
             last_fetch = Some(Instant::now());
             let delay = match self.fetch().await {
-                Ok((set, max_age)) => {
+                Ok(set) => {
                     failures = 0;
-                    self.store.publish(set);
-                    self.success_delay(max_age)
+                    renewed = Some(Instant::now());
+                    self.publish(set);
+                    // Cache-Control is not read: see `RefreshConfig::interval`.
+                    self.config.interval
                 }
                 Err(error) => {
                     failures = failures.saturating_add(1);
@@ -196,6 +295,13 @@ impl Refresher {
                             retry_in = ?delay,
                             "JWKS fetch failed; keeping the last good key set"
                         );
+                    } else if self.store.availability() == Availability::Stale {
+                        tracing::warn!(
+                            %error,
+                            failures,
+                            retry_in = ?delay,
+                            "JWKS fetch failed; the key set went stale, so guarded calls get UNAVAILABLE"
+                        );
                     } else {
                         tracing::warn!(
                             %error,
@@ -203,6 +309,11 @@ impl Refresher {
                             retry_in = ?delay,
                             "JWKS fetch failed; no key set has loaded yet, so guarded calls get UNAVAILABLE"
                         );
+                    }
+                    // A fetch that hung past the deadline does not save it.
+                    if stale_at.is_some_and(|at| Instant::now() >= at) {
+                        self.drop_stale(failures);
+                        renewed = None;
                     }
                     delay
                 }
@@ -212,14 +323,29 @@ impl Refresher {
         }
     }
 
-    /// When to fetch again after a success: the refresh interval, or a
-    /// shorter `max-age`, but never sooner than the minimum interval.
-    fn success_delay(&self, max_age: Option<Duration>) -> Duration {
-        let interval = self.config.interval;
-        match max_age {
-            Some(age) => age.max(self.config.min_interval).min(interval),
-            None => interval,
+    /// Publishes what the issuer listed, saying so loudly when that is no
+    /// usable key, or when keys are back after none.
+    fn publish(&self, set: KeySet) {
+        let before = self.store.availability();
+        if set.is_empty() {
+            tracing::error!(
+                "the JWKS lists no usable signing key: every key it listed before is withdrawn, \
+                 and calls get UNAVAILABLE until it lists one"
+            );
+        } else if matches!(before, Availability::NoUsableKey | Availability::Stale) {
+            tracing::info!(keys = set.len(), "usable signing keys again; serving");
         }
+        self.store.publish(set);
+    }
+
+    fn drop_stale(&self, failures: u32) {
+        tracing::error!(
+            max_stale = ?self.config.max_stale,
+            failures,
+            "no JWKS fetch has succeeded within the maximum staleness: dropped the last good \
+             key set, and calls get UNAVAILABLE until a fetch succeeds"
+        );
+        self.store.drop_stale();
     }
 
     /// Exponential backoff with jitter, never longer than the refresh interval.
@@ -236,8 +362,8 @@ impl Refresher {
     }
 
     /// One fetch: discovery when needed, then the JWKS, parsed key by key.
-    /// Returns the new set and the response's `max-age`, if any.
-    pub async fn fetch(&mut self) -> Result<(KeySet, Option<Duration>), FetchError> {
+    /// A JWKS that parses yields a set, even an empty one.
+    pub async fn fetch(&mut self) -> Result<KeySet, FetchError> {
         let url = self.jwks_url().await?;
         let result = self.fetch_from(&url).await;
         if result.is_err() {
@@ -247,10 +373,9 @@ impl Refresher {
         result
     }
 
-    async fn fetch_from(&mut self, url: &Url) -> Result<(KeySet, Option<Duration>), FetchError> {
+    async fn fetch_from(&mut self, url: &Url) -> Result<KeySet, FetchError> {
         let url = url.clone();
         let response = self.get(&url).await?;
-        let max_age = max_age(response.headers());
         let body = net::read_limited(&url, response, self.config.max_document_bytes).await?;
         let previous = self.store.load_full();
         let (set, skipped) =
@@ -260,18 +385,17 @@ impl Refresher {
                     what: "JWKS",
                     detail,
                 },
-                JwksError::NoUsableKey(skipped) => {
-                    log_skipped(&skipped);
-                    FetchError::NoUsableKey {
-                        url: url.to_string(),
-                        skipped: skipped.len(),
-                    }
-                }
             })?;
         log_skipped(&skipped);
         let kids: Vec<&str> = set.keys().filter_map(|k| k.kid()).collect();
-        tracing::info!(url = %url, keys = set.len(), ?kids, ?max_age, "fetched the JWKS");
-        Ok((set, max_age))
+        tracing::info!(
+            url = %url,
+            keys = set.len(),
+            skipped = skipped.len(),
+            ?kids,
+            "fetched the JWKS"
+        );
+        Ok(set)
     }
 
     async fn get(&self, url: &Url) -> Result<reqwest::Response, FetchError> {
@@ -368,28 +492,6 @@ fn log_skipped(skipped: &[crate::keys::SkippedKey]) {
     }
 }
 
-/// `Cache-Control: max-age` in seconds; `no-cache` and `no-store` count as 0,
-/// which the minimum interval then raises.
-fn max_age(headers: &header::HeaderMap) -> Option<Duration> {
-    let mut age = None;
-    for value in headers.get_all(header::CACHE_CONTROL) {
-        let Ok(value) = value.to_str() else { continue };
-        for directive in value.split(',').map(str::trim) {
-            let lower = directive.to_ascii_lowercase();
-            if lower == "no-cache" || lower == "no-store" {
-                return Some(Duration::ZERO);
-            }
-            if let Some(Ok(secs)) = lower
-                .strip_prefix("max-age=")
-                .map(|s| s.trim_matches('"').parse::<u64>())
-            {
-                age = Some(age.map_or(secs, |a: u64| a.min(secs)));
-            }
-        }
-    }
-    age.map(Duration::from_secs)
-}
-
 /// A number in [0, 1) from the system's random source, for jitter.
 fn random_fraction() -> f64 {
     let mut bytes = [0u8; 8];
@@ -402,23 +504,6 @@ fn random_fraction() -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn headers(value: &str) -> header::HeaderMap {
-        let mut h = header::HeaderMap::new();
-        h.insert(header::CACHE_CONTROL, value.parse().unwrap());
-        h
-    }
-
-    #[test]
-    fn max_age_reads_cache_control() {
-        assert_eq!(max_age(&header::HeaderMap::new()), None);
-        assert_eq!(
-            max_age(&headers("public, max-age=15, stale-while-revalidate=15")),
-            Some(Duration::from_secs(15))
-        );
-        assert_eq!(max_age(&headers("no-store")), Some(Duration::ZERO));
-        assert_eq!(max_age(&headers("max-age=abc")), None);
-    }
 
     #[test]
     fn well_known_joins_with_one_slash() {
@@ -437,16 +522,6 @@ mod tests {
     fn refresher(config: RefreshConfig) -> Refresher {
         let source = JwksSource::Url(Url::parse("http://127.0.0.1:9/").unwrap());
         Refresher::new(KeyStore::new(), source, config).unwrap()
-    }
-
-    #[test]
-    fn success_delay_honours_a_shorter_max_age_above_the_floor() {
-        let r = refresher(RefreshConfig::default());
-        let s = Duration::from_secs;
-        assert_eq!(r.success_delay(None), s(600));
-        assert_eq!(r.success_delay(Some(s(120))), s(120));
-        assert_eq!(r.success_delay(Some(s(5))), s(30));
-        assert_eq!(r.success_delay(Some(s(86400))), s(600));
     }
 
     #[test]

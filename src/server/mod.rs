@@ -142,6 +142,13 @@ impl Application {
                 config.refresh.min_interval, config.refresh.interval
             )));
         }
+        if config.refresh.max_stale < config.refresh.interval.saturating_mul(2) {
+            return Err(StartupError::Config(format!(
+                "--jwks-max-stale ({:?}) must be at least twice --jwks-refresh-interval ({:?}), \
+                 or one late refresh would drop the key set",
+                config.refresh.max_stale, config.refresh.interval
+            )));
+        }
         if config.validation.audiences.is_empty() {
             return Err(StartupError::Config(
                 "at least one audience is required".into(),
@@ -200,14 +207,34 @@ impl Application {
             .set_not_serving::<PrivateServiceServer<PrivateService>>()
             .await;
         let refresher = tokio::spawn(refresher.run());
+        // Serving exactly while the key set can check tokens: from the first
+        // usable set, not while the issuer lists no usable key or the set has
+        // gone stale, and again once keys are back.
         let ready = tokio::spawn(async move {
-            keys.wait_loaded().await;
-            reporter
-                .set_serving::<PrivateServiceServer<PrivateService>>()
-                .await;
-            reporter
-                .set_service_status("", ServingStatus::Serving)
-                .await;
+            let mut availability = keys.watch();
+            let mut serving = false;
+            loop {
+                let usable = availability.borrow_and_update().is_usable();
+                if usable != serving {
+                    serving = usable;
+                    type Guarded = PrivateServiceServer<PrivateService>;
+                    if usable {
+                        reporter.set_serving::<Guarded>().await;
+                        reporter
+                            .set_service_status("", ServingStatus::Serving)
+                            .await;
+                    } else {
+                        reporter.set_not_serving::<Guarded>().await;
+                        reporter
+                            .set_service_status("", ServingStatus::NotServing)
+                            .await;
+                    }
+                }
+                // The sender lives in the key store, which this task holds.
+                if availability.changed().await.is_err() {
+                    break;
+                }
+            }
         });
 
         let reflection = || {

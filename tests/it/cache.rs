@@ -32,6 +32,7 @@ async fn the_cache_is_bounded_exact_and_follows_the_key_set() {
         issuer: issuer.url().to_owned(),
         audiences: vec![issuer.audience().to_owned()],
         leeway: Duration::from_secs(30),
+        require_typ: None,
     });
     let cache = TokenCache::new(64, validator.leeway()).unwrap();
     let t = now();

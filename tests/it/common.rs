@@ -45,6 +45,8 @@ pub struct Options {
     /// Fetch the JWKS from here instead of through the issuer's discovery.
     pub jwks_url: Option<String>,
     pub leeway: Duration,
+    /// `--require-typ`.
+    pub require_typ: Option<String>,
     /// Wait until the first key set has loaded before returning.
     pub wait_for_keys: bool,
     pub limits: Limits,
@@ -61,10 +63,12 @@ impl Default for Options {
                 fetch_timeout: Duration::from_secs(2),
                 initial_backoff: Duration::from_millis(50),
                 max_document_bytes: 1024 * 1024,
+                max_stale: RefreshConfig::default().max_stale,
             },
             rules: vec![format!("{GET_PRIVATE}={SCOPE}").parse().unwrap()],
             jwks_url: None,
             leeway: Duration::from_secs(30),
+            require_typ: None,
             wait_for_keys: true,
             limits: Limits::default(),
             tls: None,
@@ -124,6 +128,7 @@ pub async fn spawn_app_for_issuer_url(
             issuer: issuer_url.to_owned(),
             audiences: vec![issuer.audience().to_owned()],
             leeway: options.leeway,
+            require_typ: options.require_typ,
         },
         jwks,
         refresh: options.refresh,

@@ -29,6 +29,7 @@ fn validator() -> Validator {
         issuer: "https://fuzz.authgate.test/".into(),
         audiences: vec!["https://api.fuzz.test".into()],
         leeway: Duration::from_secs(30),
+        require_typ: None,
     })
 }
 

@@ -128,12 +128,18 @@ async fn aud_may_be_an_array_that_contains_ours() {
 
 /// A hostile case: what is sent as `authorization` values, and what the
 /// server must answer.
-struct Case {
-    name: &'static str,
-    authorization: Vec<String>,
-    expect: Code,
+pub(crate) struct Case {
+    pub name: &'static str,
+    pub authorization: Vec<String>,
+    pub expect: Code,
     /// The message must contain this.
-    says: &'static str,
+    pub says: &'static str,
+}
+
+/// Every hostile case, and the good token they are variations of.
+pub(crate) struct Hostile {
+    pub cases: Vec<Case>,
+    pub good: String,
 }
 
 fn bearer(name: &'static str, token: String, expect: Code, says: &'static str) -> Case {
@@ -145,15 +151,15 @@ fn bearer(name: &'static str, token: String, expect: Code, says: &'static str) -
     }
 }
 
-#[tokio::test]
-async fn hostile_tokens_are_refused_each_with_its_code() {
-    let app = spawn_app().await;
-    let recorder = spawn_issuer().await;
+/// The hostile cases against `app`'s issuer and key set, once the server has
+/// learnt the keys they use. `recorder` is an issuer that must never be asked
+/// for anything: headers point at it.
+pub(crate) async fn hostile_cases(app: &TestApp, recorder: &DevIssuer) -> Hostile {
     let issuer = &app.issuer;
     let kid = issuer.current_kid();
     let rs = Algorithm::RS256;
     let good_header = header("RS256", &kid);
-    let good_claims = claims_with(&app, |_| {});
+    let good_claims = claims_with(app, |_| {});
     let good = signed(issuer, &kid, rs, &good_header, &good_claims);
     let (h64, p64, s64) = {
         let parts: Vec<&str> = good.split('.').collect();
@@ -185,7 +191,7 @@ async fn hostile_tokens_are_refused_each_with_its_code() {
     };
     let jwk_text = jwk.to_string();
     let with = |edit: &dyn Fn(&mut serde_json::Map<String, Value>)| {
-        let claims = claims_with(&app, |c| edit(c));
+        let claims = claims_with(app, |c| edit(c));
         signed(issuer, &kid, rs, &good_header, &claims)
     };
     // A token with one claim set to `value`, or removed, and what it must say.
@@ -215,15 +221,12 @@ async fn hostile_tokens_are_refused_each_with_its_code() {
     big.insert_str(1, &format!("\"pad\":\"{}\",", "A".repeat(9000)));
     let mut flipped_sig = URL_SAFE_NO_PAD.decode(&s64).unwrap();
     flipped_sig[10] ^= 1;
-    let tampered_payload = b64(claims_with(&app, |c| {
+    let tampered_payload = b64(claims_with(app, |c| {
         c.insert("sub".into(), "admin".into());
     }));
 
-    // The good token is verified once and cached: every case below is checked
-    // with a cached token beside it, and none may ride on it.
-    assert_eq!(code(&app.call(&good).await), Code::Ok);
     let u = Code::Unauthenticated;
-    let cases = vec![
+    let mut cases = vec![
         bearer(
             "alg none",
             format!("{}.{p64}.", b64(r#"{"alg":"none","typ":"JWT"}"#)),
@@ -372,7 +375,7 @@ async fn hostile_tokens_are_refused_each_with_its_code() {
                 &good_claims,
             ),
             u,
-            "not in the issuer's key set",
+            "carries its own key",
         ),
         bearer(
             "embedded jwk without kid",
@@ -384,7 +387,19 @@ async fn hostile_tokens_are_refused_each_with_its_code() {
                 &good_claims,
             ),
             u,
-            "no key id",
+            "carries its own key",
+        ),
+        bearer(
+            "embedded jwk, signed by the issuer's own key",
+            signed(
+                issuer,
+                &kid,
+                rs,
+                &json!({"alg":"RS256","kid":kid,"jwk":attacker_jwk}).to_string(),
+                &good_claims,
+            ),
+            u,
+            "carries its own key",
         ),
         bearer(
             "jku to a server that records being asked",
@@ -444,7 +459,7 @@ async fn hostile_tokens_are_refused_each_with_its_code() {
                 &good_claims,
             ),
             u,
-            "critical extension",
+            "`b64` is invalid",
         ),
         set("expired", "exp", (now() - 120).into(), "expired"),
         set(
@@ -489,11 +504,18 @@ async fn hostile_tokens_are_refused_each_with_its_code() {
         set("nbf as a string", "nbf", "0".into(), "`nbf` is invalid"),
         set("aud as a number", "aud", 7.into(), "`aud` is invalid"),
         set("iss as an array", "iss", json!([iss]), "`iss` is invalid"),
+        set("scope as a number", "scope", json!(7), "`scope` is invalid"),
         set(
-            "scope as an array",
+            "scope as an array holding a number",
             "scope",
-            json!([SCOPE]),
+            json!([SCOPE, 7]),
             "`scope` is invalid",
+        ),
+        set(
+            "scp as an object",
+            "scp",
+            json!({"a": SCOPE}),
+            "`scp` is invalid",
         ),
         set(
             "permissions as a string",
@@ -529,7 +551,7 @@ async fn hostile_tokens_are_refused_each_with_its_code() {
                 &good_claims,
             ),
             u,
-            "malformed",
+            "`alg` is invalid",
         ),
         bearer(
             "payload not JSON",
@@ -641,6 +663,106 @@ async fn hostile_tokens_are_refused_each_with_its_code() {
             says: "not `Bearer",
         },
     ];
+    // Header members that say what the token is, or that jsonwebtoken reads.
+    let with_header = |h: &str| signed(issuer, &kid, rs, h, &good_claims);
+    let typ = |name, typ: Value| {
+        let h = json!({"alg": "RS256", "kid": kid, "typ": typ}).to_string();
+        bearer(
+            name,
+            with_header(&h),
+            u,
+            "token type (`typ`) is not accepted",
+        )
+    };
+    let header_member = |name, member: &str, says| {
+        let h = format!(r#"{{"alg":"RS256","kid":"{kid}",{member}}}"#);
+        bearer(name, with_header(&h), u, says)
+    };
+    // Claims that the gate does not check, but that must read back as checked.
+    let claims_text = |name, extra: &str| {
+        let claims = format!("{{{extra},{}", &good_claims[1..]);
+        bearer(
+            name,
+            signed(issuer, &kid, rs, &good_header, &claims),
+            u,
+            "a claim is repeated, or holds",
+        )
+    };
+    let mut bad_utf8 = br#"{"name":""#.to_vec();
+    bad_utf8.extend_from_slice(b"\xff\xfe\",");
+    bad_utf8.extend_from_slice(&good_claims.as_bytes()[1..]);
+    cases.extend([
+        typ("typ dpop+jwt: a DPoP proof", "dpop+jwt".into()),
+        typ("typ logout+jwt: a logout token", "logout+jwt".into()),
+        typ("typ secevent+jwt", "secevent+jwt".into()),
+        typ("typ application/jwt+dpop", "application/dpop+jwt".into()),
+        typ("typ empty", "".into()),
+        typ("typ at+jwt with a space", "at+jwt ".into()),
+        header_member("typ as an array", r#""typ":["JWT"]"#, "`typ` is invalid"),
+        header_member(
+            "typ twice, the second a DPoP proof's",
+            r#""typ":"JWT","typ":"dpop+jwt""#,
+            "`typ` is invalid",
+        ),
+        header_member("x5c as a string", r#""x5c":"MIIB""#, "`x5c` is invalid"),
+        header_member("cty as a number", r#""cty":1"#, "`cty` is invalid"),
+        header_member(
+            "b64 false without crit",
+            r#""b64":false"#,
+            "`b64` is invalid",
+        ),
+        header_member("b64 as a string", r#""b64":"true""#, "`b64` is invalid"),
+        header_member(
+            "another header member twice",
+            r#""x-tenant":"a","x-tenant":"b""#,
+            "is invalid",
+        ),
+        header_member(
+            "a header member with a lone surrogate",
+            r#""x-tenant":"\ud800""#,
+            "is invalid",
+        ),
+        bearer(
+            "alg Ed25519 naming an RSA key",
+            signed(issuer, &kid, rs, &header("Ed25519", &kid), &good_claims),
+            u,
+            "does not match its key",
+        ),
+        bearer(
+            "alg ed25519, in the wrong case",
+            signed(issuer, &kid, rs, &header("ed25519", &kid), &good_claims),
+            u,
+            "algorithm is not allowed",
+        ),
+        claims_text("a claim twice", r#""email":"a@x","email":"root@x""#),
+        claims_text(
+            "a member twice inside a claim",
+            r#""org":{"id":"a","id":"admin"}"#,
+        ),
+        claims_text("a claim with a lone surrogate", r#""name":"\udc00""#),
+        claims_text("a claim with a number out of range", r#""n":1e400"#),
+        bearer(
+            "a claim of invalid UTF-8",
+            issuer.sign_raw(&kid, rs, good_header.as_bytes(), &bad_utf8),
+            u,
+            "a claim is repeated, or holds",
+        ),
+        set("exp negative", "exp", json!(-1), "`exp` is invalid"),
+        set("exp 1e300", "exp", json!(1e300), "`exp` is invalid"),
+        set("nbf negative", "nbf", json!(-0.5), "`nbf` is invalid"),
+        set("iat as a string", "iat", json!("0"), "`iat` is invalid"),
+    ]);
+    Hostile { cases, good }
+}
+
+#[tokio::test]
+async fn hostile_tokens_are_refused_each_with_its_code() {
+    let app = spawn_app().await;
+    let recorder = spawn_issuer().await;
+    let Hostile { cases, good } = hostile_cases(&app, &recorder).await;
+    // The good token is verified once and cached: every case below is checked
+    // with a cached token beside it, and none may ride on it.
+    assert_eq!(code(&app.call(&good).await), Code::Ok);
     assert!(cases.len() >= 30, "only {} cases", cases.len());
 
     let mut failures = Vec::new();
@@ -732,4 +854,246 @@ async fn large_headers_and_payloads_within_the_limit_pass() {
     assert!(token.len() < 8192);
     let response = app.call(&token).await.expect("a large valid token passes");
     assert_eq!(response.subject, "user|1");
+}
+
+#[tokio::test]
+async fn every_access_token_typ_is_accepted() {
+    let app = spawn_app().await;
+    let kid = app.issuer.current_kid();
+    let claims = claims_with(&app, |_| {});
+    let headers = [
+        json!({"alg": "RS256", "kid": kid}),
+        json!({"alg": "RS256", "kid": kid, "typ": "JWT"}),
+        json!({"alg": "RS256", "kid": kid, "typ": "jwt"}),
+        json!({"alg": "RS256", "kid": kid, "typ": "at+jwt"}),
+        json!({"alg": "RS256", "kid": kid, "typ": "AT+JWT"}),
+        json!({"alg": "RS256", "kid": kid, "typ": "application/at+jwt"}),
+        json!({"alg": "RS256", "kid": kid, "typ": "Application/At+JWT"}),
+    ];
+    for h in headers {
+        let token = signed(&app.issuer, &kid, Algorithm::RS256, &h.to_string(), &claims);
+        let result = app.call(&token).await;
+        assert_eq!(code(&result), Code::Ok, "{h}: {result:?}");
+    }
+}
+
+#[tokio::test]
+async fn require_typ_accepts_only_that_typ() {
+    let app = crate::common::spawn_app_with(crate::common::Options {
+        require_typ: Some("at+jwt".into()),
+        ..Default::default()
+    })
+    .await;
+    let kid = app.issuer.current_kid();
+    let claims = claims_with(&app, |_| {});
+    let token = |typ: Option<&str>| {
+        let mut h = json!({"alg": "RS256", "kid": kid});
+        if let Some(typ) = typ {
+            h["typ"] = typ.into();
+        }
+        signed(&app.issuer, &kid, Algorithm::RS256, &h.to_string(), &claims)
+    };
+    for typ in ["at+jwt", "application/at+jwt", "AT+JWT"] {
+        let result = app.call(&token(Some(typ))).await;
+        assert_eq!(code(&result), Code::Ok, "{typ}: {result:?}");
+    }
+    for typ in [None, Some("JWT"), Some("dpop+jwt")] {
+        let status = app.call(&token(typ)).await.unwrap_err();
+        assert_eq!(status.code(), Code::Unauthenticated, "{typ:?}");
+        assert_eq!(status.message(), "token type (`typ`) is not accepted");
+    }
+}
+
+#[tokio::test]
+async fn ed25519_by_its_rfc_9864_name_is_eddsa() {
+    let app = spawn_app().await;
+    // A key published as `alg: EdDSA`, and one published as `alg: Ed25519`.
+    let eddsa = app.issuer.add_key(Algorithm::EdDSA);
+    let named = app.issuer.add_unpublished_key(Algorithm::EdDSA);
+    let mut jwk = app.issuer.jwk(&named).unwrap();
+    jwk["alg"] = "Ed25519".into();
+    app.issuer.set_extra_jwks(vec![jwk]);
+    let claims = claims_with(&app, |_| {});
+    let warm = app
+        .issuer
+        .mint_with(&eddsa, &app.issuer.claims("u", &[SCOPE]));
+    assert!(
+        crate::common::eventually(std::time::Duration::from_secs(5), || async {
+            app.call(&warm).await.is_ok()
+        })
+        .await
+    );
+    for kid in [&eddsa, &named] {
+        for alg in ["Ed25519", "EdDSA"] {
+            let token = signed(
+                &app.issuer,
+                kid,
+                Algorithm::EdDSA,
+                &header(alg, kid),
+                &claims,
+            );
+            let result = app.call(&token).await;
+            assert_eq!(code(&result), Code::Ok, "{alg} with {kid}: {result:?}");
+        }
+    }
+    // The name is an algorithm, not a way around one: it verifies only
+    // with an Ed25519 key, and only an Ed25519 signature.
+    let rsa = app.issuer.current_kid();
+    let forged = signed(
+        &app.issuer,
+        &rsa,
+        Algorithm::RS256,
+        &header("Ed25519", &eddsa),
+        &claims,
+    );
+    assert_eq!(
+        app.call(&forged).await.unwrap_err().message(),
+        "token signature is invalid"
+    );
+}
+
+#[tokio::test]
+async fn a_kid_naming_keys_of_two_types_picks_the_one_for_the_alg() {
+    let app = spawn_app().await;
+    // RFC 7517 §4.5: an RSA key and an EC key under one kid.
+    let kid = app.issuer.current_kid();
+    let ec = app.issuer.add_unpublished_key(Algorithm::ES256);
+    let mut jwk = app.issuer.jwk(&ec).unwrap();
+    jwk["kid"] = kid.clone().into();
+    app.issuer.set_extra_jwks(vec![jwk]);
+    let claims = claims_with(&app, |_| {});
+    let es256 = signed(
+        &app.issuer,
+        &ec,
+        Algorithm::ES256,
+        &header("ES256", &kid),
+        &claims,
+    );
+    let rs256 = signed(
+        &app.issuer,
+        &kid,
+        Algorithm::RS256,
+        &header("RS256", &kid),
+        &claims,
+    );
+    // The first call may predate the fetch that lists the EC key.
+    let refetch = app.issuer.add_unpublished_key(Algorithm::ES256);
+    let probe = app.issuer.mint_with(&refetch, &app.issuer.claims("u", &[]));
+    assert!(
+        crate::common::eventually(std::time::Duration::from_secs(5), || async {
+            let _ = app.call(&probe).await;
+            app.call(&es256).await.is_ok()
+        })
+        .await,
+        "{:?}",
+        app.call(&es256).await
+    );
+    assert_eq!(code(&app.call(&rs256).await), Code::Ok);
+    // Neither key is for ES384, nor verifies the other's signatures.
+    let es384 = signed(
+        &app.issuer,
+        &ec,
+        Algorithm::ES256,
+        &header("ES384", &kid),
+        &claims,
+    );
+    assert_eq!(
+        app.call(&es384).await.unwrap_err().message(),
+        "token algorithm does not match its key"
+    );
+    let swapped = signed(
+        &app.issuer,
+        &kid,
+        Algorithm::RS256,
+        &header("ES256", &kid),
+        &claims,
+    );
+    assert_eq!(
+        app.call(&swapped).await.unwrap_err().message(),
+        "token signature is invalid"
+    );
+}
+
+#[tokio::test]
+async fn fractions_of_a_second_count_against_the_token() {
+    // `exp` rounds down and `nbf` up, checked at a fixed `now` so that no
+    // second can tick between the token and the check.
+    let issuer = spawn_issuer().await;
+    let kid = issuer.current_kid();
+    let keys = {
+        let doc = json!({"keys": [issuer.jwk(&kid).unwrap()]}).to_string();
+        authgate::keys::KeySet::from_jwks(doc.as_bytes(), None)
+            .unwrap()
+            .0
+    };
+    let validator = authgate::gate::Validator::new(authgate::gate::ValidationConfig {
+        issuer: issuer.url().to_owned(),
+        audiences: vec![issuer.audience().to_owned()],
+        leeway: std::time::Duration::from_secs(30),
+        require_typ: None,
+    });
+    let at = 2_000_000_000i64;
+    let token = |claim: &str, value: f64| {
+        let mut claims = issuer.claims("u", &[SCOPE]);
+        claims["exp"] = (at + 3600).into();
+        claims[claim] = value.into();
+        issuer.mint(&claims)
+    };
+    let check = |token: &str| validator.validate(token, &keys, at).map(|_| ());
+    // exp + leeway must be after now: 1969.9 + 30 rounds down to 1999 + 30.
+    assert_eq!(
+        check(&token("exp", (at - 30) as f64 + 0.9)),
+        Err(authgate::error::AuthError::Expired)
+    );
+    assert_eq!(check(&token("exp", (at - 29) as f64 + 0.1)), Ok(()));
+    // nbf - leeway must not be after now: at + 30.1 rounds up to at + 31.
+    assert_eq!(
+        check(&token("nbf", (at + 30) as f64 + 0.1)),
+        Err(authgate::error::AuthError::NotYetValid)
+    );
+    assert_eq!(check(&token("nbf", (at + 30) as f64)), Ok(()));
+}
+
+#[tokio::test]
+async fn the_claims_a_handler_reads_are_the_claims_the_gate_checked() {
+    // What the gate accepts reads back whole, whatever type it is read into;
+    // what would read back differently (a repeat, a lone surrogate) was
+    // refused at the gate (see the hostile cases).
+    let issuer = spawn_issuer().await;
+    let kid = issuer.current_kid();
+    let keys = {
+        let doc = json!({"keys": [issuer.jwk(&kid).unwrap()]}).to_string();
+        authgate::keys::KeySet::from_jwks(doc.as_bytes(), None)
+            .unwrap()
+            .0
+    };
+    let validator = authgate::gate::Validator::new(authgate::gate::ValidationConfig {
+        issuer: issuer.url().to_owned(),
+        audiences: vec![issuer.audience().to_owned()],
+        leeway: std::time::Duration::from_secs(30),
+        require_typ: None,
+    });
+    let mut claims = issuer.claims("u", &[SCOPE]);
+    claims["org"] = json!({"id": "acme", "roles": ["a", "b"], "n": 1.5e300});
+    claims["email"] = "\u{e9}@x".into();
+    let token = issuer.mint(&claims);
+    let principal = validator.validate(&token, &keys, now()).unwrap().principal;
+    let read: Value = principal.claims().unwrap();
+    assert_eq!(read, claims);
+    #[derive(serde::Deserialize)]
+    struct Org {
+        id: String,
+        roles: Vec<String>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Mine {
+        email: String,
+        org: Org,
+    }
+    let mine: Mine = principal.claims().unwrap();
+    assert_eq!(
+        (mine.email.as_str(), mine.org.id.as_str()),
+        ("\u{e9}@x", "acme")
+    );
+    assert_eq!(mine.org.roles, ["a", "b"]);
 }

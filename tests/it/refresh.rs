@@ -14,7 +14,7 @@ use crate::common::{
 use authgate::{
     issuer::{DevIssuer, DevIssuerConfig, JwksFault},
     keys::Algorithm,
-    keys::refresher::RefreshConfig,
+    keys::refresher::{Availability, RefreshConfig},
 };
 
 const WITHIN: Duration = Duration::from_secs(5);
@@ -31,13 +31,18 @@ async fn refused_with(app: &TestApp, token: &str, want: Code) -> bool {
 /// with a `kid` it does not know, sent once the minimum interval has passed.
 /// The token is refused at once; whether a fetch followed is returned.
 async fn provoke_fetch(app: &TestApp) -> bool {
+    provoke_fetch_expecting(app, Code::Unauthenticated).await
+}
+
+/// As [`provoke_fetch`], where the probe is refused with `code`.
+async fn provoke_fetch_expecting(app: &TestApp, code: Code) -> bool {
     let stranger = app.issuer.add_unpublished_key(Algorithm::RS256);
     let probe = app
         .issuer
         .mint_with(&stranger, &app.issuer.claims("x", &[]));
     let before = app.issuer.jwks_hits();
     tokio::time::sleep(Duration::from_millis(250)).await; // past min_interval
-    assert!(refused_with(app, &probe, Code::Unauthenticated).await);
+    assert!(refused_with(app, &probe, code).await);
     fetches_after(app, before, 1).await
 }
 
@@ -82,7 +87,6 @@ async fn jwks_faults_keep_the_last_good_key_set() {
         JwksFault::Status(500),
         JwksFault::Status(404),
         JwksFault::Garbage,
-        JwksFault::Empty,
         JwksFault::Hang,
         JwksFault::Delay(Duration::from_secs(3)),
         JwksFault::Oversize(1024 * 1024 + 1),
@@ -120,6 +124,16 @@ async fn a_slow_jwks_within_the_timeout_still_loads() {
     assert_eq!(app.issuer.current_kid(), kid);
 }
 
+/// A sound RSA-2048 modulus with exponent `e`, as the JWK `kid`.
+fn rsa_with_exponent(issuer: &DevIssuer, kid: &str, e: &str) -> serde_json::Value {
+    let mut jwk = issuer
+        .jwk(&issuer.add_unpublished_key(Algorithm::RS256))
+        .unwrap();
+    jwk["kid"] = kid.into();
+    jwk["e"] = e.into();
+    jwk
+}
+
 #[tokio::test]
 async fn a_mixed_set_loads_its_good_keys_and_skips_the_junk() {
     let issuer = spawn_issuer().await;
@@ -136,23 +150,176 @@ async fn a_mixed_set_loads_its_good_keys_and_skips_the_junk() {
         json!({"kid": "no-kty"}),
         json!({"kty": "RSA", "kid": "bad-b64", "n": "!!!", "e": "AQAB"}),
         json!({"kty": "RSA", "kid": "hs-alg", "alg": "HS256", "n": "AQAB", "e": "AQAB"}),
+        rsa_with_exponent(&issuer, "e-one", "AQ"),
+        rsa_with_exponent(&issuer, "e-even", "AQAA"),
     ]);
     let app = spawn_app_for(issuer, Options::default()).await;
     assert_eq!(app.keys.load().as_ref().unwrap().len(), 1);
     assert!(accepted(&app, &app.token()).await);
 }
 
-#[tokio::test]
-async fn a_set_of_junk_alone_is_a_failed_fetch() {
+/// Waits, through the server's own `grpc.health.v1.Health/Watch` stream,
+/// until both the server (`""`) and the guarded service report `want`
+/// (1 SERVING, 2 NOT_SERVING).
+async fn health_becomes(app: &TestApp, want: i32) -> bool {
+    use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+    let mut client = HealthClient::new(app.channel().await);
+    for service in ["", "authgate.v1.PrivateService"] {
+        let request = HealthCheckRequest {
+            service: service.into(),
+        };
+        let mut stream = client.watch(request).await.unwrap().into_inner();
+        let reached = tokio::time::timeout(WITHIN, async {
+            while let Ok(Some(update)) = stream.message().await {
+                if update.status == want {
+                    return true;
+                }
+            }
+            false
+        });
+        if !reached.await.unwrap_or(false) {
+            return false;
+        }
+    }
+    true
+}
+
+/// Waits until the key store is in `want`: the refresher's own event.
+async fn keys_become(app: &TestApp, want: Availability) -> bool {
+    tokio::time::timeout(WITHIN, app.keys.wait_for(|a| a == want))
+        .await
+        .is_ok()
+}
+
+/// The issuer withdraws every key in one of the two ways a JWKS that parses
+/// can: listing none, or listing only keys authgate cannot use. Either way
+/// the old keys stop verifying at the next fetch, calls get UNAVAILABLE, and
+/// health turns NOT_SERVING; when keys come back, so does everything.
+async fn withdrawal_by(withdraw: impl Fn(&DevIssuer), restore: impl Fn(&DevIssuer)) {
     let app = spawn_app().await;
     let token = app.token();
-    let kid = app.issuer.current_kid();
-    app.issuer.set_published(&kid, false);
-    app.issuer
-        .set_extra_jwks(vec![json!({"kty": "oct", "kid": "hmac", "k": "c2VjcmV0"})]);
-    assert!(provoke_fetch(&app).await);
-    // Still the last good set: the token signed by the unlisted key passes.
     assert!(accepted(&app, &token).await);
+    assert!(health_becomes(&app, 1).await);
+
+    withdraw(&app.issuer);
+    assert!(provoke_fetch_expecting(&app, Code::Unauthenticated).await);
+    assert!(keys_become(&app, Availability::NoUsableKey).await);
+    let status = app.call(&token).await.unwrap_err();
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    assert_eq!(status.message(), "the issuer lists no usable signing key");
+    assert!(health_becomes(&app, 2).await, "health still SERVING");
+
+    // Keys are back: the next call asks for a fetch, as an unknown kid
+    // does, and calls soon after pass without waiting for the interval.
+    restore(&app.issuer);
+    assert!(eventually(WITHIN, || accepted(&app, &token)).await);
+    assert!(health_becomes(&app, 1).await);
+}
+
+#[tokio::test]
+async fn an_empty_set_withdraws_every_key_at_once() {
+    withdrawal_by(
+        |issuer| issuer.set_jwks_fault(JwksFault::Empty),
+        |issuer| issuer.set_jwks_fault(JwksFault::None),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_set_of_only_unusable_keys_withdraws_every_key_at_once() {
+    withdrawal_by(
+        |issuer| {
+            issuer.set_published(&issuer.current_kid(), false);
+            issuer.set_extra_jwks(vec![
+                json!({"kty": "EC", "kid": "p521", "crv": "P-521", "x": "AA", "y": "AA"}),
+                json!({"kty": "oct", "kid": "hmac", "k": "c2VjcmV0"}),
+            ]);
+        },
+        |issuer| issuer.set_published(&issuer.current_kid(), true),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_key_set_that_no_fetch_renews_goes_stale_and_comes_back() {
+    let mut options = Options::default();
+    options.refresh.interval = Duration::from_millis(300);
+    options.refresh.min_interval = Duration::from_millis(100);
+    options.refresh.max_stale = Duration::from_millis(900);
+    let app = spawn_app_with(options).await;
+    let token = app.token();
+    assert!(accepted(&app, &token).await);
+    assert!(health_becomes(&app, 1).await);
+
+    // Fetches fail: the last good set serves, then is dropped.
+    app.issuer.set_jwks_fault(JwksFault::Status(503));
+    assert!(
+        keys_become(&app, Availability::Stale).await,
+        "never went stale"
+    );
+    let status = app.call(&token).await.unwrap_err();
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    assert!(status.message().contains("went stale"), "{status:?}");
+    assert!(health_becomes(&app, 2).await, "health still SERVING");
+
+    // The first fetch that succeeds brings it all back.
+    app.issuer.set_jwks_fault(JwksFault::None);
+    assert!(keys_become(&app, Availability::Usable).await);
+    assert!(accepted(&app, &token).await);
+    assert!(health_becomes(&app, 1).await);
+}
+
+#[tokio::test]
+async fn failed_fetches_within_the_maximum_staleness_keep_the_set() {
+    // The same faults, with a max-stale that outlasts them: nothing drops.
+    let mut options = Options::default();
+    options.refresh.interval = Duration::from_millis(300);
+    options.refresh.min_interval = Duration::from_millis(100);
+    options.refresh.max_stale = Duration::from_secs(3600);
+    let app = spawn_app_with(options).await;
+    let token = app.token();
+    app.issuer.set_jwks_fault(JwksFault::Status(503));
+    let before = app.issuer.jwks_hits();
+    // Several failed fetches later, the set still serves.
+    assert!(fetches_after(&app, before, 4).await);
+    assert_eq!(app.keys.availability(), Availability::Usable);
+    assert!(accepted(&app, &token).await);
+}
+
+#[tokio::test]
+async fn cache_control_does_not_shorten_the_refresh() {
+    // Two servers, each with its own issuer. `fast` refreshes every 100 ms
+    // and is the clock; `slow` refreshes every 60 s while its issuer answers
+    // `max-age=0`, which used to bring it down to the 100 ms floor.
+    let fast_options = || {
+        let mut options = Options::default();
+        options.refresh.interval = Duration::from_millis(100);
+        options.refresh.min_interval = Duration::from_millis(100);
+        options
+    };
+    let fast = spawn_app_with(fast_options()).await;
+    let slow_issuer = spawn_issuer().await;
+    slow_issuer.set_jwks_max_age(Some(0));
+    let slow = spawn_app_for(
+        slow_issuer,
+        Options {
+            refresh: RefreshConfig {
+                interval: Duration::from_secs(60),
+                ..fast_options().refresh
+            },
+            ..Options::default()
+        },
+    )
+    .await;
+    let slow_start = slow.issuer.jwks_hits();
+    let fast_start = fast.issuer.jwks_hits();
+    // While the fast one fetches ten times, the slow one must not refetch.
+    assert!(fetches_after(&fast, fast_start, 10).await);
+    assert_eq!(
+        slow.issuer.jwks_hits(),
+        slow_start,
+        "max-age=0 shortened the refresh"
+    );
 }
 
 #[tokio::test]
@@ -257,22 +424,6 @@ pub async fn health_status(app: &TestApp, service: &str) -> Option<i32> {
         .await
         .ok()
         .map(|r| r.into_inner().status)
-}
-
-#[tokio::test]
-async fn a_shorter_max_age_is_honoured_but_never_below_the_minimum() {
-    let mut options = Options::default();
-    options.refresh.interval = Duration::from_secs(60);
-    options.refresh.min_interval = Duration::from_millis(500);
-    let issuer = spawn_issuer().await;
-    issuer.set_jwks_max_age(Some(0));
-    let app = spawn_app_for(issuer, options).await;
-    let start = app.issuer.jwks_hits();
-    tokio::time::sleep(Duration::from_millis(2600)).await;
-    let fetched = app.issuer.jwks_hits() - start;
-    // max-age=0 is raised to the 500 ms floor: about five fetches, not hundreds,
-    // and more than the single one a 60 s interval would give.
-    assert!((3..=7).contains(&fetched), "{fetched} fetches in 2.6 s");
 }
 
 #[tokio::test]

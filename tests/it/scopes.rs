@@ -1,5 +1,6 @@
-//! Per-method scopes: from `scope` and `permissions`, matched exactly, every
-//! required one needed; the refusal names what is missing.
+//! Per-method scopes: from `scope`, `scp` and `permissions`, each as the
+//! issuers write them, matched exactly, every required one needed; the
+//! refusal names what is missing.
 
 use serde_json::json;
 use tonic::Code;
@@ -21,6 +22,13 @@ async fn scope_and_permissions_grant_exactly_what_they_name() {
         json!({"scope": format!("openid {SCOPE} write:other")}),
         json!({"permissions": [SCOPE]}),
         json!({"scope": "openid", "permissions": ["x", SCOPE]}),
+        // Okta writes `scp` as an array, Azure AD as a space-separated string.
+        json!({"scp": [SCOPE]}),
+        json!({"scp": ["openid", SCOPE]}),
+        json!({"scp": format!("profile {SCOPE}")}),
+        // Some issuers write `scope` as an array.
+        json!({"scope": ["openid", SCOPE]}),
+        json!({"scope": "openid", "scp": [SCOPE]}),
     ];
     for claims in allowed {
         let response = app.call(&mint(claims.clone())).await;
@@ -36,6 +44,16 @@ async fn scope_and_permissions_grant_exactly_what_they_name() {
         json!({"scope": "read:private,other"}),
         json!({"permissions": ["read:private "]}),
         json!({"permissions": []}),
+        json!({"scp": []}),
+        json!({"scp": ["READ:PRIVATE"]}),
+        json!({"scp": "read:privatex"}),
+        // An array's elements are scopes as they are, never split.
+        json!({"scope": [format!("openid {SCOPE}")]}),
+        json!({"scp": [format!("{SCOPE} ")]}),
+        // Claims whose names merely resemble the scope claims grant nothing.
+        json!({"scopes": [SCOPE]}),
+        json!({"Scp": SCOPE}),
+        json!({"roles": [SCOPE]}),
     ];
     for claims in denied {
         let status = app.call(&mint(claims.clone())).await.unwrap_err();
@@ -80,4 +98,24 @@ async fn without_rules_any_valid_token_passes_and_scopes_are_reported() {
     assert_eq!(response.scopes, ["a", "b", "c"]);
     let bare = app.issuer.mint(&app.issuer.claims("", &[]));
     assert_eq!(app.call(&bare).await.unwrap().scopes, Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn a_scope_array_passes_where_no_scope_is_required() {
+    // It used to refuse the whole token as UNAUTHENTICATED.
+    let app = spawn_app_with(Options {
+        rules: vec![],
+        ..Options::default()
+    })
+    .await;
+    let mut claims = app.issuer.claims("okta-user", &[]);
+    claims["scope"] = json!(["openid", "profile"]);
+    claims["scp"] = json!(["email", "openid"]);
+    let response = app.call(&app.issuer.mint(&claims)).await.unwrap();
+    assert_eq!(response.scopes, ["openid", "profile", "email"]);
+    // Azure AD's shape.
+    let mut claims = app.issuer.claims("aad-user", &[]);
+    claims["scp"] = "User.Read profile".into();
+    let response = app.call(&app.issuer.mint(&claims)).await.unwrap();
+    assert_eq!(response.scopes, ["User.Read", "profile"]);
 }

@@ -68,6 +68,7 @@ async fn watch_with_token_lifetime(lifetime: u64) -> (u64, Status) {
             issuer: issuer.url().into(),
             audiences: vec![issuer.audience().into()],
             leeway: Duration::ZERO,
+            require_typ: None,
         }),
         keys,
         ScopePolicy::default(),
