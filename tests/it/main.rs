@@ -6,6 +6,7 @@ mod cache;
 mod cli;
 mod client;
 mod common;
+mod differential;
 mod docs;
 mod fuzz;
 mod gate;
