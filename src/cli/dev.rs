@@ -25,6 +25,10 @@ pub struct DevArgs {
     /// The dev client's secret [default: a new random one each start].
     #[arg(long, env = "AUTHGATE_DEV_CLIENT_SECRET", hide_env_values = true, value_parser = parse_secret)]
     pub client_secret: Option<Secret>,
+    /// Write tokens of every shape issuers mint (and a few the gate must
+    /// refuse) to FILE, one `NAME TOKEN` a line, for the interop checks.
+    #[arg(long, value_name = "FILE", hide = true)]
+    pub sample_tokens: Option<PathBuf>,
     /// Settings shared with `authgate serve`. With none given, GetPrivate
     /// requires `read:private`, which the dev client is granted.
     #[command(flatten)]
@@ -66,6 +70,12 @@ pub(super) async fn dev(args: DevArgs) -> Result<(), StartupError> {
         source,
     })?;
 
+    // Keys for the sample tokens are listed before the server's first fetch.
+    let samples = args
+        .sample_tokens
+        .as_ref()
+        .map(|_| SampleKeys::add_to(&issuer));
+
     let mut gate = args.gate;
     if gate.require_scope.is_empty() {
         gate.require_scope
@@ -93,6 +103,17 @@ pub(super) async fn dev(args: DevArgs) -> Result<(), StartupError> {
     claims["azp"] = args.client_id.clone().into();
     claims["gty"] = "client-credentials".into();
     let token = issuer.mint(&claims);
+    if let (Some(path), Some(keys)) = (&args.sample_tokens, &samples) {
+        let mut claims = claims.clone();
+        claims.as_object_mut().map(|c| c.remove("scope"));
+        let lines: String = keys
+            .tokens(&issuer, &claims)
+            .into_iter()
+            .map(|(name, token)| format!("{name} {token}\n"))
+            .collect();
+        std::fs::write(path, lines)
+            .map_err(|e| StartupError::Config(format!("cannot write {}: {e}", path.display())))?;
+    }
     print_dev_banner(&DevBanner {
         issuer: issuer.url(),
         audience: &args.audience,
@@ -111,6 +132,104 @@ pub(super) async fn dev(args: DevArgs) -> Result<(), StartupError> {
         .map_err(|e| StartupError::Config(format!("the server task failed: {e}")))?;
     drop(issuer);
     result
+}
+
+/// The extra keys the sample tokens need: an Ed25519 key, and an EC key
+/// published under the RSA signing key's `kid` (RFC 7517 §4.5).
+struct SampleKeys {
+    ed25519: String,
+    shared_kid: String,
+    ec: String,
+}
+
+impl SampleKeys {
+    fn add_to(issuer: &DevIssuer) -> SampleKeys {
+        let ed25519 = issuer.add_key(Algorithm::EdDSA);
+        let shared_kid = issuer.current_kid();
+        let ec = issuer.add_unpublished_key(Algorithm::ES256);
+        if let Some(mut jwk) = issuer.jwk(&ec) {
+            jwk["kid"] = shared_kid.clone().into();
+            issuer.set_extra_jwks(vec![jwk]);
+        }
+        SampleKeys {
+            ed25519,
+            shared_kid,
+            ec,
+        }
+    }
+
+    /// `(name, token)`: names ending in `-refused` must be refused.
+    fn tokens(&self, issuer: &DevIssuer, base: &serde_json::Value) -> Vec<(&'static str, String)> {
+        use serde_json::json;
+        let scope = "read:private";
+        let (rsa, rsa_alg) = (
+            issuer.current_kid(),
+            issuer.key_algorithm(&issuer.current_kid()),
+        );
+        let sign =
+            |kid: &str, alg: Algorithm, header: serde_json::Value, edit: serde_json::Value| {
+                let mut claims = base.clone();
+                for (name, value) in edit.as_object().into_iter().flatten() {
+                    claims[name] = value.clone();
+                }
+                issuer.sign_raw(
+                    kid,
+                    alg,
+                    header.to_string().as_bytes(),
+                    claims.to_string().as_bytes(),
+                )
+            };
+        let rs = |typ: Option<&str>, edit| {
+            let mut header = json!({"alg": rsa_alg.name(), "kid": rsa});
+            if let Some(typ) = typ {
+                header["typ"] = typ.into();
+            }
+            sign(&rsa, rsa_alg, header, edit)
+        };
+        vec![
+            ("scp-array", rs(Some("JWT"), json!({"scp": [scope]}))),
+            (
+                "scp-string",
+                rs(Some("JWT"), json!({"scp": format!("profile {scope}")})),
+            ),
+            (
+                "scope-array",
+                rs(Some("JWT"), json!({"scope": ["openid", scope]})),
+            ),
+            (
+                "alg-ed25519",
+                sign(
+                    &self.ed25519,
+                    Algorithm::EdDSA,
+                    json!({"alg": "Ed25519", "kid": self.ed25519, "typ": "JWT"}),
+                    json!({"scope": scope}),
+                ),
+            ),
+            (
+                "kid-shared-es256",
+                sign(
+                    &self.ec,
+                    Algorithm::ES256,
+                    json!({"alg": "ES256", "kid": self.shared_kid}),
+                    json!({"scope": scope}),
+                ),
+            ),
+            ("typ-absent", rs(None, json!({"scope": scope}))),
+            ("typ-at+jwt", rs(Some("at+jwt"), json!({"scope": scope}))),
+            (
+                "typ-application/at+jwt",
+                rs(Some("application/at+jwt"), json!({"scope": scope})),
+            ),
+            (
+                "typ-dpop+jwt-refused",
+                rs(Some("dpop+jwt"), json!({"scope": scope})),
+            ),
+            (
+                "scp-without-the-scope-refused",
+                rs(Some("JWT"), json!({"scp": ["openid"]})),
+            ),
+        ]
+    }
 }
 
 struct DevBanner<'a> {

@@ -19,7 +19,7 @@ cargo build --quiet --bin authgate
 authgate=target/debug/authgate
 secret="interop-$RANDOM$RANDOM"
 "$authgate" dev --listen 127.0.0.1:0 --issuer-listen 127.0.0.1:0 --client-secret "$secret" \
-  >"$work/dev.out" 2>"$work/dev.err" &
+  --sample-tokens "$work/samples.txt" >"$work/dev.out" 2>"$work/dev.err" &
 dev=$!
 trap 'kill $dev 2>/dev/null || true' EXIT
 for _ in $(seq 100); do grep -q '^Ctrl-C' "$work/dev.out" 2>/dev/null && break; sleep 0.1; done
@@ -68,6 +68,22 @@ expect_error "no token" Unauthenticated "missing authorization metadata"
 expect_error "a bad token" Unauthenticated "token signature is invalid" -H "authorization: Bearer ${token%????}AAAA"
 expect_error "not a JWT" Unauthenticated "token is malformed" -H "authorization: Bearer nonsense"
 expect_error "wrong scheme" Unauthenticated "not \`Bearer <token>\`" -H "authorization: Basic $token"
+
+# Every token shape issuers mint (authgate dev --sample-tokens writes them):
+# scp as Okta and Azure AD write it, scope as an array, RFC 9864's Ed25519,
+# a kid naming an RSA and an EC key, and each access-token typ.
+sample() { sed -n "s|^$1 ||p" "$work/samples.txt"; }
+for shape in scp-array scp-string scope-array alg-ed25519 kid-shared-es256 \
+  typ-absent typ-at+jwt typ-application/at+jwt; do
+  out=$(grpcurl -plaintext -H "authorization: Bearer $(sample "$shape")" "$addr" \
+    authgate.v1.PrivateService/GetPrivate 2>&1) || fail "$shape refused: $out"
+  grep -q '"read:private"' <<<"$out" || fail "$shape: scopes: $out"
+  pass "GetPrivate with a token of shape $shape"
+done
+expect_error "typ dpop+jwt" Unauthenticated "token type (\`typ\`) is not accepted" \
+  -H "authorization: Bearer $(sample typ-dpop+jwt-refused)"
+expect_error "scp without the scope" PermissionDenied "missing required scope \`read:private\`" \
+  -H "authorization: Bearer $(sample scp-without-the-scope-refused)"
 
 echo "== Python client generated with grpcio-tools"
 rm -rf "$work/py" && mkdir -p "$work/py"
