@@ -9,6 +9,9 @@
 //! - `faults`: valid load while the JWKS goes down (connection refused),
 //!   answers 500, answers garbage, hangs, recovers, and a key is rotated in
 //!   and the old one withdrawn; per step, valid calls refused and latency.
+//!   Then the two ways the key set stops serving: the issuer withdraws every
+//!   key by listing none, and, on a second server with `--jwks-max-stale
+//!   10s`, fetches fail for longer than that; per step, calls by code.
 //!
 //! The issuer runs in this process; the server reaches its JWKS through a
 //! proxy here that can refuse connections, as a JWKS host that is down does.
@@ -63,6 +66,7 @@ enum Mode {
 const OK: u32 = 0;
 const UNAUTHENTICATED: u32 = 16;
 const PERMISSION_DENIED: u32 = 7;
+const UNAVAILABLE: u32 = 14;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let cli = Cli::parse();
@@ -73,7 +77,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     runtime.block_on(async {
         let issuer = DevIssuer::start(DevIssuerConfig::for_tests()).await?;
         let proxy = JwksProxy::start(issuer.addr()).await?;
-        let server = Server::start(&cli.authgate, &issuer, &proxy)?;
+        let jwks_url = format!("http://{}/.well-known/jwks.json", proxy.addr);
+        let server = Server::start(&cli.authgate, &issuer, &jwks_url, &[])?;
         let result = match cli.command {
             Mode::Soak { minutes } => soak(&cli, &issuer, &server, minutes).await,
             Mode::Faults { step_seconds } => {
@@ -95,7 +100,8 @@ impl Server {
     fn start(
         binary: &str,
         issuer: &DevIssuer,
-        proxy: &JwksProxy,
+        jwks_url: &str,
+        extra: &[&str],
     ) -> Result<Server, Box<dyn std::error::Error>> {
         let addr = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
         let child = Command::new(binary)
@@ -107,10 +113,7 @@ impl Server {
                 issuer.url(),
             ])
             .args(["--audience", issuer.audience()])
-            .args([
-                "--jwks-url",
-                &format!("http://{}/.well-known/jwks.json", proxy.addr),
-            ])
+            .args(["--jwks-url", jwks_url])
             .args(["--require-scope", &format!("{METHOD}={SCOPE}")])
             // Short periods, so that the refresher works hard during the run.
             .args([
@@ -120,6 +123,7 @@ impl Server {
                 "1s",
             ])
             .args(["--jwks-fetch-timeout", "2s"])
+            .args(extra)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -493,5 +497,137 @@ async fn faults(
         step
     );
     let _ = published;
+
+    // Withdrawal by an empty set: the issuer's JWKS now lists no key. Once
+    // the server has fetched it, every call gets UNAVAILABLE (none may pass),
+    // and when keys are listed again, calls pass again.
+    let any = |calls: &[Call]| -> Arc<Vec<Call>> {
+        Arc::new(
+            calls
+                .iter()
+                .map(|c| Call {
+                    expect: None,
+                    ..c.clone()
+                })
+                .collect(),
+        )
+    };
+    let by_code = |r: &LoadReport| {
+        let unavailable = r.refused.get(&UNAVAILABLE).copied().unwrap_or(0);
+        let other: u64 = r.refused.values().sum::<u64>() - unavailable + r.transport_errors;
+        (r.ok, unavailable, other)
+    };
+    let print_codes = |name: &str, r: &LoadReport, hits: usize| {
+        let (ok, unavailable, other) = by_code(r);
+        println!(
+            "  {name:<44} OK {ok}, UNAVAILABLE {unavailable}, other {other}; p99 {} us  (JWKS requests {hits})",
+            r.quantile_us(0.99)
+        );
+    };
+    let hits = issuer.jwks_hits();
+    issuer.set_jwks_fault(JwksFault::Empty);
+    let report = measure(any(&new)).await?;
+    print_codes(
+        "JWKS lists no key (withdrawal by an empty set)",
+        &report,
+        issuer.jwks_hits() - hits,
+    );
+    let late = run(load(server.addr, any(&new), 1, 4, Duration::from_secs(1))).await?;
+    let (ok, unavailable, other) = by_code(&late);
+    println!(
+        "  valid tokens once the empty set was fetched: {unavailable} of {} UNAVAILABLE (they must all be; OK {ok}, other {other})",
+        late.calls()
+    );
+    let hits = issuer.jwks_hits();
+    issuer.set_jwks_fault(JwksFault::None);
+    let report = measure(any(&new)).await?;
+    print_codes(
+        "JWKS lists the key again",
+        &report,
+        issuer.jwks_hits() - hits,
+    );
+
+    // --jwks-max-stale expiring, on a server of its own with its own issuer:
+    // fetches fail from just after a successful one; the set must serve until
+    // max-stale has passed, then every call gets UNAVAILABLE until a fetch
+    // succeeds again.
+    let max_stale = Duration::from_secs(10);
+    let stale_issuer = DevIssuer::start(DevIssuerConfig::for_tests()).await?;
+    let stale_server = Server::start(
+        &cli.authgate,
+        &stale_issuer,
+        &stale_issuer.jwks_url(),
+        &["--jwks-max-stale", "10s"],
+    )?;
+    stale_server.wait_ready(&stale_issuer).await;
+    let stale_kid = stale_issuer.current_kid();
+    let calls = any(&valid_calls(&stale_issuer, &stale_kid, 1000));
+    let slice = |calls: Arc<Vec<Call>>| {
+        run(load(
+            stale_server.addr,
+            calls,
+            cli.connections,
+            cli.streams,
+            Duration::from_secs(1),
+        ))
+    };
+    let fetched = stale_issuer.jwks_hits();
+    while stale_issuer.jwks_hits() == fetched {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    stale_issuer.set_jwks_fault(JwksFault::Status(503));
+    let failing_since = Instant::now();
+    let mut total = LoadReport::default();
+    let mut dropped_after = None;
+    // Whole seconds until the first UNAVAILABLE, then `step` more.
+    while dropped_after.is_none_or(|at: Duration| failing_since.elapsed() < at + step) {
+        let report = slice(calls.clone()).await?;
+        if dropped_after.is_none() && report.refused.contains_key(&UNAVAILABLE) {
+            dropped_after = Some(failing_since.elapsed());
+        }
+        total.elapsed += report.elapsed;
+        total.absorb(report);
+        if failing_since.elapsed() > max_stale * 3 {
+            break;
+        }
+    }
+    total.latencies_us.sort_unstable();
+    print_codes(
+        "JWKS fails past --jwks-max-stale (10s)",
+        &total,
+        stale_issuer.jwks_hits() - fetched,
+    );
+    println!(
+        "  the key set was dropped within the second ending {:.0} s after the last successful fetch (max-stale {:?})",
+        dropped_after.map_or(f64::NAN, |d| d.as_secs_f64()),
+        max_stale
+    );
+    let hits = stale_issuer.jwks_hits();
+    stale_issuer.set_jwks_fault(JwksFault::None);
+    let recovering = Instant::now();
+    let mut total = LoadReport::default();
+    let mut back_after = None;
+    while back_after.is_none_or(|at: Duration| recovering.elapsed() < at + step) {
+        let report = slice(calls.clone()).await?;
+        if back_after.is_none() && report.ok > 0 {
+            back_after = Some(recovering.elapsed());
+        }
+        total.elapsed += report.elapsed;
+        total.absorb(report);
+        if recovering.elapsed() > max_stale * 3 {
+            break;
+        }
+    }
+    total.latencies_us.sort_unstable();
+    print_codes(
+        "JWKS recovers after max-stale",
+        &total,
+        stale_issuer.jwks_hits() - hits,
+    );
+    println!(
+        "  calls passed again within the second ending {:.0} s after the JWKS recovered",
+        back_after.map_or(f64::NAN, |d| d.as_secs_f64())
+    );
+    drop(stale_server);
     Ok(())
 }
