@@ -404,10 +404,32 @@ mod tests {
             &["--handshake-timeout", "0s"],
             &["--token-cache-entries", "99999999999"],
             &["--max-connections", "0"],
+            // One late refresh must never drop the key set.
+            &["--jwks-max-stale", "15m"],
+            &["--jwks-refresh-interval", "1h", "--jwks-max-stale", "90m"],
+            &["--require-typ", ""],
+            &["--require-typ", "at jwt"],
         ] {
             let args: Vec<&str> = base.iter().chain(extra).copied().collect();
             assert!(serve_args(&args).is_err(), "{extra:?} accepted");
         }
+    }
+
+    #[test]
+    fn serve_reads_require_typ_and_max_stale() {
+        let base = ["--issuer", "https://t.auth0.com/", "--audience", "a"];
+        let config = serve_args(&base).unwrap();
+        assert_eq!(config.validation.require_typ, None);
+        assert_eq!(config.refresh.max_stale, Duration::from_secs(24 * 3600));
+        assert_eq!(config.refresh.interval, Duration::from_secs(600));
+        let args: Vec<&str> = base
+            .iter()
+            .chain(&["--require-typ", "at+jwt", "--jwks-max-stale", "2h"])
+            .copied()
+            .collect();
+        let config = serve_args(&args).unwrap();
+        assert_eq!(config.validation.require_typ.as_deref(), Some("at+jwt"));
+        assert_eq!(config.refresh.max_stale, Duration::from_secs(7200));
     }
 
     #[test]

@@ -299,6 +299,7 @@ fn the_fixture_corpus_and_the_fuzzers_inputs_agree_with_jsonwebtoken() {
         // Without this the rest would prove little.
         assert_eq!(rules.authgate(token.as_bytes(), now()), Ok(()));
         assert!(rules.jsonwebtoken(token.as_bytes()), "fixture token {t}");
+        tally.compare(&rules, &format!("fixture token {t}"), token.as_bytes());
         for mutated in mutations(token, &mut rng, 300) {
             tally.compare(&rules, &format!("mutation of fixture token {t}"), &mutated);
         }
