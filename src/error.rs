@@ -106,32 +106,69 @@ impl AuthError {
 
     /// A short, stable label for logs and counters (`bad_signature`, ...).
     pub fn reason(&self) -> &'static str {
+        AuthError::REASONS[self.reason_index()]
+    }
+
+    /// Every label [`AuthError::reason`] can give, in the order of
+    /// [`AuthError::reason_index`]: a finite set, so counters can be a fixed
+    /// array indexed without a map, a lock or an allocation.
+    pub const REASONS: [&'static str; 25] = [
+        "missing_authorization",
+        "duplicate_authorization",
+        "not_bearer",
+        "too_long",
+        "malformed",
+        "algorithm_not_allowed",
+        "unsupported_crit",
+        "invalid_header",
+        "embedded_key",
+        "typ_not_accepted",
+        "missing_kid",
+        "unknown_kid",
+        "key_algorithm_mismatch",
+        "bad_signature",
+        "expired",
+        "not_yet_valid",
+        "missing_claim",
+        "invalid_claim",
+        "wrong_issuer",
+        "wrong_audience",
+        "missing_scope",
+        "unknown_method",
+        "keys_not_loaded",
+        "no_usable_key",
+        "keys_stale",
+    ];
+
+    /// Where this refusal's reason stands in [`AuthError::REASONS`].
+    #[inline]
+    pub fn reason_index(&self) -> usize {
         match self {
-            AuthError::MissingAuthorization => "missing_authorization",
-            AuthError::DuplicateAuthorization => "duplicate_authorization",
-            AuthError::NotBearer => "not_bearer",
-            AuthError::TooLong { .. } => "too_long",
-            AuthError::Malformed(_) => "malformed",
-            AuthError::AlgorithmNotAllowed(_) => "algorithm_not_allowed",
-            AuthError::UnsupportedCritical => "unsupported_crit",
-            AuthError::InvalidHeader(_) => "invalid_header",
-            AuthError::EmbeddedKey => "embedded_key",
-            AuthError::TypeNotAccepted => "typ_not_accepted",
-            AuthError::MissingKeyId => "missing_kid",
-            AuthError::UnknownKeyId => "unknown_kid",
-            AuthError::KeyAlgorithmMismatch => "key_algorithm_mismatch",
-            AuthError::BadSignature => "bad_signature",
-            AuthError::Expired => "expired",
-            AuthError::NotYetValid => "not_yet_valid",
-            AuthError::MissingClaim(_) => "missing_claim",
-            AuthError::InvalidClaim(_) => "invalid_claim",
-            AuthError::WrongIssuer => "wrong_issuer",
-            AuthError::WrongAudience => "wrong_audience",
-            AuthError::MissingScope(_) => "missing_scope",
-            AuthError::UnknownMethod => "unknown_method",
-            AuthError::KeysNotLoaded => "keys_not_loaded",
-            AuthError::NoUsableKey => "no_usable_key",
-            AuthError::KeysStale => "keys_stale",
+            AuthError::MissingAuthorization => 0,
+            AuthError::DuplicateAuthorization => 1,
+            AuthError::NotBearer => 2,
+            AuthError::TooLong { .. } => 3,
+            AuthError::Malformed(_) => 4,
+            AuthError::AlgorithmNotAllowed(_) => 5,
+            AuthError::UnsupportedCritical => 6,
+            AuthError::InvalidHeader(_) => 7,
+            AuthError::EmbeddedKey => 8,
+            AuthError::TypeNotAccepted => 9,
+            AuthError::MissingKeyId => 10,
+            AuthError::UnknownKeyId => 11,
+            AuthError::KeyAlgorithmMismatch => 12,
+            AuthError::BadSignature => 13,
+            AuthError::Expired => 14,
+            AuthError::NotYetValid => 15,
+            AuthError::MissingClaim(_) => 16,
+            AuthError::InvalidClaim(_) => 17,
+            AuthError::WrongIssuer => 18,
+            AuthError::WrongAudience => 19,
+            AuthError::MissingScope(_) => 20,
+            AuthError::UnknownMethod => 21,
+            AuthError::KeysNotLoaded => 22,
+            AuthError::NoUsableKey => 23,
+            AuthError::KeysStale => 24,
         }
     }
 }
@@ -286,4 +323,49 @@ pub enum StartupError {
     /// The gRPC server failed.
     #[error("gRPC server: {0}")]
     Serve(#[source] tonic::transport::Error),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_refusal_has_its_own_stable_reason() {
+        let all = [
+            (AuthError::MissingAuthorization, "missing_authorization"),
+            (AuthError::DuplicateAuthorization, "duplicate_authorization"),
+            (AuthError::NotBearer, "not_bearer"),
+            (AuthError::TooLong { max: 1 }, "too_long"),
+            (AuthError::Malformed("x"), "malformed"),
+            (
+                AuthError::AlgorithmNotAllowed(None),
+                "algorithm_not_allowed",
+            ),
+            (AuthError::UnsupportedCritical, "unsupported_crit"),
+            (AuthError::InvalidHeader("typ"), "invalid_header"),
+            (AuthError::EmbeddedKey, "embedded_key"),
+            (AuthError::TypeNotAccepted, "typ_not_accepted"),
+            (AuthError::MissingKeyId, "missing_kid"),
+            (AuthError::UnknownKeyId, "unknown_kid"),
+            (AuthError::KeyAlgorithmMismatch, "key_algorithm_mismatch"),
+            (AuthError::BadSignature, "bad_signature"),
+            (AuthError::Expired, "expired"),
+            (AuthError::NotYetValid, "not_yet_valid"),
+            (AuthError::MissingClaim("exp"), "missing_claim"),
+            (AuthError::InvalidClaim("exp"), "invalid_claim"),
+            (AuthError::WrongIssuer, "wrong_issuer"),
+            (AuthError::WrongAudience, "wrong_audience"),
+            (AuthError::MissingScope("s".into()), "missing_scope"),
+            (AuthError::UnknownMethod, "unknown_method"),
+            (AuthError::KeysNotLoaded, "keys_not_loaded"),
+            (AuthError::NoUsableKey, "no_usable_key"),
+            (AuthError::KeysStale, "keys_stale"),
+        ];
+        assert_eq!(all.len(), AuthError::REASONS.len());
+        let mut seen = std::collections::HashSet::new();
+        for (error, label) in &all {
+            assert_eq!(error.reason(), *label);
+            assert!(seen.insert(error.reason_index()), "{label} shares an index");
+        }
+    }
 }

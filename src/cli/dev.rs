@@ -38,6 +38,9 @@ pub struct DevArgs {
 /// The scope rule `authgate dev` applies when none is given.
 pub const DEV_SCOPE_RULE: &str = "/authgate.v1.PrivateService/GetPrivate=read:private";
 
+/// Where `authgate dev` serves metrics unless told otherwise.
+pub const DEV_METRICS_LISTEN: &str = "127.0.0.1:50053";
+
 pub(super) async fn dev(args: DevArgs) -> Result<(), StartupError> {
     if !args.issuer_listen.ip().is_loopback() {
         return Err(StartupError::Config(
@@ -77,6 +80,15 @@ pub(super) async fn dev(args: DevArgs) -> Result<(), StartupError> {
         .map(|_| SampleKeys::add_to(&issuer));
 
     let mut gate = args.gate;
+    if gate.metrics_listen.is_none() {
+        // Port 0 for gRPC asks for free ports: metrics follow, so that
+        // several dev servers can run side by side.
+        let mut metrics: SocketAddr = DEV_METRICS_LISTEN.parse().expect("a socket address");
+        if gate.listen.port() == 0 {
+            metrics.set_port(0);
+        }
+        gate.metrics_listen = Some(metrics);
+    }
     if gate.require_scope.is_empty() {
         gate.require_scope
             .push(DEV_SCOPE_RULE.parse().expect("the dev scope rule parses"));
@@ -86,10 +98,21 @@ pub(super) async fn dev(args: DevArgs) -> Result<(), StartupError> {
         url: net::parse_issuer_url("issuer", issuer.url())?,
     };
     let config = gate.config(issuer.url().to_owned(), vec![args.audience.clone()], jwks)?;
-    let app = Application::build(config.clone()).await?;
+    let app = Application::build(config.clone())
+        .await
+        .map_err(|e| match e {
+            StartupError::Bind { addr, source } => StartupError::Bind {
+                addr: format!(
+                    "{addr} (try --listen 127.0.0.1:0, which also picks a free metrics port)"
+                ),
+                source,
+            },
+            e => e,
+        })?;
     let addr = app.local_addr();
+    let metrics = app.metrics_addr();
     let keys = app.keys();
-    serve::log_start(&config, addr);
+    serve::log_start(&config, addr, metrics);
     let server = tokio::spawn(app.run_until(shutdown_signal()));
     if tokio::time::timeout(Duration::from_secs(10), keys.wait_loaded())
         .await
@@ -120,6 +143,7 @@ pub(super) async fn dev(args: DevArgs) -> Result<(), StartupError> {
         client_id: &args.client_id,
         client_secret: &secret,
         addr,
+        metrics,
         tls: config.tls.is_some(),
         policy: &gate.require_scope,
         token: &token,
@@ -238,6 +262,7 @@ struct DevBanner<'a> {
     client_id: &'a str,
     client_secret: &'a str,
     addr: SocketAddr,
+    metrics: Option<SocketAddr>,
     tls: bool,
     policy: &'a [ScopeRule],
     token: &'a str,
@@ -264,6 +289,7 @@ fn print_dev_banner(b: &DevBanner<'_>) {
          \x20 client id      {client_id}\n\
          \x20 client secret  {client_secret}\n\
          \x20 gRPC           {addr}{tls}\n\
+         \x20 metrics        {metrics}\n\
          \x20 scopes         {rules}\n\
          \n\
          A token for the dev client (valid {ttl}, scope read:private):\n\
@@ -294,6 +320,9 @@ fn print_dev_banner(b: &DevBanner<'_>) {
         client_secret = b.client_secret,
         addr = b.addr,
         tls = if b.tls { " (TLS)" } else { " (plaintext)" },
+        metrics = b
+            .metrics
+            .map_or_else(|| "off".to_owned(), |a| format!("http://{a}/metrics")),
         rules = if rules.is_empty() {
             "any valid token".to_owned()
         } else {

@@ -17,7 +17,7 @@ use crate::{
     keys::Algorithm,
     keys::refresher::{JwksSource, RefreshConfig},
     net,
-    server::{Application, Limits, ServerConfig, TlsFiles, shutdown_signal},
+    server::{Application, Drain, Limits, ServerConfig, TlsFiles, shutdown_signal},
 };
 
 mod client;
@@ -25,7 +25,7 @@ mod dev;
 mod serve;
 
 pub use client::{CallArgs, ClientArgs, TokenArgs};
-pub use dev::{DEV_SCOPE_RULE, DevArgs};
+pub use dev::{DEV_METRICS_LISTEN, DEV_SCOPE_RULE, DevArgs};
 pub use serve::{GateArgs, ServeArgs};
 
 /// JWT authentication in front of a gRPC service.

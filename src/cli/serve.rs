@@ -99,6 +99,19 @@ pub struct GateArgs {
     /// The PEM private key for --tls-cert.
     #[arg(long)]
     pub tls_key: Option<PathBuf>,
+    /// Serve Prometheus metrics at GET /metrics on this address, e.g. 0.0.0.0:9090
+    /// [default for serve: off; for dev: 127.0.0.1:50053, or a free port when
+    /// --listen asks for one].
+    #[arg(long, env = "AUTHGATE_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
+    /// On SIGTERM or SIGINT, report NOT_SERVING at once and keep serving this
+    /// long, so load balancers and kubelets stop sending calls first.
+    #[arg(long, value_parser = parse_duration, default_value = "0s")]
+    pub drain_delay: Duration,
+    /// Then, with no new connections accepted, how long calls in flight may
+    /// take to finish before the server exits anyway.
+    #[arg(long, value_parser = parse_duration, default_value = "30s")]
+    pub shutdown_timeout: Duration,
 }
 
 /// A `typ` for `--require-typ`: a media type such as `at+jwt`.
@@ -261,6 +274,11 @@ impl GateArgs {
                 keepalive_timeout: self.keepalive_timeout,
             },
             token_cache_entries: self.token_cache_entries,
+            metrics_listen: self.metrics_listen,
+            drain: Drain {
+                delay: self.drain_delay,
+                timeout: self.shutdown_timeout,
+            },
         })
     }
 }
@@ -268,7 +286,7 @@ impl GateArgs {
 pub(super) async fn serve(args: ServeArgs) -> Result<(), StartupError> {
     let config = args.config()?;
     let app = Application::build(config.clone()).await?;
-    log_start(&config, app.local_addr());
+    log_start(&config, app.local_addr(), app.metrics_addr());
     let server = app.run_until(shutdown_signal());
     tokio::pin!(server);
     // Serving starts at once, issuer or not; but an issuer whose discovery
@@ -299,7 +317,7 @@ async fn discovery_mismatch(config: &ServerConfig) -> Option<FetchError> {
     }
 }
 
-pub(super) fn log_start(config: &ServerConfig, addr: SocketAddr) {
+pub(super) fn log_start(config: &ServerConfig, addr: SocketAddr, metrics: Option<SocketAddr>) {
     let jwks = match &config.jwks {
         JwksSource::Url(url) => url.to_string(),
         JwksSource::Discovery { .. } => "OIDC discovery".to_owned(),
@@ -310,6 +328,7 @@ pub(super) fn log_start(config: &ServerConfig, addr: SocketAddr) {
         audiences = ?config.validation.audiences,
         jwks = %jwks,
         tls = config.tls.is_some(),
+        metrics = ?metrics,
         "authgate serving"
     );
     if config.tls.is_none() && !addr.ip().is_loopback() {

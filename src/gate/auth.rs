@@ -136,6 +136,59 @@ struct Shared {
     /// Bounds how many refusals are logged, so a flood of junk cannot flood
     /// the logs or stall on a slow log sink.
     refusal_log: RefusalLog,
+    /// Decisions and cache lookups, counted for metrics.
+    stats: GateStats,
+}
+
+/// What the gate decided and how its token cache fared, counted with one
+/// relaxed atomic increment each: no lock, no allocation, no map. Refusals are
+/// counted by reason in a fixed array indexed by [`AuthError::reason_index`],
+/// since the set of reasons is finite.
+#[derive(Debug, Default)]
+pub struct GateStats {
+    allowed: AtomicU64,
+    denied: [AtomicU64; AuthError::REASONS.len()],
+    cache_hits: AtomicU64,
+    cache_misses: AtomicU64,
+}
+
+impl GateStats {
+    /// Calls let through.
+    pub fn allowed(&self) -> u64 {
+        self.allowed.load(Ordering::Relaxed)
+    }
+
+    /// Calls refused, by reason: each of [`AuthError::REASONS`] with its count.
+    pub fn denied(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        AuthError::REASONS
+            .iter()
+            .zip(&self.denied)
+            .map(|(reason, n)| (*reason, n.load(Ordering::Relaxed)))
+    }
+
+    /// Calls refused for `error`'s reason.
+    pub fn denied_for(&self, error: &AuthError) -> u64 {
+        self.denied[error.reason_index()].load(Ordering::Relaxed)
+    }
+
+    /// Tokens found in the verified-token cache.
+    pub fn cache_hits(&self) -> u64 {
+        self.cache_hits.load(Ordering::Relaxed)
+    }
+
+    /// Tokens looked up in the cache and not found there (then verified).
+    pub fn cache_misses(&self) -> u64 {
+        self.cache_misses.load(Ordering::Relaxed)
+    }
+
+    /// Counts one decision: let through, or refused for `refused`.
+    #[inline]
+    fn count(&self, refused: Option<&AuthError>) {
+        match refused {
+            None => self.allowed.fetch_add(1, Ordering::Relaxed),
+            Some(error) => self.denied[error.reason_index()].fetch_add(1, Ordering::Relaxed),
+        };
+    }
 }
 
 /// The most refusals logged in one second; the rest are counted, and the
@@ -217,6 +270,7 @@ impl AuthInterceptor {
                 policy,
                 cache,
                 refusal_log: RefusalLog::default(),
+                stats: GateStats::default(),
             }),
         }
     }
@@ -243,8 +297,15 @@ impl AuthInterceptor {
         };
         let now = unix_now();
         let cache = self.shared.cache.as_ref();
-        if let Some(principal) = cache.and_then(|c| c.get(token, keys, now)) {
-            return Ok(principal);
+        if let Some(cache) = cache {
+            if let Some(principal) = cache.get(token, keys, now) {
+                self.shared.stats.cache_hits.fetch_add(1, Ordering::Relaxed);
+                return Ok(principal);
+            }
+            self.shared
+                .stats
+                .cache_misses
+                .fetch_add(1, Ordering::Relaxed);
         }
         match self.shared.validator.validate(token, keys, now) {
             Ok(verified) => {
@@ -261,23 +322,37 @@ impl AuthInterceptor {
         }
     }
 
-    /// Authenticates, then applies the scope policy for `method`.
+    /// Authenticates, then applies the scope policy for `method`. The
+    /// decision is counted in [`AuthInterceptor::stats`].
     pub fn check<'a>(
         &self,
         method: &str,
         authorization: impl IntoIterator<Item = &'a [u8]>,
     ) -> Result<Principal, Refusal> {
-        let principal = self.authenticate(authorization).map_err(|error| Refusal {
-            error,
-            subject: None,
-        })?;
-        match self.shared.policy.check(method, &principal) {
-            Ok(()) => Ok(principal),
-            Err(error) => Err(Refusal {
+        let decision = self
+            .authenticate(authorization)
+            .map_err(|error| Refusal {
                 error,
-                subject: Some(principal.subject().into()),
-            }),
-        }
+                subject: None,
+            })
+            .and_then(
+                |principal| match self.shared.policy.check(method, &principal) {
+                    Ok(()) => Ok(principal),
+                    Err(error) => Err(Refusal {
+                        error,
+                        subject: Some(principal.subject().into()),
+                    }),
+                },
+            );
+        self.shared
+            .stats
+            .count(decision.as_ref().err().map(|r| &r.error));
+        decision
+    }
+
+    /// What this gate has decided so far.
+    pub fn stats(&self) -> &GateStats {
+        &self.shared.stats
     }
 
     /// Logs a refusal at `info` (who, why, never the token), at most
@@ -327,6 +402,7 @@ impl tonic::service::Interceptor for AuthInterceptor {
     fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, Status> {
         let values = request.metadata().get_all("authorization");
         let refuse = |error: AuthError, subject: Option<Box<str>>| {
+            self.shared.stats.count(Some(&error));
             let refusal = Refusal { error, subject };
             self.log_refusal("(one service)", request.remote_addr(), &refusal);
             Status::from(&refusal.error)
@@ -340,6 +416,7 @@ impl tonic::service::Interceptor for AuthInterceptor {
                 Some(principal.subject().into()),
             ));
         }
+        self.shared.stats.count(None);
         request.extensions_mut().insert(principal);
         Ok(request)
     }

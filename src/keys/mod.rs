@@ -9,7 +9,7 @@ use serde::Deserialize;
 
 pub mod refresher;
 
-pub use refresher::{JwksSource, KeyStore, RefreshConfig, Refresher};
+pub use refresher::{JwksSource, KeyStatus, KeyStore, RefreshConfig, Refresher};
 
 /// The signature algorithms authgate verifies. `none` and every HMAC
 /// algorithm are absent on purpose: a public key set cannot vouch for them.

@@ -5,9 +5,9 @@
 use std::{
     sync::{
         Arc,
-        atomic::{AtomicBool, AtomicU8, Ordering},
+        atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering},
     },
-    time::Duration,
+    time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
 use arc_swap::{ArcSwapOption, Guard};
@@ -83,18 +83,106 @@ pub struct KeyStore {
     availability: AtomicU8,
     /// The same, for those who wait on a change: health follows it.
     status: watch::Sender<Availability>,
+    /// Which issuer these keys are for: the label of its metrics and status.
+    issuer: Box<str>,
+    /// What the refresher has seen, for [`KeyStore::status`] and metrics.
+    /// Written by the refresher only, read by whoever asks: never touched on
+    /// the request path.
+    fetches: FetchRecord,
+}
+
+/// The refresher's record of its fetches: plain atomics and one arc-swap, so
+/// reading it never waits on the refresher.
+#[derive(Debug, Default)]
+struct FetchRecord {
+    successes: AtomicU64,
+    failures: AtomicU64,
+    /// Milliseconds since the Unix epoch of the last successful fetch; 0: never.
+    last_success_ms: AtomicU64,
+    /// The last failure: when, and why (the error's chain of causes).
+    last_error: ArcSwapOption<(SystemTime, String)>,
+}
+
+/// What a [`KeyStore`] holds and how its refresher has fared: for library
+/// users without a tracing subscriber, health pages and metrics. Errors are
+/// as the refresher logs them: URLs and causes, never a secret (the JWKS and
+/// discovery are public documents, and their URLs may carry no credentials).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyStatus {
+    /// The issuer the keys are for (empty when the store was made without one).
+    pub issuer: String,
+    /// Whether tokens can be checked now: a key set with a usable key is
+    /// published.
+    pub loaded: bool,
+    /// Whether tokens can be checked, and if not, why.
+    pub availability: Availability,
+    /// How many usable keys the published set holds.
+    pub keys: usize,
+    /// When a fetch last succeeded.
+    pub last_success: Option<SystemTime>,
+    /// When a fetch last failed, and why.
+    pub last_error: Option<(SystemTime, String)>,
+    /// Fetches that succeeded (the set they brought was published).
+    pub fetch_successes: u64,
+    /// Fetches that failed (the last good set, if any, was kept).
+    pub fetch_failures: u64,
 }
 
 impl KeyStore {
     /// An empty store: every check answers `UNAVAILABLE` until a set is published.
     pub fn new() -> Arc<KeyStore> {
+        KeyStore::for_issuer("")
+    }
+
+    /// An empty store for `issuer`'s keys; the issuer labels its status and metrics.
+    pub fn for_issuer(issuer: &str) -> Arc<KeyStore> {
         Arc::new(KeyStore {
             current: ArcSwapOption::empty(),
             refresh_asked: AtomicBool::new(false),
             wake: Notify::new(),
             availability: AtomicU8::new(Availability::NotLoaded as u8),
             status: watch::Sender::new(Availability::NotLoaded),
+            issuer: issuer.into(),
+            fetches: FetchRecord::default(),
         })
+    }
+
+    /// The issuer these keys are for.
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
+    /// What the store holds and how fetching has gone, without waiting.
+    pub fn status(&self) -> KeyStatus {
+        let set = self.current.load();
+        let last_success_ms = self.fetches.last_success_ms.load(Ordering::Acquire);
+        let availability = self.availability();
+        KeyStatus {
+            issuer: self.issuer.to_string(),
+            loaded: availability.is_usable(),
+            availability,
+            keys: set.as_ref().map_or(0, |s| s.len()),
+            last_success: (last_success_ms > 0)
+                .then(|| UNIX_EPOCH + Duration::from_millis(last_success_ms)),
+            last_error: self.fetches.last_error.load_full().map(|e| (*e).clone()),
+            fetch_successes: self.fetches.successes.load(Ordering::Relaxed),
+            fetch_failures: self.fetches.failures.load(Ordering::Relaxed),
+        }
+    }
+
+    fn record_success(&self) {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(1, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        self.fetches.last_success_ms.store(now, Ordering::Release);
+        self.fetches.successes.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn record_failure(&self, error: &FetchError) {
+        self.fetches
+            .last_error
+            .store(Some(Arc::new((SystemTime::now(), error_chain(error)))));
+        self.fetches.failures.fetch_add(1, Ordering::Relaxed);
     }
 
     /// The current key set, if one has loaded and not gone stale. Lock-free
@@ -362,8 +450,18 @@ impl Refresher {
     }
 
     /// One fetch: discovery when needed, then the JWKS, parsed key by key.
-    /// A JWKS that parses yields a set, even an empty one.
+    /// A JWKS that parses yields a set, even an empty one. Each fetch is
+    /// counted in the store's [`KeyStatus`].
     pub async fn fetch(&mut self) -> Result<KeySet, FetchError> {
+        let result = self.try_fetch().await;
+        match &result {
+            Ok(_) => self.store.record_success(),
+            Err(error) => self.store.record_failure(error),
+        }
+        result
+    }
+
+    async fn try_fetch(&mut self) -> Result<KeySet, FetchError> {
         let url = self.jwks_url().await?;
         let result = self.fetch_from(&url).await;
         if result.is_err() {
@@ -490,6 +588,22 @@ fn log_skipped(skipped: &[crate::keys::SkippedKey]) {
     for key in skipped {
         tracing::warn!(kid = ?key.kid, reason = %key.reason, "skipped a JWKS key");
     }
+}
+
+/// An error and its causes, `: `-separated; a cause whose text the chain
+/// already holds (errors that print their source) is not repeated.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
 }
 
 /// A number in [0, 1) from the system's random source, for jitter.

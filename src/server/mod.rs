@@ -9,6 +9,7 @@ use tonic::transport::{Identity, Server, ServerTlsConfig};
 use tonic_health::ServingStatus;
 
 pub mod incoming;
+pub mod metrics;
 pub mod service;
 
 /// Code generated from `proto/authgate/v1/private.proto`.
@@ -26,6 +27,7 @@ use crate::{
     gate::auth::{AuthInterceptor, ScopePolicy},
     gate::validate::{ValidationConfig, Validator},
     keys::refresher::{JwksSource, KeyStore, RefreshConfig, Refresher},
+    server::metrics::{GrpcMetrics, GrpcMetricsLayer, Metrics},
     server::pb::private_service_server::PrivateServiceServer,
     server::service::PrivateService,
 };
@@ -49,6 +51,31 @@ pub struct ServerConfig {
     pub limits: Limits,
     /// How many verified tokens to remember (0: verify every call).
     pub token_cache_entries: usize,
+    /// Serve Prometheus metrics at `GET /metrics` on this address.
+    pub metrics_listen: Option<SocketAddr>,
+    /// How the server stops.
+    pub drain: Drain,
+}
+
+/// How the server stops once asked: health turns `NOT_SERVING` at once,
+/// calls keep being served for `delay` so that load balancers and kubelets
+/// see it and send no more, then the listener closes and calls in flight
+/// have `timeout` to finish.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Drain {
+    /// How long to keep serving while reporting `NOT_SERVING`.
+    pub delay: Duration,
+    /// How long calls in flight may take once the listener has closed.
+    pub timeout: Duration,
+}
+
+impl Default for Drain {
+    fn default() -> Self {
+        Drain {
+            delay: Duration::ZERO,
+            timeout: Duration::from_secs(30),
+        }
+    }
 }
 
 /// A PEM certificate chain and its private key.
@@ -102,11 +129,26 @@ impl Default for Limits {
 pub struct Application {
     listener: TcpListener,
     local_addr: SocketAddr,
+    /// The metrics listener and its address, when metrics are on.
+    metrics_listener: Option<(TcpListener, SocketAddr)>,
     keys: Arc<KeyStore>,
     refresher: Refresher,
     interceptor: AuthInterceptor,
+    grpc_metrics: Arc<GrpcMetrics>,
     tls: Option<ServerTlsConfig>,
     limits: Limits,
+    drain: Drain,
+}
+
+/// The descriptor sets of every service the server has: reflection serves
+/// them, and the gRPC metrics know each method from them.
+fn descriptor_sets() -> [&'static [u8]; 4] {
+    [
+        pb::FILE_DESCRIPTOR_SET,
+        tonic_health::pb::FILE_DESCRIPTOR_SET,
+        tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET,
+        tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
+    ]
 }
 
 impl Application {
@@ -154,7 +196,13 @@ impl Application {
                 "at least one audience is required".into(),
             ));
         }
-        let keys = KeyStore::new();
+        let metrics_listener = config
+            .metrics_listen
+            .map(|addr| bind_now(addr, "metrics"))
+            .transpose()?;
+        let grpc_metrics = GrpcMetrics::from_descriptor_sets(&descriptor_sets())
+            .map_err(|e| StartupError::Config(format!("descriptor sets: {e}")))?;
+        let keys = KeyStore::for_issuer(&config.validation.issuer);
         let refresher = Refresher::new(keys.clone(), config.jwks.clone(), config.refresh.clone())
             .map_err(StartupError::HttpClient)?;
         let interceptor = AuthInterceptor::with_token_cache(
@@ -166,11 +214,14 @@ impl Application {
         Ok(Application {
             listener,
             local_addr,
+            metrics_listener,
             keys,
             refresher,
             interceptor,
+            grpc_metrics: Arc::new(grpc_metrics),
             tls,
             limits: config.limits,
+            drain: config.drain,
         })
     }
 
@@ -184,18 +235,56 @@ impl Application {
         self.keys.clone()
     }
 
-    /// Serves until `shutdown` resolves, then stops accepting, lets calls in
-    /// flight finish, and returns.
+    /// Where metrics are served, when they are (useful with port 0).
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener.as_ref().map(|(_, addr)| *addr)
+    }
+
+    /// The gate, whose [`stats`](AuthInterceptor::stats) count its decisions.
+    pub fn interceptor(&self) -> &AuthInterceptor {
+        &self.interceptor
+    }
+
+    /// Serves until `shutdown` resolves, then drains as the configuration's
+    /// [`Drain`] says: `NOT_SERVING` at once, serving on for its delay, then
+    /// no new connections and calls in flight given its timeout.
     pub async fn run_until(self, shutdown: impl Future<Output = ()>) -> Result<(), StartupError> {
+        let delay = self.drain.delay;
+        self.run_draining(shutdown, async move { tokio::time::sleep(delay).await })
+            .await
+    }
+
+    /// Serves until `drain` resolves; then reports `NOT_SERVING` and serves
+    /// on until `stop` resolves; then stops accepting and gives calls in
+    /// flight the drain timeout to finish. [`Application::run_until`] with
+    /// the stop chosen by the caller, so tests can wait on events instead of
+    /// a delay.
+    pub async fn run_draining(
+        self,
+        drain: impl Future<Output = ()>,
+        stop: impl Future<Output = ()>,
+    ) -> Result<(), StartupError> {
         let Application {
             listener,
+            metrics_listener,
             keys,
             refresher,
             interceptor,
+            grpc_metrics,
             tls,
             limits,
+            drain: drain_config,
             ..
         } = self;
+
+        let metrics_server = metrics_listener.map(|(listener, _)| {
+            let metrics = Arc::new(Metrics::new(
+                grpc_metrics.clone(),
+                interceptor.clone(),
+                vec![keys.clone()],
+            ));
+            tokio::spawn(metrics::serve(listener, metrics, std::future::pending()))
+        });
 
         let (reporter, health) = tonic_health::server::health_reporter();
         // Not serving until the first key set has loaded: before that every
@@ -210,32 +299,59 @@ impl Application {
         // Serving exactly while the key set can check tokens: from the first
         // usable set, not while the issuer lists no usable key or the set has
         // gone stale, and again once keys are back.
-        let ready = tokio::spawn(async move {
-            let mut availability = keys.watch();
-            let mut serving = false;
-            loop {
-                let usable = availability.borrow_and_update().is_usable();
-                if usable != serving {
-                    serving = usable;
-                    type Guarded = PrivateServiceServer<PrivateService>;
-                    if usable {
-                        reporter.set_serving::<Guarded>().await;
-                        reporter
-                            .set_service_status("", ServingStatus::Serving)
-                            .await;
-                    } else {
-                        reporter.set_not_serving::<Guarded>().await;
-                        reporter
-                            .set_service_status("", ServingStatus::NotServing)
-                            .await;
+        let ready = {
+            let reporter = reporter.clone();
+            tokio::spawn(async move {
+                let mut availability = keys.watch();
+                let mut serving = false;
+                loop {
+                    let usable = availability.borrow_and_update().is_usable();
+                    if usable != serving {
+                        serving = usable;
+                        type Guarded = PrivateServiceServer<PrivateService>;
+                        if usable {
+                            reporter.set_serving::<Guarded>().await;
+                            reporter
+                                .set_service_status("", ServingStatus::Serving)
+                                .await;
+                        } else {
+                            reporter.set_not_serving::<Guarded>().await;
+                            reporter
+                                .set_service_status("", ServingStatus::NotServing)
+                                .await;
+                        }
+                    }
+                    // The sender lives in the key store, which this task holds.
+                    if availability.changed().await.is_err() {
+                        break;
                     }
                 }
-                // The sender lives in the key store, which this task holds.
-                if availability.changed().await.is_err() {
-                    break;
-                }
-            }
-        });
+            })
+        };
+        let ready_abort = ready.abort_handle();
+        // Told when the listener has closed: the shutdown timeout runs from then.
+        let (closed_tx, closed_rx) = tokio::sync::oneshot::channel::<()>();
+        let shutdown = async move {
+            drain.await;
+            // Nothing may turn health back to SERVING from here on.
+            ready_abort.abort();
+            reporter
+                .set_service_status("", ServingStatus::NotServing)
+                .await;
+            reporter
+                .set_not_serving::<PrivateServiceServer<PrivateService>>()
+                .await;
+            tracing::info!(
+                drain_delay = ?drain_config.delay,
+                "draining: health reports NOT_SERVING; still serving calls"
+            );
+            stop.await;
+            tracing::info!(
+                shutdown_timeout = ?drain_config.timeout,
+                "shutting down: no new connections; finishing the calls in flight"
+            );
+            let _ = closed_tx.send(());
+        };
 
         let reflection = || {
             tonic_reflection::server::Builder::configure()
@@ -268,7 +384,9 @@ impl Application {
         }
         let incoming =
             incoming::bounded(listener, limits.max_connections, limits.handshake_timeout);
-        let result = server
+        // Metrics outermost, so that refusals are counted with their code.
+        let serving = server
+            .layer(GrpcMetricsLayer::new(grpc_metrics))
             .layer(interceptor.layer())
             .add_service(health)
             .add_service(reflection_v1)
@@ -276,12 +394,45 @@ impl Application {
             .add_service(
                 PrivateServiceServer::new(PrivateService).max_decoding_message_size(max_message),
             )
-            .serve_with_incoming_shutdown(incoming, shutdown)
-            .await;
+            .serve_with_incoming_shutdown(incoming, shutdown);
+        let timeout = drain_config.timeout;
+        let timed_out = async move {
+            if closed_rx.await.is_err() {
+                // The server ended before closing: nothing to time.
+                std::future::pending::<()>().await;
+            }
+            tokio::time::sleep(timeout).await;
+        };
+        let result = tokio::select! {
+            result = serving => result,
+            () = timed_out => {
+                tracing::warn!(
+                    shutdown_timeout = ?timeout,
+                    "calls still in flight at the shutdown timeout; closing them"
+                );
+                Ok(())
+            }
+        };
         refresher.abort();
         ready.abort();
+        if let Some(metrics_server) = metrics_server {
+            metrics_server.abort();
+        }
         result.map_err(StartupError::Serve)
     }
+}
+
+/// Binds `addr` from synchronous code, for the tokio runtime it runs in.
+fn bind_now(addr: SocketAddr, what: &str) -> Result<(TcpListener, SocketAddr), StartupError> {
+    let bind_error = |source| StartupError::Bind {
+        addr: format!("{addr} ({what})"),
+        source,
+    };
+    let listener = std::net::TcpListener::bind(addr).map_err(bind_error)?;
+    listener.set_nonblocking(true).map_err(bind_error)?;
+    let local = listener.local_addr().map_err(bind_error)?;
+    let listener = TcpListener::from_std(listener).map_err(bind_error)?;
+    Ok((listener, local))
 }
 
 fn load_tls(
@@ -324,5 +475,5 @@ pub async fn shutdown_signal() {
         () = interrupt => {}
         () = terminate => {}
     }
-    tracing::info!("shutting down: no new calls; finishing the calls in flight");
+    tracing::info!("asked to stop");
 }

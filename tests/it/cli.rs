@@ -136,6 +136,62 @@ async fn serve_answers_and_exits_zero_on_sigterm() {
 }
 
 #[tokio::test]
+async fn serve_drains_on_sigterm_then_exits_zero() {
+    use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+    let issuer = spawn_issuer().await;
+    let addr = free_port().await.to_string();
+    let metrics = free_port().await.to_string();
+    let mut child = authgate()
+        .args(["serve", "--listen", &addr, "--issuer", issuer.url()])
+        .args(["--audience", issuer.audience()])
+        .args(["--metrics-listen", &metrics])
+        .args(["--drain-delay", "5s", "--shutdown-timeout", "10s"])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let token = issuer.mint(&issuer.claims("cli-user", &[SCOPE]));
+    let ok = eventually(Duration::from_secs(10), || async {
+        call(&addr, &token).await.is_ok()
+    })
+    .await;
+    assert!(ok, "authgate serve never answered");
+    let scrape = reqwest::get(format!("http://{metrics}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(scrape.contains("authgate_build_info{"), "{scrape}");
+
+    let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut health = HealthClient::new(channel);
+    let mut watch = health
+        .watch(HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(watch.message().await.unwrap().unwrap().status, 1);
+    signal(&child, libc::SIGTERM);
+    let changed = tokio::time::timeout(Duration::from_secs(10), watch.message())
+        .await
+        .expect("health changed on SIGTERM")
+        .unwrap()
+        .unwrap();
+    assert_eq!(changed.status, 2, "NOT_SERVING");
+    drop((watch, health));
+    // Within the drain delay, calls are still answered.
+    assert_eq!(call(&addr, &token).await.unwrap(), "cli-user");
+    let status = wait(&mut child, Duration::from_secs(20)).await;
+    assert_eq!(status.code(), Some(0), "{status:?}");
+}
+
+#[tokio::test]
 async fn dev_prints_a_token_and_a_grpcurl_command_that_work() {
     let mut child = authgate()
         .args([
@@ -181,6 +237,19 @@ async fn dev_prints_a_token_and_a_grpcurl_command_that_work() {
     );
     assert!(lines.iter().any(|l| l.contains("client secret")));
     assert_eq!(call(addr, token).await.unwrap(), "authgate-dev@clients");
+    // Metrics are on, on a free port since --listen asked for one.
+    let metrics = lines
+        .iter()
+        .find_map(|l| l.trim().strip_prefix("metrics"))
+        .expect("a metrics line")
+        .trim();
+    assert!(metrics.starts_with("http://127.0.0.1:") && metrics.ends_with("/metrics"));
+    assert!(!metrics.contains(":50053/"), "{metrics}");
+    let scrape = reqwest::get(metrics).await.unwrap().text().await.unwrap();
+    assert!(
+        scrape.contains(r#"authgate_auth_decisions_total{result="allowed",reason="none"} 1"#),
+        "{scrape}"
+    );
     let refused = call(addr, "not-a-token").await.unwrap_err();
     assert_eq!(refused.code(), tonic::Code::Unauthenticated);
 

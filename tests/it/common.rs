@@ -14,7 +14,7 @@ use authgate::{
     issuer::{DevIssuer, DevIssuerConfig},
     keys::refresher::{JwksSource, KeyStore, RefreshConfig},
     pb::{GetPrivateRequest, GetPrivateResponse, private_service_client::PrivateServiceClient},
-    server::{Application, Limits, ServerConfig, TlsFiles},
+    server::{Application, Drain, Limits, ServerConfig, TlsFiles},
 };
 use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
 use tonic::{Code, Request, Status, metadata::MetadataValue, transport::Channel};
@@ -52,6 +52,10 @@ pub struct Options {
     pub limits: Limits,
     pub tls: Option<TlsFiles>,
     pub token_cache_entries: usize,
+    /// Serve metrics on 127.0.0.1:0.
+    pub metrics: bool,
+    /// The shutdown timeout (its delay is the test's: see [`TestApp::drain`]).
+    pub drain: Drain,
 }
 
 impl Default for Options {
@@ -73,6 +77,8 @@ impl Default for Options {
             limits: Limits::default(),
             tls: None,
             token_cache_entries: 4096,
+            metrics: true,
+            drain: Drain::default(),
         }
     }
 }
@@ -81,8 +87,12 @@ impl Default for Options {
 pub struct TestApp {
     pub issuer: DevIssuer,
     pub addr: SocketAddr,
+    pub metrics_addr: Option<SocketAddr>,
     pub keys: Arc<KeyStore>,
-    shutdown: Option<oneshot::Sender<()>>,
+    /// Begins draining: health turns NOT_SERVING, calls are still served.
+    drain: Option<oneshot::Sender<()>>,
+    /// Ends the drain: the listener closes, calls in flight finish.
+    close: Option<oneshot::Sender<()>>,
     server: JoinHandle<()>,
 }
 
@@ -136,16 +146,25 @@ pub async fn spawn_app_for_issuer_url(
         tls: options.tls,
         limits: options.limits,
         token_cache_entries: options.token_cache_entries,
+        metrics_listen: options.metrics.then(|| "127.0.0.1:0".parse().unwrap()),
+        drain: options.drain,
     };
     let listener = TcpListener::bind(config.listen).await.unwrap();
     let app = Application::with_listener(listener, config).expect("the server builds");
     let addr = app.local_addr();
+    let metrics_addr = app.metrics_addr();
     let keys = app.keys();
-    let (tx, rx) = oneshot::channel();
+    let (drain_tx, drain_rx) = oneshot::channel();
+    let (close_tx, close_rx) = oneshot::channel();
     let server = tokio::spawn(async move {
-        app.run_until(async {
-            let _ = rx.await;
-        })
+        app.run_draining(
+            async {
+                let _ = drain_rx.await;
+            },
+            async {
+                let _ = close_rx.await;
+            },
+        )
         .await
         .expect("the server runs");
     });
@@ -157,8 +176,10 @@ pub async fn spawn_app_for_issuer_url(
     TestApp {
         issuer,
         addr,
+        metrics_addr,
         keys,
-        shutdown: Some(tx),
+        drain: Some(drain_tx),
+        close: Some(close_tx),
         server,
     }
 }
@@ -204,11 +225,54 @@ impl TestApp {
             .map(|r| r.into_inner())
     }
 
+    /// Stops: drains without delay, closes, and waits for the server.
     pub async fn stop(mut self) {
-        if let Some(tx) = self.shutdown.take() {
+        self.drain();
+        self.close();
+        let _ = tokio::time::timeout(Duration::from_secs(5), &mut self.server).await;
+    }
+
+    /// Begins draining, as SIGTERM does: health NOT_SERVING, calls still served.
+    pub fn drain(&mut self) {
+        if let Some(tx) = self.drain.take() {
             let _ = tx.send(());
         }
-        let _ = tokio::time::timeout(Duration::from_secs(5), &mut self.server).await;
+    }
+
+    /// Ends the drain, as the drain delay passing does: the listener closes.
+    pub fn close(&mut self) {
+        if let Some(tx) = self.close.take() {
+            let _ = tx.send(());
+        }
+    }
+
+    /// Waits for the server task to end; false if it is still running after `within`.
+    pub async fn stopped_within(&mut self, within: Duration) -> bool {
+        tokio::time::timeout(within, &mut self.server).await.is_ok()
+    }
+
+    /// `GET /metrics`, as Prometheus scrapes it.
+    pub async fn scrape(&self) -> String {
+        let addr = self.metrics_addr.expect("metrics are on");
+        let response = reqwest::get(format!("http://{addr}/metrics"))
+            .await
+            .expect("the metrics listener answers");
+        assert_eq!(response.status(), 200);
+        let content_type = response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert!(
+            content_type.starts_with("text/plain; version=0.0.4"),
+            "{content_type}"
+        );
+        response.text().await.unwrap()
+    }
+
+    /// The value of the series `name{labels}` (labels as written, in the
+    /// order rendered) in a scrape; `None` when absent.
+    pub async fn metric(&self, series: &str) -> Option<f64> {
+        metric_value(&self.scrape().await, series)
     }
 }
 
@@ -216,6 +280,13 @@ impl Drop for TestApp {
     fn drop(&mut self) {
         self.server.abort();
     }
+}
+
+/// The value of `series` (`name{labels}` exactly as rendered) in `text`.
+pub fn metric_value(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .map(|value| value.parse().expect("a number"))
 }
 
 /// Polls `check` until it returns true or `within` passes.

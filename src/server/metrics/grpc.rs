@@ -1,0 +1,427 @@
+//! Per-method gRPC counters and latency histograms, as go-grpc-prometheus
+//! names them, kept by a tower layer in front of the whole server.
+//!
+//! Every method the server has is known at start (from the descriptor sets
+//! it registers), so each one's counters are allocated then: a call finds its
+//! method by comparing its path with a handful of strings and pays a few
+//! relaxed atomic increments. No lock, no allocation, no formatting per call;
+//! a path the server does not have counts as `unknown`, so no label takes a
+//! value a caller chooses.
+
+use std::{
+    future::Future,
+    pin::Pin,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    task::{Context, Poll},
+    time::Instant,
+};
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use prost::Message;
+
+/// The label that stands for any service or method the server does not have.
+pub const UNKNOWN: &str = "unknown";
+
+/// gRPC code names as go-grpc-prometheus writes them, indexed by the code.
+pub const CODE_NAMES: [&str; 17] = [
+    "OK",
+    "Canceled",
+    "Unknown",
+    "InvalidArgument",
+    "DeadlineExceeded",
+    "NotFound",
+    "AlreadyExists",
+    "PermissionDenied",
+    "ResourceExhausted",
+    "FailedPrecondition",
+    "Aborted",
+    "OutOfRange",
+    "Unimplemented",
+    "Internal",
+    "Unavailable",
+    "DataLoss",
+    "Unauthenticated",
+];
+
+const CANCELLED: usize = 1;
+const UNKNOWN_CODE: usize = 2;
+
+/// Upper bounds of the latency histogram's buckets, in seconds as rendered.
+/// Finer than Prometheus's defaults at the low end: a call through the gate
+/// takes tens of microseconds to a few milliseconds.
+pub const BUCKETS: [&str; 16] = [
+    "0.0001", "0.00025", "0.0005", "0.001", "0.0025", "0.005", "0.01", "0.025", "0.05", "0.1",
+    "0.25", "0.5", "1", "2.5", "5", "10",
+];
+/// The same bounds in nanoseconds, which calls are compared with.
+const BUCKET_NANOS: [u64; 16] = [
+    100_000,
+    250_000,
+    500_000,
+    1_000_000,
+    2_500_000,
+    5_000_000,
+    10_000_000,
+    25_000_000,
+    50_000_000,
+    100_000_000,
+    250_000_000,
+    500_000_000,
+    1_000_000_000,
+    2_500_000_000,
+    5_000_000_000,
+    10_000_000_000,
+];
+
+/// The counters of every method the server has, plus `unknown`.
+#[derive(Debug)]
+pub struct GrpcMetrics {
+    /// The known methods, then `unknown` last.
+    methods: Box<[MethodMetrics]>,
+}
+
+/// One method's counters.
+#[derive(Debug)]
+pub struct MethodMetrics {
+    /// `/package.Service/Method`, as calls name it in their path.
+    path: Box<str>,
+    /// `package.Service`.
+    pub service: Box<str>,
+    /// `Method`.
+    pub method: Box<str>,
+    /// `unary`, `client_stream`, `server_stream` or `bidi_stream`.
+    pub kind: &'static str,
+    started: AtomicU64,
+    /// Calls handled, by the code they ended with.
+    handled: [AtomicU64; 17],
+    /// Calls by latency bucket, not cumulative; the last is past every bound.
+    buckets: [AtomicU64; 17],
+    /// The latencies added up, in nanoseconds.
+    sum_nanos: AtomicU64,
+}
+
+impl MethodMetrics {
+    fn new(service: &str, method: &str, kind: &'static str) -> MethodMetrics {
+        MethodMetrics {
+            path: format!("/{service}/{method}").into(),
+            service: service.into(),
+            method: method.into(),
+            kind,
+            started: AtomicU64::new(0),
+            handled: Default::default(),
+            buckets: Default::default(),
+            sum_nanos: AtomicU64::new(0),
+        }
+    }
+
+    /// Calls started.
+    pub fn started(&self) -> u64 {
+        self.started.load(Ordering::Relaxed)
+    }
+
+    /// Calls handled, by code (indexed as [`CODE_NAMES`]).
+    pub fn handled(&self) -> [u64; 17] {
+        std::array::from_fn(|i| self.handled[i].load(Ordering::Relaxed))
+    }
+
+    /// The histogram as Prometheus shows it: cumulative counts for each of
+    /// [`BUCKETS`], then the count of all calls and the sum in seconds.
+    pub fn histogram(&self) -> ([u64; 16], u64, f64) {
+        let mut cumulative = [0; 16];
+        let mut total = 0;
+        for (i, bucket) in self.buckets.iter().enumerate() {
+            total += bucket.load(Ordering::Relaxed);
+            if i < cumulative.len() {
+                cumulative[i] = total;
+            }
+        }
+        let sum = self.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9;
+        (cumulative, total, sum)
+    }
+
+    fn record(&self, code: usize, started: Instant) {
+        let nanos = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        let bucket = BUCKET_NANOS
+            .iter()
+            .position(|bound| nanos <= *bound)
+            .unwrap_or(BUCKET_NANOS.len());
+        self.handled[code].fetch_add(1, Ordering::Relaxed);
+        self.buckets[bucket].fetch_add(1, Ordering::Relaxed);
+        self.sum_nanos.fetch_add(nanos, Ordering::Relaxed);
+    }
+}
+
+impl GrpcMetrics {
+    /// Counters for every method of every service in these encoded
+    /// `FileDescriptorSet`s (the ones the server registers for reflection).
+    pub fn from_descriptor_sets(sets: &[&[u8]]) -> Result<GrpcMetrics, prost::DecodeError> {
+        let mut methods: Vec<MethodMetrics> = Vec::new();
+        for set in sets {
+            let set = prost_types::FileDescriptorSet::decode(*set)?;
+            for file in set.file {
+                let package = file.package();
+                for service in &file.service {
+                    let service_name = if package.is_empty() {
+                        service.name().to_owned()
+                    } else {
+                        format!("{package}.{}", service.name())
+                    };
+                    for method in &service.method {
+                        let kind = match (method.client_streaming(), method.server_streaming()) {
+                            (false, false) => "unary",
+                            (true, false) => "client_stream",
+                            (false, true) => "server_stream",
+                            (true, true) => "bidi_stream",
+                        };
+                        let entry = MethodMetrics::new(&service_name, method.name(), kind);
+                        if !methods.iter().any(|m| m.path == entry.path) {
+                            methods.push(entry);
+                        }
+                    }
+                }
+            }
+        }
+        methods.push(MethodMetrics::new(UNKNOWN, UNKNOWN, UNKNOWN));
+        Ok(GrpcMetrics {
+            methods: methods.into(),
+        })
+    }
+
+    /// Every method's counters, `unknown` last.
+    pub fn methods(&self) -> &[MethodMetrics] {
+        &self.methods
+    }
+
+    /// The counters a call to `path` goes to: its method's, or `unknown`'s.
+    #[inline]
+    fn index(&self, path: &str) -> usize {
+        let known = self.methods.len() - 1;
+        self.methods[..known]
+            .iter()
+            .position(|m| *m.path == *path)
+            .unwrap_or(known)
+    }
+}
+
+/// A tower layer that counts every call through a tonic server.
+#[derive(Debug, Clone)]
+pub struct GrpcMetricsLayer {
+    metrics: Arc<GrpcMetrics>,
+}
+
+impl GrpcMetricsLayer {
+    /// A layer counting into `metrics`.
+    pub fn new(metrics: Arc<GrpcMetrics>) -> GrpcMetricsLayer {
+        GrpcMetricsLayer { metrics }
+    }
+}
+
+impl<S> tower_layer::Layer<S> for GrpcMetricsLayer {
+    type Service = GrpcMetricsService<S>;
+    fn layer(&self, inner: S) -> GrpcMetricsService<S> {
+        GrpcMetricsService {
+            inner,
+            metrics: self.metrics.clone(),
+        }
+    }
+}
+
+/// The service [`GrpcMetricsLayer`] wraps around a server.
+#[derive(Debug, Clone)]
+pub struct GrpcMetricsService<S> {
+    inner: S,
+    metrics: Arc<GrpcMetrics>,
+}
+
+impl<S, B, R> tower_service::Service<http::Request<B>> for GrpcMetricsService<S>
+where
+    S: tower_service::Service<http::Request<B>, Response = http::Response<R>>,
+{
+    type Response = http::Response<GrpcMetricsBody<R>>;
+    type Error = S::Error;
+    type Future = GrpcMetricsFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        let index = self.metrics.index(request.uri().path());
+        self.metrics.methods[index]
+            .started
+            .fetch_add(1, Ordering::Relaxed);
+        let tracker = Tracker {
+            metrics: self.metrics.clone(),
+            index,
+            started: Instant::now(),
+            recorded: false,
+        };
+        GrpcMetricsFuture {
+            inner: self.inner.call(request),
+            tracker: Some(tracker),
+        }
+    }
+}
+
+/// One call being counted. Dropped unrecorded (the client went away, or the
+/// server's timeout cut the call short), it counts as `Canceled`.
+#[derive(Debug)]
+struct Tracker {
+    metrics: Arc<GrpcMetrics>,
+    index: usize,
+    started: Instant,
+    recorded: bool,
+}
+
+impl Tracker {
+    fn finish(mut self, code: usize) {
+        self.metrics.methods[self.index].record(code, self.started);
+        self.recorded = true;
+    }
+}
+
+impl Drop for Tracker {
+    fn drop(&mut self) {
+        if !self.recorded {
+            self.metrics.methods[self.index].record(CANCELLED, self.started);
+        }
+    }
+}
+
+/// `grpc-status` as a code index; anything unreadable is `Unknown`.
+fn status_code(headers: &http::HeaderMap) -> Option<usize> {
+    let value = headers.get("grpc-status")?.as_bytes();
+    let mut code = 0usize;
+    if value.is_empty() || value.len() > 2 {
+        return Some(UNKNOWN_CODE);
+    }
+    for digit in value {
+        if !digit.is_ascii_digit() {
+            return Some(UNKNOWN_CODE);
+        }
+        code = code * 10 + usize::from(digit - b'0');
+    }
+    Some(if code < CODE_NAMES.len() {
+        code
+    } else {
+        UNKNOWN_CODE
+    })
+}
+
+pin_project_lite::pin_project! {
+    /// The response future of [`GrpcMetricsService`].
+    pub struct GrpcMetricsFuture<F> {
+        #[pin]
+        inner: F,
+        tracker: Option<Tracker>,
+    }
+}
+
+impl<F, R, E> Future for GrpcMetricsFuture<F>
+where
+    F: Future<Output = Result<http::Response<R>, E>>,
+{
+    type Output = Result<http::Response<GrpcMetricsBody<R>>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let result = std::task::ready!(this.inner.poll(cx));
+        let tracker = this.tracker.take();
+        Poll::Ready(match result {
+            Ok(response) => {
+                // A trailers-only answer (every refusal) ends here.
+                let tracker = match (tracker, status_code(response.headers())) {
+                    (Some(tracker), Some(code)) => {
+                        tracker.finish(code);
+                        None
+                    }
+                    (tracker, _) => tracker,
+                };
+                Ok(response.map(|inner| GrpcMetricsBody { inner, tracker }))
+            }
+            Err(error) => {
+                if let Some(tracker) = tracker {
+                    tracker.finish(UNKNOWN_CODE);
+                }
+                Err(error)
+            }
+        })
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A response body that records its call when the trailers pass.
+    pub struct GrpcMetricsBody<B> {
+        #[pin]
+        inner: B,
+        tracker: Option<Tracker>,
+    }
+}
+
+impl<B> Body for GrpcMetricsBody<B>
+where
+    B: Body<Data = Bytes>,
+{
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        let this = self.project();
+        let frame = std::task::ready!(this.inner.poll_frame(cx));
+        if let Some(tracker) = this.tracker.take() {
+            match &frame {
+                Some(Ok(frame)) => match frame.trailers_ref().map(status_code) {
+                    Some(code) => tracker.finish(code.unwrap_or(UNKNOWN_CODE)),
+                    None => *this.tracker = Some(tracker),
+                },
+                // The stream broke, or ended without trailers.
+                Some(Err(_)) | None => tracker.finish(UNKNOWN_CODE),
+            }
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grpc_status_reads_as_a_code_and_junk_as_unknown() {
+        let headers = |v: &'static str| {
+            let mut h = http::HeaderMap::new();
+            h.insert("grpc-status", http::HeaderValue::from_static(v));
+            h
+        };
+        assert_eq!(status_code(&http::HeaderMap::new()), None);
+        assert_eq!(status_code(&headers("0")), Some(0));
+        assert_eq!(status_code(&headers("16")), Some(16));
+        for junk in ["17", "99", "-1", "", "1a", "123"] {
+            assert_eq!(status_code(&headers(junk)), Some(UNKNOWN_CODE), "{junk}");
+        }
+    }
+
+    #[test]
+    fn latencies_fall_in_the_first_bucket_that_holds_them() {
+        assert_eq!(BUCKETS.len(), BUCKET_NANOS.len());
+        for (text, nanos) in BUCKETS.iter().zip(BUCKET_NANOS) {
+            assert_eq!((text.parse::<f64>().unwrap() * 1e9).round() as u64, nanos);
+        }
+        assert!(BUCKET_NANOS.windows(2).all(|w| w[0] < w[1]));
+    }
+}
