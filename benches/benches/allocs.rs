@@ -10,7 +10,10 @@ use std::{
     task::{Context, Poll, Waker},
 };
 
-use authgate::keys::Algorithm;
+use authgate::{
+    keys::Algorithm,
+    server::metrics::{GrpcMetrics, GrpcMetricsLayer},
+};
 use authgate_bench::{Fixture, METHOD};
 use tower_service::Service;
 
@@ -135,4 +138,33 @@ fn main() {
         "AuthService::call, no cache (beyond the request)",
         call(&uncached, false),
     );
+
+    // The server's whole stack: the gRPC metrics layer in front of the gate.
+    let grpc = std::sync::Arc::new(
+        GrpcMetrics::from_descriptor_sets(&[authgate::pb::FILE_DESCRIPTOR_SET]).unwrap(),
+    );
+    let gate = tower_layer::Layer::layer(&cached.layer(), inner);
+    let mut service = tower_layer::Layer::layer(&GrpcMetricsLayer::new(grpc.clone()), gate);
+    let request = || {
+        http::Request::builder()
+            .method("POST")
+            .uri(METHOD)
+            .header("authorization", value.as_str())
+            .body(())
+            .unwrap()
+    };
+    let empty = per_call(20000, |_| drop(std::hint::black_box(request())));
+    let full = per_call(20000, |_| {
+        let mut future = std::pin::pin!(service.call(request()));
+        let Poll::Ready(Ok(response)) = future.as_mut().poll(&mut cx) else {
+            panic!("the call did not complete")
+        };
+        drop(response);
+    });
+    report(
+        "metrics layer + AuthService::call, cache hit",
+        (full.0 - empty.0, full.1 - empty.1),
+    );
+    let counted = grpc.methods()[0].started();
+    assert!(counted >= 20000, "the metrics layer counted {counted} calls");
 }
