@@ -166,5 +166,8 @@ fn main() {
         (full.0 - empty.0, full.1 - empty.1),
     );
     let counted = grpc.methods()[0].started();
-    assert!(counted >= 20000, "the metrics layer counted {counted} calls");
+    assert!(
+        counted >= 20000,
+        "the metrics layer counted {counted} calls"
+    );
 }

@@ -147,6 +147,17 @@ struct Shared {
 
 /// Runs the load and reports what the measured span saw.
 pub async fn run(config: LoadConfig) -> std::io::Result<LoadReport> {
+    let duration = config.duration;
+    run_until(config, async move { tokio::time::sleep(duration).await }).await
+}
+
+/// As [`run`], measuring from the end of the warm-up until `stop` resolves
+/// (`config.duration` is not used): for load that must last as long as
+/// something else takes, a rolling restart for instance.
+pub async fn run_until(
+    config: LoadConfig,
+    stop: impl std::future::Future<Output = ()>,
+) -> std::io::Result<LoadReport> {
     let shared = Arc::new(Shared::default());
     let mut workers = Vec::new();
     for _ in 0..config.connections {
@@ -171,7 +182,7 @@ pub async fn run(config: LoadConfig) -> std::io::Result<LoadReport> {
     tokio::time::sleep(config.warmup).await;
     shared.measuring.store(true, Ordering::SeqCst);
     let started = Instant::now();
-    tokio::time::sleep(config.duration).await;
+    stop.await;
     shared.measuring.store(false, Ordering::SeqCst);
     let elapsed = started.elapsed();
     shared.stop.store(true, Ordering::SeqCst);

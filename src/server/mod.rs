@@ -140,6 +140,11 @@ pub struct Application {
     drain: Drain,
 }
 
+/// The health service name that answers SERVING while the process runs: the
+/// one liveness probes ask for (`""` and the guarded service follow the keys
+/// and the drain, for readiness).
+pub const LIVENESS_SERVICE: &str = "grpc.health.v1.Health";
+
 /// The descriptor sets of every service the server has: reflection serves
 /// them, and the gRPC metrics know each method from them.
 fn descriptor_sets() -> [&'static [u8]; 4] {
@@ -294,6 +299,12 @@ impl Application {
             .await;
         reporter
             .set_not_serving::<PrivateServiceServer<PrivateService>>()
+            .await;
+        // For liveness probes: SERVING for as long as the process answers,
+        // whatever the keys and the drain. A pod whose issuer is down must
+        // not be restarted: it would lose the last good key set.
+        reporter
+            .set_service_status(LIVENESS_SERVICE, ServingStatus::Serving)
             .await;
         let refresher = tokio::spawn(refresher.run());
         // Serving exactly while the key set can check tokens: from the first

@@ -67,6 +67,11 @@ async fn draining_says_not_serving_while_calls_still_pass_then_finishes_calls_in
             "{service:?}"
         );
     }
+    // Liveness stays SERVING: the process is alive and must not be restarted.
+    assert_eq!(
+        crate::refresh::health_status(&app, authgate::server::LIVENESS_SERVICE).await,
+        Some(SERVING)
+    );
     // ...while calls, on new connections too, are still served.
     for _ in 0..3 {
         assert_eq!(code(&app.call(&app.token()).await), Code::Ok);

@@ -208,6 +208,12 @@ async fn key_status_tells_loads_failures_and_the_last_error() {
         Some(0.0)
     );
     assert_eq!(code(&app.call(&app.token()).await), Code::Unavailable);
+    // Not ready, yet alive: a liveness probe must not restart it.
+    assert_eq!(crate::refresh::health_status(&app, "").await, Some(2));
+    assert_eq!(
+        crate::refresh::health_status(&app, authgate::server::LIVENESS_SERVICE).await,
+        Some(1)
+    );
     let keys_not_loaded =
         r#"authgate_auth_decisions_total{result="denied",reason="keys_not_loaded"}"#;
     assert_eq!(app.metric(keys_not_loaded).await, Some(1.0));
