@@ -146,7 +146,21 @@ async fn fleet(cli: Cli) -> Result<(), Error> {
     );
 
     let old_tokens = tokens(&old_kid);
+    let cpu_before = replicas[0].cpu_seconds();
     let direct = run(load(replicas[0].addr, old_tokens.clone())).await?;
+    let cpu = replicas[0].cpu_seconds() - cpu_before;
+    // Warm-up included in the CPU time, so count its calls too: the
+    // replica's own count of calls answered.
+    let served = replicas[0]
+        .metric(r#"grpc_server_handled_total{grpc_type="unary",grpc_service="authgate.v1.PrivateService",grpc_method="GetPrivate",grpc_code="OK"}"#)
+        .await
+        .unwrap_or(0.0);
+    println!(
+        "sizing: r1 used {cpu:.1} s of CPU for {served:.0} calls ({:.1} us a call, {:.2} cores at 1000 calls/s); peak RSS {} KiB",
+        cpu * 1e6 / served.max(1.0),
+        cpu * 1000.0 / served.max(1.0),
+        replicas[0].peak_rss_kib()
+    );
     steps.push(("one replica, direct (no balancer)".into(), direct));
     let through = run(load(balancer.addr, old_tokens.clone())).await?;
     steps.push(("through the balancer, steady".into(), through));
@@ -300,6 +314,15 @@ async fn fleet(cli: Cli) -> Result<(), Error> {
          (at most the {} calls in flight at once could be)",
         cli.connections * cli.streams
     );
+    let peaks: Vec<String> = replicas
+        .iter()
+        .filter(|r| r.child.is_some())
+        .map(|r| format!("{} {} KiB", r.name, r.peak_rss_kib()))
+        .collect();
+    println!(
+        "peak RSS of the replicas still running: {}",
+        peaks.join(", ")
+    );
     drop(balancer);
     drop(replicas);
     if during > 0 {
@@ -435,6 +458,40 @@ impl Replica {
             .spawn()?;
         self.child = Some(child);
         Ok(())
+    }
+
+    /// CPU time the process has used, user and system, in seconds.
+    fn cpu_seconds(&self) -> f64 {
+        let Some(pid) = self.child.as_ref().and_then(Child::id) else {
+            return 0.0;
+        };
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        // Fields after the command name, which is in parentheses.
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .map_or(vec![], |(_, rest)| rest.split_whitespace().collect());
+        let ticks: f64 = [11, 12]
+            .iter()
+            .filter_map(|i| fields.get(*i)?.parse::<f64>().ok())
+            .sum();
+        // SAFETY: sysconf has no preconditions.
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+        ticks / hz
+    }
+
+    /// The most resident memory the process has had, in KiB.
+    fn peak_rss_kib(&self) -> u64 {
+        let Some(pid) = self.child.as_ref().and_then(Child::id) else {
+            return 0;
+        };
+        std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find(|l| l.starts_with("VmHWM:"))
+                    .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+            })
+            .unwrap_or(0)
     }
 
     fn signal(&self, signal: libc::c_int) {
