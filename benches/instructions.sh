@@ -15,8 +15,8 @@ count() { # op n
   sed -n 's/^summary: //p' "$work/$1.$2.out"
 }
 declare -A per
-for op in bare_rs256 cold_rs256 jsonwebtoken_rs256 bare_ps256 cold_ps256 jsonwebtoken_ps256 cache_hit; do
-  n=500; [ "$op" = cache_hit ] && n=20000
+for op in bare_rs256 cold_rs256 jsonwebtoken_rs256 bare_ps256 cold_ps256 jsonwebtoken_ps256 cache_hit layer_hit metrics_layer_hit; do
+  n=500; case "$op" in cache_hit|layer_hit|metrics_layer_hit) n=20000 ;; esac
   per[$op]=$(( $(count "$op" "$n") / n ))
   printf '%-22s %12d instructions\n' "$op" "${per[$op]}"
 done
@@ -27,3 +27,5 @@ echo "jsonwebtoken RS256 / bare RSA-2048 verify:  $(ratio "${per[jsonwebtoken_rs
 echo "authgate cold PS256 / bare PS256 verify:    $(ratio "${per[cold_ps256]}" "${per[bare_ps256]}")"
 echo "jsonwebtoken PS256 / bare PS256 verify:     $(ratio "${per[jsonwebtoken_ps256]}" "${per[bare_ps256]}")"
 echo "cold RS256 / cache hit:                     $(ratio "${per[cold_rs256]}" "${per[cache_hit]}")"
+echo "the gRPC metrics layer, per call:           $(( per[metrics_layer_hit] - per[layer_hit] )) instructions" \
+  "($(ratio "${per[metrics_layer_hit]}" "${per[layer_hit]}") x the layered call it wraps; both build an http::Request)"

@@ -5,11 +5,19 @@
 //!
 //! usage: instructions OPERATION N
 
-use std::hint::black_box;
+use std::{
+    future::Future,
+    hint::black_box,
+    task::{Context, Poll, Waker},
+};
 
-use authgate::keys::Algorithm;
-use authgate_bench::{Fixture, member, signed_parts};
+use authgate::{
+    keys::Algorithm,
+    server::metrics::{GrpcMetrics, GrpcMetricsLayer},
+};
+use authgate_bench::{Fixture, METHOD, member, signed_parts};
 use aws_lc_rs::signature::{self, ParsedPublicKey, RsaPublicKeyComponents};
+use tower_service::Service;
 
 fn main() {
     let mut args = std::env::args().skip(1);
@@ -52,7 +60,38 @@ fn main() {
     validation.set_audience(&[fixture.issuer.audience()]);
     validation.set_issuer(&[fixture.issuer.url()]);
 
+    // The server's request path as tower layers, with and without the gRPC
+    // metrics layer in front: the difference is what metrics cost a call.
+    let inner = tower::service_fn(|_: http::Request<()>| async {
+        Ok::<_, std::convert::Infallible>(http::Response::new(()))
+    });
+    let mut layered = tower_layer::Layer::layer(&gate.layer(), inner);
+    let grpc_metrics = std::sync::Arc::new(
+        GrpcMetrics::from_descriptor_sets(&[authgate::pb::FILE_DESCRIPTOR_SET]).unwrap(),
+    );
+    let mut with_metrics = tower_layer::Layer::layer(
+        &GrpcMetricsLayer::new(grpc_metrics),
+        tower_layer::Layer::layer(&gate.layer(), inner),
+    );
+    let request = || {
+        http::Request::builder()
+            .method("POST")
+            .uri(METHOD)
+            .header("authorization", value.as_str())
+            .body(())
+            .unwrap()
+    };
+    let mut cx = Context::from_waker(Waker::noop());
+
     let ok = measured(n, || match op.as_str() {
+        "layer_hit" => {
+            let mut future = std::pin::pin!(layered.call(black_box(request())));
+            matches!(future.as_mut().poll(&mut cx), Poll::Ready(Ok(_)))
+        }
+        "metrics_layer_hit" => {
+            let mut future = std::pin::pin!(with_metrics.call(black_box(request())));
+            matches!(future.as_mut().poll(&mut cx), Poll::Ready(Ok(_)))
+        }
         "bare_rs256" | "bare_ps256" => parsed
             .verify_sig(black_box(message), black_box(&sig))
             .is_ok(),
