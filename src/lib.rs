@@ -16,8 +16,9 @@
 //!   keys parsed once, and [`keys::refresher`], the background
 //!   [`keys::Refresher`] that publishes it through arc-swap into the
 //!   [`keys::KeyStore`] that the request path only loads.
-//! - [`server`]: server assembly with health, reflection, TLS and shutdown,
-//!   the guarded `authgate.v1.PrivateService` and its generated code.
+//! - [`server`]: server assembly with health, reflection, TLS, metrics and
+//!   draining, the guarded `authgate.v1.PrivateService` and its generated
+//!   code.
 //! - [`client`]: the calling side: a client-credentials
 //!   [`client::TokenSource`] and the [`client::BearerInterceptor`].
 //! - [`issuer`]: the dev issuer `authgate dev` and the tests run against.
