@@ -73,23 +73,25 @@ pub enum AuthError {
     /// `aud` names none of the configured audiences.
     #[error("token audience is not accepted")]
     WrongAudience,
-    /// A valid token that lacks a scope the method requires.
-    #[error("missing required scope `{0}`")]
-    MissingScope(Arc<str>),
+    /// A valid token that lacks a scope the method requires: none of the
+    /// scopes one rule accepts was granted.
+    #[error("{}", missing_scope(.0))]
+    MissingScope(Arc<[Arc<str>]>),
     /// A method whose required scopes cannot be known, so the call is refused.
     #[error("the method being called is unknown, so its scopes cannot be checked")]
     UnknownMethod,
-    /// No key set has loaded yet, so no token can be checked.
-    #[error("the issuer's signing keys have not loaded yet")]
-    KeysNotLoaded,
+    /// The key set of the token's issuer has not loaded yet, so its tokens
+    /// cannot be checked; the issuer is named, as configured.
+    #[error("the signing keys of issuer `{0}` have not loaded yet")]
+    KeysNotLoaded(Arc<str>),
     /// The issuer's last JWKS listed no key authgate can verify with: it
     /// has withdrawn every key it had.
-    #[error("the issuer lists no usable signing key")]
-    NoUsableKey,
+    #[error("issuer `{0}` lists no usable signing key")]
+    NoUsableKey(Arc<str>),
     /// No JWKS fetch has succeeded for longer than `--jwks-max-stale`, so
-    /// the last key set was dropped.
-    #[error("the issuer's signing keys went stale: no fetch has succeeded for too long")]
-    KeysStale,
+    /// the issuer's last key set was dropped.
+    #[error("the signing keys of issuer `{0}` went stale: no fetch has succeeded for too long")]
+    KeysStale(Arc<str>),
 }
 
 impl AuthError {
@@ -97,7 +99,7 @@ impl AuthError {
     pub fn code(&self) -> Code {
         match self {
             AuthError::MissingScope(_) | AuthError::UnknownMethod => Code::PermissionDenied,
-            AuthError::KeysNotLoaded | AuthError::NoUsableKey | AuthError::KeysStale => {
+            AuthError::KeysNotLoaded(_) | AuthError::NoUsableKey(_) | AuthError::KeysStale(_) => {
                 Code::Unavailable
             }
             _ => Code::Unauthenticated,
@@ -166,9 +168,21 @@ impl AuthError {
             AuthError::WrongAudience => 19,
             AuthError::MissingScope(_) => 20,
             AuthError::UnknownMethod => 21,
-            AuthError::KeysNotLoaded => 22,
-            AuthError::NoUsableKey => 23,
-            AuthError::KeysStale => 24,
+            AuthError::KeysNotLoaded(_) => 22,
+            AuthError::NoUsableKey(_) => 23,
+            AuthError::KeysStale(_) => 24,
+        }
+    }
+}
+
+/// ``missing required scope `a` `` for a rule of one scope; for a rule that
+/// any of several scopes satisfies, `needs one of a, b`.
+fn missing_scope(any_of: &[Arc<str>]) -> String {
+    match any_of {
+        [one] => format!("missing required scope `{one}`"),
+        several => {
+            let names: Vec<&str> = several.iter().map(|s| &**s).collect();
+            format!("missing required scope: needs one of {}", names.join(", "))
         }
     }
 }
@@ -355,11 +369,14 @@ mod tests {
             (AuthError::InvalidClaim("exp"), "invalid_claim"),
             (AuthError::WrongIssuer, "wrong_issuer"),
             (AuthError::WrongAudience, "wrong_audience"),
-            (AuthError::MissingScope("s".into()), "missing_scope"),
+            (
+                AuthError::MissingScope(["s".into()].into()),
+                "missing_scope",
+            ),
             (AuthError::UnknownMethod, "unknown_method"),
-            (AuthError::KeysNotLoaded, "keys_not_loaded"),
-            (AuthError::NoUsableKey, "no_usable_key"),
-            (AuthError::KeysStale, "keys_stale"),
+            (AuthError::KeysNotLoaded("i".into()), "keys_not_loaded"),
+            (AuthError::NoUsableKey("i".into()), "no_usable_key"),
+            (AuthError::KeysStale("i".into()), "keys_stale"),
         ];
         assert_eq!(all.len(), AuthError::REASONS.len());
         let mut seen = std::collections::HashSet::new();

@@ -10,6 +10,13 @@ pub struct DevArgs {
     /// Where the dev issuer listens (loopback only): IP:PORT or HOST:PORT.
     #[arg(long, default_value = "127.0.0.1:50052", value_parser = parse_listen)]
     pub issuer_listen: SocketAddr,
+    /// Also start a second dev issuer, with keys of its own, and trust both:
+    /// each one's tokens pass, checked only with its own keys.
+    #[arg(long)]
+    pub second_issuer: bool,
+    /// Where the second dev issuer listens (loopback only).
+    #[arg(long, default_value = "127.0.0.1:50054", value_parser = parse_listen, requires = "second_issuer")]
+    pub second_issuer_listen: SocketAddr,
     /// The API identifier the dev issuer issues tokens for.
     #[arg(long, default_value = "https://authgate.dev/api")]
     pub audience: String,
@@ -42,62 +49,68 @@ pub const DEV_SCOPE_RULE: &str = "/authgate.v1.PrivateService/GetPrivate=read:pr
 pub const DEV_METRICS_LISTEN: &str = "127.0.0.1:50053";
 
 pub(super) async fn dev(args: DevArgs) -> Result<(), StartupError> {
-    if !args.issuer_listen.ip().is_loopback() {
-        return Err(StartupError::Config(
-            "--issuer-listen must be a loopback address: the dev issuer is for this machine only"
-                .into(),
-        ));
+    let mut listens = vec![("--issuer-listen", args.issuer_listen)];
+    if args.second_issuer {
+        listens.push(("--second-issuer-listen", args.second_issuer_listen));
+    }
+    if let Some((flag, _)) = listens.iter().find(|(_, addr)| !addr.ip().is_loopback()) {
+        return Err(StartupError::Config(format!(
+            "{flag} must be a loopback address: the dev issuer is for this machine only"
+        )));
     }
     let secret = args
         .client_secret
         .as_ref()
         .map_or_else(random_secret, |s| s.expose().to_owned());
     let scopes = vec!["read:private".to_owned()];
-    let issuer = DevIssuer::start(DevIssuerConfig {
-        listen: args.issuer_listen,
-        audience: args.audience.clone(),
-        algorithm: args.algorithm,
-        token_ttl: args.token_ttl,
-        client: DevClient {
-            id: args.client_id.clone(),
-            secret: secret.clone(),
-            scopes: scopes.clone(),
-        },
-    })
-    .await
-    .map_err(|source| StartupError::Bind {
-        addr: format!(
-            "{} (the dev issuer; try --issuer-listen 127.0.0.1:0)",
-            args.issuer_listen
-        ),
-        source,
-    })?;
+    let mut issuers = Vec::new();
+    for (flag, listen) in listens {
+        let issuer = DevIssuer::start(DevIssuerConfig {
+            listen,
+            audience: args.audience.clone(),
+            algorithm: args.algorithm,
+            token_ttl: args.token_ttl,
+            client: DevClient {
+                id: args.client_id.clone(),
+                secret: secret.clone(),
+                scopes: scopes.clone(),
+            },
+        })
+        .await
+        .map_err(|source| StartupError::Bind {
+            addr: format!("{listen} (a dev issuer; try {flag} 127.0.0.1:0)"),
+            source,
+        })?;
+        issuers.push(issuer);
+    }
 
     // Keys for the sample tokens are listed before the server's first fetch.
     let samples = args
         .sample_tokens
         .as_ref()
-        .map(|_| SampleKeys::add_to(&issuer));
+        .map(|_| SampleKeys::add_to(&issuers[0]));
 
-    let mut gate = args.gate;
-    if gate.metrics_listen.is_none() {
+    let mut settings = args.gate.over(Settings::default());
+    if settings.metrics_listen.is_none() {
         // Port 0 for gRPC asks for free ports: metrics follow, so that
         // several dev servers can run side by side.
         let mut metrics: SocketAddr = DEV_METRICS_LISTEN.parse().expect("a socket address");
-        if gate.listen.port() == 0 {
+        if settings.listen.is_some_and(|l| l.port() == 0) {
             metrics.set_port(0);
         }
-        gate.metrics_listen = Some(metrics);
+        settings.metrics_listen = Some(metrics);
     }
-    if gate.require_scope.is_empty() {
-        gate.require_scope
-            .push(DEV_SCOPE_RULE.parse().expect("the dev scope rule parses"));
+    if settings.require_scope.is_empty() {
+        settings.require_scope.push(Parsed(
+            DEV_SCOPE_RULE.parse().expect("the dev scope rule parses"),
+        ));
     }
-    let jwks = JwksSource::Discovery {
-        issuer: issuer.url().to_owned(),
-        url: net::parse_issuer_url("issuer", issuer.url())?,
-    };
-    let config = gate.config(issuer.url().to_owned(), vec![args.audience.clone()], jwks)?;
+    settings.audience = vec![args.audience.clone()];
+    settings.issuers = issuers
+        .iter()
+        .map(|issuer| IssuerSettings::new(issuer.url()))
+        .collect();
+    let config = settings.server_config()?;
     let app = Application::build(config.clone())
         .await
         .map_err(|e| match e {
@@ -111,42 +124,53 @@ pub(super) async fn dev(args: DevArgs) -> Result<(), StartupError> {
         })?;
     let addr = app.local_addr();
     let metrics = app.metrics_addr();
-    let keys = app.keys();
+    let stores: Vec<_> = app.key_stores().map(|(_, keys)| keys.clone()).collect();
     serve::log_start(&config, addr, metrics);
     let server = tokio::spawn(app.run_until(shutdown_signal()));
-    if tokio::time::timeout(Duration::from_secs(10), keys.wait_loaded())
-        .await
-        .is_err()
-    {
-        tracing::warn!("the server has not loaded the dev issuer's keys after 10s");
+    for (issuer, keys) in issuers.iter().zip(stores) {
+        if tokio::time::timeout(Duration::from_secs(10), keys.wait_loaded())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                issuer = issuer.url(),
+                "the server has not loaded this dev issuer's keys after 10s"
+            );
+        }
     }
 
     let subject = format!("{}@clients", args.client_id);
-    let mut claims = issuer.claims(&subject, &["read:private"]);
-    claims["azp"] = args.client_id.clone().into();
-    claims["gty"] = "client-credentials".into();
-    let token = issuer.mint(&claims);
+    let claims_of = |issuer: &DevIssuer| {
+        let mut claims = issuer.claims(&subject, &["read:private"]);
+        claims["azp"] = args.client_id.clone().into();
+        claims["gty"] = "client-credentials".into();
+        claims
+    };
+    let tokens: Vec<(String, String)> = issuers
+        .iter()
+        .map(|issuer| (issuer.url().to_owned(), issuer.mint(&claims_of(issuer))))
+        .collect();
     if let (Some(path), Some(keys)) = (&args.sample_tokens, &samples) {
-        let mut claims = claims.clone();
+        let mut claims = claims_of(&issuers[0]);
         claims.as_object_mut().map(|c| c.remove("scope"));
         let lines: String = keys
-            .tokens(&issuer, &claims)
+            .tokens(&issuers[0], &claims)
             .into_iter()
             .map(|(name, token)| format!("{name} {token}\n"))
             .collect();
         std::fs::write(path, lines)
             .map_err(|e| StartupError::Config(format!("cannot write {}: {e}", path.display())))?;
     }
+    let rules: Vec<ScopeRule> = settings.require_scope.iter().map(|r| r.0.clone()).collect();
     print_dev_banner(&DevBanner {
-        issuer: issuer.url(),
+        tokens: &tokens,
         audience: &args.audience,
         client_id: &args.client_id,
         client_secret: &secret,
         addr,
         metrics,
         tls: config.tls.is_some(),
-        policy: &gate.require_scope,
-        token: &token,
+        policy: &rules,
         ttl: args.token_ttl,
         program: &std::env::args().next().unwrap_or_else(|| "authgate".into()),
     });
@@ -154,7 +178,7 @@ pub(super) async fn dev(args: DevArgs) -> Result<(), StartupError> {
     let result = server
         .await
         .map_err(|e| StartupError::Config(format!("the server task failed: {e}")))?;
-    drop(issuer);
+    drop(issuers);
     result
 }
 
@@ -257,7 +281,8 @@ impl SampleKeys {
 }
 
 struct DevBanner<'a> {
-    issuer: &'a str,
+    /// Each dev issuer's URL and a token it signed.
+    tokens: &'a [(String, String)],
     audience: &'a str,
     client_id: &'a str,
     client_secret: &'a str,
@@ -265,7 +290,6 @@ struct DevBanner<'a> {
     metrics: Option<SocketAddr>,
     tls: bool,
     policy: &'a [ScopeRule],
-    token: &'a str,
     ttl: Duration,
     /// How the user ran authgate, for commands they can paste.
     program: &'a str,
@@ -278,13 +302,38 @@ fn print_dev_banner(b: &DevBanner<'_>) {
     let rules: Vec<String> = b
         .policy
         .iter()
-        .map(|r| format!("{} needs scope {}", r.method, r.scope))
+        .map(|r| match r.any_of.as_slice() {
+            [one] => format!("{} needs scope {one}", r.method),
+            several => format!("{} needs one of {}", r.method, several.join(", ")),
+        })
         .collect();
     let plaintext = if b.tls { "" } else { "-plaintext " };
+    let issuer = &b.tokens[0].0;
+    let mut issuers = format!("  issuer         {issuer}\n");
+    for (other, _) in &b.tokens[1..] {
+        issuers.push_str(&format!("  second issuer  {other}\n"));
+    }
+    let mut minted = String::new();
+    let mut grpcurl = String::new();
+    for (url, token) in b.tokens {
+        if b.tokens.len() > 1 {
+            minted.push_str(&format!("From {url}:\n\n"));
+        }
+        minted.push_str(&format!("{token}\n\n"));
+        grpcurl.push_str(&format!(
+            "  grpcurl {plaintext}-H 'authorization: Bearer {token}' {addr} authgate.v1.PrivateService/GetPrivate\n",
+            addr = b.addr
+        ));
+    }
+    let each = if b.tokens.len() > 1 {
+        "A token for the dev client from each issuer"
+    } else {
+        "A token for the dev client"
+    };
     println!(
-        "authgate dev: a local issuer and the guarded gRPC server, no account needed.\n\
+        "authgate dev: {local} and the guarded gRPC server, no account needed.\n\
          \n\
-         \x20 issuer         {issuer}\n\
+         {issuers}\
          \x20 audience       {audience}\n\
          \x20 client id      {client_id}\n\
          \x20 client secret  {client_secret}\n\
@@ -292,13 +341,12 @@ fn print_dev_banner(b: &DevBanner<'_>) {
          \x20 metrics        {metrics}\n\
          \x20 scopes         {rules}\n\
          \n\
-         A token for the dev client (valid {ttl}, scope read:private):\n\
+         {each} (valid {ttl}, scope read:private):\n\
          \n\
-         {token}\n\
-         \n\
+         {minted}\
          Call GetPrivate with grpcurl (reflection is on, no .proto needed):\n\
          \n\
-         \x20 grpcurl {plaintext}-H 'authorization: Bearer {token}' {addr} authgate.v1.PrivateService/GetPrivate\n\
+         {grpcurl}\
          \n\
          Without a token, to see UNAUTHENTICATED:\n\
          \n\
@@ -311,10 +359,14 @@ fn print_dev_banner(b: &DevBanner<'_>) {
          \x20 {program} token\n\
          \x20 {program} call --addr {scheme}://{addr}\n\
          \n\
-         Ctrl-C stops both.",
+         Ctrl-C stops {all}.",
+        local = if b.tokens.len() > 1 {
+            "two local issuers"
+        } else {
+            "a local issuer"
+        },
         program = b.program,
         scheme = if b.tls { "https" } else { "http" },
-        issuer = b.issuer,
         audience = b.audience,
         client_id = b.client_id,
         client_secret = b.client_secret,
@@ -329,6 +381,10 @@ fn print_dev_banner(b: &DevBanner<'_>) {
             rules.join("; ")
         },
         ttl = humantime::format_duration(b.ttl),
-        token = b.token,
+        all = if b.tokens.len() > 1 {
+            "them all"
+        } else {
+            "both"
+        },
     );
 }

@@ -12,7 +12,6 @@ use crate::{
     },
     error::{StartupError, error_chain},
     gate::auth::{ScopePolicy, ScopeRule},
-    gate::validate::ValidationConfig,
     issuer::{DevClient, DevIssuer, DevIssuerConfig, random_secret},
     keys::Algorithm,
     keys::refresher::{JwksSource, RefreshConfig},
@@ -21,10 +20,12 @@ use crate::{
 };
 
 mod client;
+mod config;
 mod dev;
 mod serve;
 
 pub use client::{CallArgs, ClientArgs, TokenArgs};
+pub use config::{Dur, IssuerSettings, Parsed, Settings};
 pub use dev::{DEV_METRICS_LISTEN, DEV_SCOPE_RULE, DevArgs};
 pub use serve::{GateArgs, ServeArgs};
 

@@ -9,36 +9,53 @@ use crate::{
 /// `authgate serve`.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// The exact `iss` required, and the base of OIDC discovery [default: https://$AUTH0_DOMAIN/].
-    #[arg(long, env = "AUTHGATE_ISSUER")]
-    pub issuer: Option<String>,
-    /// An accepted `aud`; repeat for several, or comma-separate them in
-    /// AUTHGATE_AUDIENCE (`a,b`) [default: $AUTH0_AUDIENCE].
+    /// An accepted `iss`, exactly, and the base of its OIDC discovery; repeat
+    /// for several, or comma-separate them in AUTHGATE_ISSUER
+    /// [default: https://$AUTH0_DOMAIN/].
+    #[arg(long = "issuer", env = "AUTHGATE_ISSUER", value_delimiter = ',')]
+    pub issuers: Vec<String>,
+    /// An accepted `aud`, for every issuer without its own; repeat for
+    /// several, or comma-separate them in AUTHGATE_AUDIENCE (`a,b`)
+    /// [default: $AUTH0_AUDIENCE].
     #[arg(long = "audience", env = "AUTHGATE_AUDIENCE", value_delimiter = ',')]
     pub audiences: Vec<String>,
-    /// Where keys come from [default: discovery's jwks_uri, else {issuer}.well-known/jwks.json].
+    /// Where keys come from, with one issuer [default: discovery's jwks_uri,
+    /// else {issuer}.well-known/jwks.json].
     #[arg(long, env = "AUTHGATE_JWKS_URL")]
     pub jwks_url: Option<String>,
-    /// The Auth0 tenant domain (`tenant.auth0.com`), used when --issuer is not given.
+    /// The Auth0 tenant domain (`tenant.auth0.com`), used when no issuer is given.
     #[arg(long, env = "AUTH0_DOMAIN", hide = true)]
     pub auth0_domain: Option<String>,
-    /// The Auth0 API identifier, used when --audience is not given.
+    /// The Auth0 API identifier, used when no audience is given.
     #[arg(long, env = "AUTH0_AUDIENCE", hide = true)]
     pub auth0_audience: Option<String>,
+    /// A TOML file holding any of these settings, and per-issuer ones; flags
+    /// and environment override it.
+    #[arg(long, env = "AUTHGATE_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Check the configuration without serving or fetching anything: print
+    /// it, secrets redacted, and exit 0 if it is valid, 2 if not.
+    #[arg(long)]
+    pub check: bool,
     /// Settings shared with `authgate dev`.
     #[command(flatten)]
     pub gate: GateArgs,
 }
 
 /// Settings of the gate and the server, the same for `serve` and `dev`.
+/// Each is optional here: one not given comes from the config file, else
+/// its default.
 #[derive(Debug, Args)]
 pub struct GateArgs {
-    /// Where gRPC is served: IP:PORT, or HOST:PORT (`localhost:50051`).
-    #[arg(long, env = "AUTHGATE_LISTEN", default_value = "127.0.0.1:50051", value_parser = parse_listen)]
-    pub listen: SocketAddr,
+    /// Where gRPC is served: IP:PORT, or HOST:PORT (`localhost:50051`)
+    /// [default: 127.0.0.1:50051].
+    #[arg(long, env = "AUTHGATE_LISTEN", value_parser = parse_listen)]
+    pub listen: Option<SocketAddr>,
     /// METHOD=SCOPE: the method needs the scope, e.g.
-    /// `/authgate.v1.PrivateService/GetPrivate=read:private`; repeat for more
-    /// (all are needed), or `;`-separate them in AUTHGATE_REQUIRE_SCOPE.
+    /// `/authgate.v1.PrivateService/GetPrivate=read:private`; METHOD=a|b: any
+    /// one of them; METHOD `/package.Service/*`: every method of the service.
+    /// Repeat for more (each rule must hold), or `;`-separate them in
+    /// AUTHGATE_REQUIRE_SCOPE.
     #[arg(
         long = "require-scope",
         env = "AUTHGATE_REQUIRE_SCOPE",
@@ -49,50 +66,53 @@ pub struct GateArgs {
     /// `application/at+jwt`) [default: absent, JWT, at+jwt or application/at+jwt].
     #[arg(long, value_name = "TYP", value_parser = parse_typ)]
     pub require_typ: Option<String>,
-    /// Background JWKS refresh period (Cache-Control max-age does not shorten it).
-    #[arg(long, value_parser = parse_duration, default_value = "10m")]
-    pub jwks_refresh_interval: Duration,
-    /// The least time between two fetches that unknown `kid`s trigger.
-    #[arg(long, value_parser = parse_duration, default_value = "30s")]
-    pub jwks_min_refresh_interval: Duration,
-    /// How long one JWKS or discovery request may take.
-    #[arg(long, value_parser = parse_duration, default_value = "10s")]
-    pub jwks_fetch_timeout: Duration,
-    /// After this long without a successful JWKS fetch, the last good key set
-    /// is dropped and calls get UNAVAILABLE until a fetch succeeds.
-    #[arg(long, value_parser = parse_duration, default_value = "24h")]
-    pub jwks_max_stale: Duration,
-    /// Clock skew allowed on `exp` and `nbf`.
-    #[arg(long, value_parser = parse_duration, default_value = "30s")]
-    pub leeway: Duration,
+    /// Background JWKS refresh period (Cache-Control max-age does not
+    /// shorten it) [default: 10m].
+    #[arg(long, value_parser = parse_duration)]
+    pub jwks_refresh_interval: Option<Duration>,
+    /// The least time between two fetches that unknown `kid`s trigger [default: 30s].
+    #[arg(long, value_parser = parse_duration)]
+    pub jwks_min_refresh_interval: Option<Duration>,
+    /// How long one JWKS or discovery request may take [default: 10s].
+    #[arg(long, value_parser = parse_duration)]
+    pub jwks_fetch_timeout: Option<Duration>,
+    /// After this long without a successful JWKS fetch, an issuer's last good
+    /// key set is dropped and its tokens get UNAVAILABLE until a fetch
+    /// succeeds [default: 24h].
+    #[arg(long, value_parser = parse_duration)]
+    pub jwks_max_stale: Option<Duration>,
+    /// Clock skew allowed on `exp` and `nbf`, for every issuer without its own [default: 30s].
+    #[arg(long, value_parser = parse_duration)]
+    pub leeway: Option<Duration>,
     /// How many verified tokens to remember, so a token is verified once
-    /// until it expires (0: verify every call).
-    #[arg(long, default_value_t = crate::gate::auth::DEFAULT_TOKEN_CACHE_ENTRIES)]
-    pub token_cache_entries: usize,
-    /// Connections open at once; past it, accepting waits for one to close.
-    #[arg(long, default_value_t = Limits::default().max_connections)]
-    pub max_connections: usize,
-    /// How long a new connection may stay silent before it is closed.
-    #[arg(long, value_parser = parse_duration, default_value = "10s")]
-    pub handshake_timeout: Duration,
-    /// Largest header block a client may send, in bytes (HTTP/2 SETTINGS_MAX_HEADER_LIST_SIZE).
-    #[arg(long, default_value_t = Limits::default().max_header_list_bytes)]
-    pub max_header_list_size: u32,
-    /// Largest request message, in bytes.
-    #[arg(long, default_value_t = Limits::default().max_message_bytes)]
-    pub max_message_size: usize,
-    /// Streams one connection may have open at once.
-    #[arg(long, default_value_t = Limits::default().max_concurrent_streams)]
-    pub max_concurrent_streams: u32,
-    /// Longest a call may run.
-    #[arg(long, value_parser = parse_duration, default_value = "30s")]
-    pub request_timeout: Duration,
-    /// HTTP/2 ping interval on idle connections.
-    #[arg(long, value_parser = parse_duration, default_value = "60s")]
-    pub keepalive_interval: Duration,
-    /// How long a ping may go unanswered before the connection is closed.
-    #[arg(long, value_parser = parse_duration, default_value = "20s")]
-    pub keepalive_timeout: Duration,
+    /// until it expires (0: verify every call) [default: 4096].
+    #[arg(long)]
+    pub token_cache_entries: Option<usize>,
+    /// Connections open at once; past it, accepting waits for one to close [default: 4096].
+    #[arg(long)]
+    pub max_connections: Option<usize>,
+    /// How long a new connection may stay silent before it is closed [default: 10s].
+    #[arg(long, value_parser = parse_duration)]
+    pub handshake_timeout: Option<Duration>,
+    /// Largest header block a client may send, in bytes (HTTP/2
+    /// SETTINGS_MAX_HEADER_LIST_SIZE) [default: 16384].
+    #[arg(long)]
+    pub max_header_list_size: Option<u32>,
+    /// Largest request message, in bytes [default: 65536].
+    #[arg(long)]
+    pub max_message_size: Option<usize>,
+    /// Streams one connection may have open at once [default: 256].
+    #[arg(long)]
+    pub max_concurrent_streams: Option<u32>,
+    /// Longest a call may run [default: 30s].
+    #[arg(long, value_parser = parse_duration)]
+    pub request_timeout: Option<Duration>,
+    /// HTTP/2 ping interval on idle connections [default: 60s].
+    #[arg(long, value_parser = parse_duration)]
+    pub keepalive_interval: Option<Duration>,
+    /// How long a ping may go unanswered before the connection is closed [default: 20s].
+    #[arg(long, value_parser = parse_duration)]
+    pub keepalive_timeout: Option<Duration>,
     /// Serve TLS with this PEM certificate chain (needs --tls-key).
     #[arg(long)]
     pub tls_cert: Option<PathBuf>,
@@ -105,17 +125,17 @@ pub struct GateArgs {
     #[arg(long, env = "AUTHGATE_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,
     /// On SIGTERM or SIGINT, report NOT_SERVING at once and keep serving this
-    /// long, so load balancers and kubelets stop sending calls first.
-    #[arg(long, value_parser = parse_duration, default_value = "0s")]
-    pub drain_delay: Duration,
+    /// long, so load balancers and kubelets stop sending calls first [default: 0s].
+    #[arg(long, value_parser = parse_duration)]
+    pub drain_delay: Option<Duration>,
     /// Then, with no new connections accepted, how long calls in flight may
-    /// take to finish before the server exits anyway.
-    #[arg(long, value_parser = parse_duration, default_value = "30s")]
-    pub shutdown_timeout: Duration,
+    /// take to finish before the server exits anyway [default: 30s].
+    #[arg(long, value_parser = parse_duration)]
+    pub shutdown_timeout: Option<Duration>,
 }
 
 /// A `typ` for `--require-typ`: a media type such as `at+jwt`.
-fn parse_typ(s: &str) -> Result<String, String> {
+pub(super) fn parse_typ(s: &str) -> Result<String, String> {
     let typ = s.trim();
     if typ.is_empty() || !typ.bytes().all(|b| b.is_ascii_graphic()) {
         return Err(format!("`{s}` is not a media type such as at+jwt"));
@@ -124,42 +144,82 @@ fn parse_typ(s: &str) -> Result<String, String> {
 }
 
 impl ServeArgs {
-    /// The server configuration these flags describe, or why there is none.
+    /// The server configuration these flags, the environment and the config
+    /// file describe, or why there is none.
     pub fn config(&self) -> Result<ServerConfig, StartupError> {
-        let issuer = match (&self.issuer, &self.auth0_domain) {
-            (Some(issuer), _) => issuer.clone(),
-            (None, Some(domain)) => auth0_issuer(domain),
-            (None, None) => {
-                return Err(StartupError::Config(
-                    "no issuer: pass --issuer, or set AUTHGATE_ISSUER or AUTH0_DOMAIN".into(),
-                ));
-            }
+        self.settings()?.server_config()
+    }
+
+    /// The effective settings: the flags, then the environment, then the
+    /// config file, then `AUTH0_DOMAIN` and `AUTH0_AUDIENCE`, then defaults.
+    pub fn settings(&self) -> Result<Settings, StartupError> {
+        let file = match &self.config {
+            Some(path) => Settings::load(path)?,
+            None => Settings::default(),
         };
-        let mut audiences: Vec<String> = self
+        self.settings_over(file)
+    }
+
+    fn settings_over(&self, file: Settings) -> Result<Settings, StartupError> {
+        let mut settings = self.gate.over(file);
+        let audiences: Vec<String> = self
             .audiences
             .iter()
             .map(|a| a.trim().to_owned())
             .filter(|a| !a.is_empty())
             .collect();
-        if audiences.is_empty() {
-            audiences.extend(self.auth0_audience.clone().filter(|a| !a.is_empty()));
+        if !audiences.is_empty() {
+            settings.audience = audiences;
+        } else if settings.audience.is_empty() {
+            settings
+                .audience
+                .extend(self.auth0_audience.clone().filter(|a| !a.trim().is_empty()));
         }
-        if audiences.is_empty() {
-            return Err(StartupError::Config(
-                "no audience: pass --audience, or set AUTHGATE_AUDIENCE or AUTH0_AUDIENCE \
-                 (the API identifier); without one, tokens for any API of the issuer would pass"
-                    .into(),
-            ));
+        let issuers: Vec<&str> = self
+            .issuers
+            .iter()
+            .map(|i| i.trim())
+            .filter(|i| !i.is_empty())
+            .collect();
+        if !issuers.is_empty() {
+            // The command line's list replaces the file's; an issuer both
+            // name keeps its settings from the file.
+            let mut listed = Vec::with_capacity(issuers.len());
+            for url in issuers {
+                net::parse_issuer_url("issuer", url)?;
+                if listed.iter().any(|i: &IssuerSettings| i.url == url) {
+                    return Err(StartupError::Config(format!(
+                        "issuer `{url}` is given twice"
+                    )));
+                }
+                let own = settings.issuers.iter().find(|i| i.url == url).cloned();
+                listed.push(own.unwrap_or_else(|| IssuerSettings::new(url)));
+            }
+            settings.issuers = listed;
+        } else if settings.issuers.is_empty()
+            && let Some(domain) = &self.auth0_domain
+        {
+            let url = auth0_issuer(domain);
+            net::parse_issuer_url("issuer", &url)?;
+            settings.issuers.push(IssuerSettings::new(url));
         }
-        let issuer_url = net::parse_issuer_url("issuer", &issuer)?;
-        let jwks = match &self.jwks_url {
-            Some(url) => JwksSource::Url(net::parse_issuer_url("JWKS URL", url)?),
-            None => JwksSource::Discovery {
-                issuer: issuer.clone(),
-                url: issuer_url,
-            },
-        };
-        self.gate.config(issuer, audiences, jwks)
+        if let Some(url) = &self.jwks_url {
+            match settings.issuers.as_mut_slice() {
+                [one] => {
+                    net::parse_issuer_url("JWKS URL", url)?;
+                    one.jwks_url = Some(url.clone());
+                }
+                [] => {}
+                _ => {
+                    return Err(StartupError::Config(
+                        "--jwks-url (AUTHGATE_JWKS_URL) is for one issuer; with several, give \
+                         each its own `jwks-url` in its [[issuer]] table of the config file"
+                            .into(),
+                    ));
+                }
+            }
+        }
+        Ok(settings.with_defaults())
     }
 }
 
@@ -175,121 +235,65 @@ fn auth0_issuer(domain: &str) -> String {
 }
 
 impl GateArgs {
-    pub(super) fn config(
-        &self,
-        issuer: String,
-        audiences: Vec<String>,
-        jwks: JwksSource,
-    ) -> Result<ServerConfig, StartupError> {
-        if self.jwks_min_refresh_interval > self.jwks_refresh_interval {
-            return Err(StartupError::Config(
-                "--jwks-min-refresh-interval must not exceed --jwks-refresh-interval".into(),
-            ));
-        }
-        let at_least = |flag: &str, value: Duration, floor: Duration| {
-            if value < floor {
-                Err(StartupError::Config(format!(
-                    "{flag} must be at least {}",
-                    humantime::format_duration(floor)
-                )))
-            } else {
-                Ok(())
+    /// These settings over `file`'s: each one given here replaces the
+    /// file's, but scope rules add up, since a rule can only narrow access
+    /// and none should vanish because another source also has rules.
+    pub(super) fn over(&self, file: Settings) -> Settings {
+        let mut s = file;
+        let dur = |flag: Option<Duration>, file: Option<Dur>| flag.map(Dur).or(file);
+        s.listen = self.listen.or(s.listen);
+        for rule in &self.require_scope {
+            if !s.require_scope.iter().any(|r| r.0 == *rule) {
+                s.require_scope.push(Parsed(rule.clone()));
             }
-        };
-        let second = Duration::from_secs(1);
-        let tenth = Duration::from_millis(100);
-        at_least(
-            "--jwks-refresh-interval",
-            self.jwks_refresh_interval,
-            second,
-        )?;
-        at_least(
-            "--jwks-min-refresh-interval",
-            self.jwks_min_refresh_interval,
-            second,
-        )?;
-        at_least("--jwks-fetch-timeout", self.jwks_fetch_timeout, tenth)?;
-        at_least(
-            "--jwks-max-stale",
-            self.jwks_max_stale,
-            self.jwks_refresh_interval.saturating_mul(2),
-        )?;
-        at_least("--handshake-timeout", self.handshake_timeout, tenth)?;
-        at_least("--request-timeout", self.request_timeout, tenth)?;
-        at_least("--keepalive-interval", self.keepalive_interval, second)?;
-        at_least("--keepalive-timeout", self.keepalive_timeout, tenth)?;
-        if self.token_cache_entries > MAX_TOKEN_CACHE_ENTRIES {
-            return Err(StartupError::Config(format!(
-                "--token-cache-entries must be at most {MAX_TOKEN_CACHE_ENTRIES}"
-            )));
         }
-        if self.max_connections == 0 || self.max_concurrent_streams == 0 {
-            return Err(StartupError::Config(
-                "--max-connections and --max-concurrent-streams must be at least 1".into(),
-            ));
-        }
-        let tls = match (&self.tls_cert, &self.tls_key) {
-            (Some(cert), Some(key)) => Some(TlsFiles {
-                cert: cert.clone(),
-                key: key.clone(),
-            }),
-            (Some(_), None) => {
-                return Err(StartupError::Config(
-                    "--tls-cert needs --tls-key: the certificate's private key".into(),
-                ));
-            }
-            (None, Some(_)) => {
-                return Err(StartupError::Config(
-                    "--tls-key needs --tls-cert: the certificate chain it belongs to".into(),
-                ));
-            }
-            (None, None) => None,
-        };
-        Ok(ServerConfig {
-            listen: self.listen,
-            validation: ValidationConfig {
-                issuer,
-                audiences,
-                leeway: self.leeway,
-                require_typ: self.require_typ.clone(),
-            },
-            jwks,
-            refresh: RefreshConfig {
-                interval: self.jwks_refresh_interval,
-                min_interval: self.jwks_min_refresh_interval,
-                fetch_timeout: self.jwks_fetch_timeout,
-                max_stale: self.jwks_max_stale,
-                ..RefreshConfig::default()
-            },
-            policy: ScopePolicy::new(self.require_scope.iter().cloned()),
-            tls,
-            limits: Limits {
-                max_connections: self.max_connections,
-                handshake_timeout: self.handshake_timeout,
-                max_header_list_bytes: self.max_header_list_size,
-                max_message_bytes: self.max_message_size,
-                max_concurrent_streams: self.max_concurrent_streams,
-                request_timeout: self.request_timeout,
-                keepalive_interval: self.keepalive_interval,
-                keepalive_timeout: self.keepalive_timeout,
-            },
-            token_cache_entries: self.token_cache_entries,
-            metrics_listen: self.metrics_listen,
-            drain: Drain {
-                delay: self.drain_delay,
-                timeout: self.shutdown_timeout,
-            },
-        })
+        s.jwks_refresh_interval = dur(self.jwks_refresh_interval, s.jwks_refresh_interval);
+        s.jwks_min_refresh_interval =
+            dur(self.jwks_min_refresh_interval, s.jwks_min_refresh_interval);
+        s.jwks_fetch_timeout = dur(self.jwks_fetch_timeout, s.jwks_fetch_timeout);
+        s.jwks_max_stale = dur(self.jwks_max_stale, s.jwks_max_stale);
+        s.require_typ = self.require_typ.clone().or(s.require_typ);
+        s.leeway = dur(self.leeway, s.leeway);
+        s.token_cache_entries = self.token_cache_entries.or(s.token_cache_entries);
+        s.max_connections = self.max_connections.or(s.max_connections);
+        s.handshake_timeout = dur(self.handshake_timeout, s.handshake_timeout);
+        s.max_header_list_size = self.max_header_list_size.or(s.max_header_list_size);
+        s.max_message_size = self.max_message_size.or(s.max_message_size);
+        s.max_concurrent_streams = self.max_concurrent_streams.or(s.max_concurrent_streams);
+        s.request_timeout = dur(self.request_timeout, s.request_timeout);
+        s.keepalive_interval = dur(self.keepalive_interval, s.keepalive_interval);
+        s.keepalive_timeout = dur(self.keepalive_timeout, s.keepalive_timeout);
+        s.tls_cert = self.tls_cert.clone().or(s.tls_cert);
+        s.tls_key = self.tls_key.clone().or(s.tls_key);
+        s.metrics_listen = self.metrics_listen.or(s.metrics_listen);
+        s.drain_delay = dur(self.drain_delay, s.drain_delay);
+        s.shutdown_timeout = dur(self.shutdown_timeout, s.shutdown_timeout);
+        s
     }
 }
 
 pub(super) async fn serve(args: ServeArgs) -> Result<(), StartupError> {
-    let config = args.config()?;
+    let settings = args.settings()?;
+    let config = settings.server_config()?;
+    if args.check {
+        config.check()?;
+        println!(
+            "# authgate serve: the configuration is valid. The effective settings follow\n\
+             # (flags, then environment, then {}, then defaults), as a config file;\n\
+             # an issuer without `jwks-url` gets its keys through OIDC discovery.\n\
+             # Secrets redacted: the query of every URL.\n",
+            args.config
+                .as_ref()
+                .map_or_else(|| "no config file".to_owned(), |p| p.display().to_string())
+        );
+        print!("{}", settings.render_redacted());
+        return Ok(());
+    }
     let app = Application::build(config.clone()).await?;
     log_start(&config, app.local_addr(), app.metrics_addr());
     let server = app.run_until(shutdown_signal());
     tokio::pin!(server);
-    // Serving starts at once, issuer or not; but an issuer whose discovery
+    // Serving starts at once, issuers or not; but an issuer whose discovery
     // answers with another `iss` would never verify a token, so that is
     // said now, with the value to use, instead of in every refusal.
     tokio::select! {
@@ -304,29 +308,41 @@ pub(super) async fn serve(args: ServeArgs) -> Result<(), StartupError> {
 }
 
 /// What discovery says at start, when it names another issuer than the one
-/// configured; nothing when it agrees, is not used, or does not answer.
+/// configured, for the first issuer where it does; nothing when every one
+/// agrees, is not asked, or does not answer.
 async fn discovery_mismatch(config: &ServerConfig) -> Option<FetchError> {
-    if !matches!(config.jwks, JwksSource::Discovery { .. }) {
-        return None;
+    for issuer in &config.issuers {
+        if !matches!(issuer.jwks, JwksSource::Discovery { .. }) {
+            continue;
+        }
+        let Ok(mut probe) =
+            Refresher::new(KeyStore::new(), issuer.jwks.clone(), config.refresh.clone())
+        else {
+            continue;
+        };
+        if let Err(error @ FetchError::IssuerMismatch { .. }) = probe.jwks_url().await {
+            return Some(error);
+        }
     }
-    let mut probe =
-        Refresher::new(KeyStore::new(), config.jwks.clone(), config.refresh.clone()).ok()?;
-    match probe.jwks_url().await {
-        Err(error @ FetchError::IssuerMismatch { .. }) => Some(error),
-        _ => None,
-    }
+    None
 }
 
 pub(super) fn log_start(config: &ServerConfig, addr: SocketAddr, metrics: Option<SocketAddr>) {
-    let jwks = match &config.jwks {
-        JwksSource::Url(url) => url.to_string(),
-        JwksSource::Discovery { .. } => "OIDC discovery".to_owned(),
-    };
+    for issuer in &config.issuers {
+        let jwks = match &issuer.jwks {
+            JwksSource::Url(url) => url.to_string(),
+            JwksSource::Discovery { .. } => "OIDC discovery".to_owned(),
+        };
+        tracing::info!(
+            issuer = %issuer.validation.issuer,
+            audiences = ?issuer.validation.audiences,
+            jwks = %jwks,
+            "trusting issuer"
+        );
+    }
     tracing::info!(
         listen = %addr,
-        issuer = %config.validation.issuer,
-        audiences = ?config.validation.audiences,
-        jwks = %jwks,
+        issuers = config.issuers.len(),
         tls = config.tls.is_some(),
         metrics = ?metrics,
         "authgate serving"
@@ -404,8 +420,8 @@ mod tests {
             "5s",
         ])
         .unwrap();
-        assert_eq!(config.validation.audiences, ["a", "b", "c"]);
-        assert_eq!(config.validation.leeway, Duration::from_secs(5));
+        assert_eq!(config.issuers[0].validation.audiences, ["a", "b", "c"]);
+        assert_eq!(config.issuers[0].validation.leeway, Duration::from_secs(5));
         assert!(!config.policy.is_empty());
     }
 
@@ -438,7 +454,7 @@ mod tests {
     fn serve_reads_require_typ_and_max_stale() {
         let base = ["--issuer", "https://t.auth0.com/", "--audience", "a"];
         let config = serve_args(&base).unwrap();
-        assert_eq!(config.validation.require_typ, None);
+        assert_eq!(config.issuers[0].validation.require_typ, None);
         assert_eq!(config.refresh.max_stale, Duration::from_secs(24 * 3600));
         assert_eq!(config.refresh.interval, Duration::from_secs(600));
         let args: Vec<&str> = base
@@ -447,7 +463,10 @@ mod tests {
             .copied()
             .collect();
         let config = serve_args(&args).unwrap();
-        assert_eq!(config.validation.require_typ.as_deref(), Some("at+jwt"));
+        assert_eq!(
+            config.issuers[0].validation.require_typ.as_deref(),
+            Some("at+jwt")
+        );
         assert_eq!(config.refresh.max_stale, Duration::from_secs(7200));
     }
 

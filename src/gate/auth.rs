@@ -28,7 +28,7 @@ use crate::{
     error::AuthError,
     gate::cache::TokenCache,
     gate::expiry::ExpiringBody,
-    gate::validate::{MAX_TOKEN_BYTES, Principal, Validator},
+    gate::validate::{MAX_TOKEN_BYTES, Principal, Validator, claimed_issuer},
     keys::refresher::KeyStore,
 };
 
@@ -39,83 +39,172 @@ pub const PUBLIC_SERVICES: [&str; 3] = [
     "grpc.reflection.v1alpha.ServerReflection",
 ];
 
-/// One `--require-scope METHOD=SCOPE` rule.
+/// One `--require-scope METHOD=SCOPE[|SCOPE...]` rule: the method (or every
+/// method of a service) needs one of the scopes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ScopeRule {
-    /// The full method path, `/package.Service/Method`.
+    /// The full method path, `/package.Service/Method`, or
+    /// `/package.Service/*` for every method of the service.
     pub method: String,
-    /// The scope the method needs.
-    pub scope: String,
+    /// The scopes that satisfy the rule: any one of them will do.
+    pub any_of: Vec<String>,
+}
+
+impl ScopeRule {
+    /// The service, `/package.Service/`, when the rule is for all its methods.
+    pub fn service(&self) -> Option<&str> {
+        self.method.strip_suffix('*').filter(|s| s.ends_with('/'))
+    }
+}
+
+impl fmt::Display for ScopeRule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}={}", self.method, self.any_of.join("|"))
+    }
 }
 
 impl FromStr for ScopeRule {
     type Err = String;
     fn from_str(s: &str) -> Result<ScopeRule, String> {
-        let (method, scope) = s
+        let (method, scopes) = s
             .split_once('=')
             .ok_or_else(|| format!("`{s}` is not METHOD=SCOPE"))?;
-        let (method, scope) = (method.trim(), scope.trim());
+        let method = method.trim();
         let well_formed = method
             .strip_prefix('/')
             .and_then(|m| m.split_once('/'))
             .is_some_and(|(service, name)| {
-                !service.is_empty() && !name.is_empty() && !name.contains('/')
+                !service.is_empty()
+                    && !service.contains('*')
+                    && !name.is_empty()
+                    && !name.contains('/')
+                    && (name == "*" || !name.contains('*'))
             });
         if !well_formed {
             return Err(format!(
-                "`{method}` is not a full method path such as /authgate.v1.PrivateService/GetPrivate"
+                "`{method}` is not a full method path such as /authgate.v1.PrivateService/GetPrivate \
+                 (or /authgate.v1.PrivateService/* for every method of the service)"
             ));
         }
-        if scope.is_empty() || scope.contains(char::is_whitespace) {
-            return Err(format!("scope `{scope}` must be one non-empty word"));
+        let mut any_of: Vec<String> = Vec::new();
+        for scope in scopes.split('|').map(str::trim) {
+            if scope.is_empty() || scope.contains(char::is_whitespace) {
+                return Err(format!(
+                    "scope `{scope}` in `{s}` must be one non-empty word (`a|b` for either)"
+                ));
+            }
+            if !any_of.iter().any(|s| s == scope) {
+                any_of.push(scope.to_owned());
+            }
         }
         Ok(ScopeRule {
             method: method.to_owned(),
-            scope: scope.to_owned(),
+            any_of,
         })
     }
 }
 
+/// One rule as the request path checks it: any one of these scopes.
+type AnyOf = Arc<[Arc<str>]>;
+
 /// Which scopes each method needs. A method without rules needs only a valid
-/// token; a method with several rules needs every scope they name.
+/// token. Every rule that applies to a method must hold: those written for
+/// the method and those written for its whole service; a rule holds when
+/// the token grants any one of its scopes.
 #[derive(Debug, Clone, Default)]
 pub struct ScopePolicy {
-    required: HashMap<Box<str>, Box<[Arc<str>]>>,
+    /// Rules for one method, by its full path.
+    methods: HashMap<Box<str>, Box<[AnyOf]>>,
+    /// Rules for every method of a service, by `/package.Service/`.
+    services: HashMap<Box<str>, Box<[AnyOf]>>,
 }
 
 impl ScopePolicy {
-    /// A policy from rules; repeated rules for a method add up.
+    /// A policy from rules; several rules for a method all apply (a repeated
+    /// rule counts once).
     pub fn new(rules: impl IntoIterator<Item = ScopeRule>) -> ScopePolicy {
-        let mut required: HashMap<Box<str>, Vec<Arc<str>>> = HashMap::new();
+        let mut methods: HashMap<Box<str>, Vec<AnyOf>> = HashMap::new();
+        let mut services: HashMap<Box<str>, Vec<AnyOf>> = HashMap::new();
         for rule in rules {
-            let scopes = required.entry(rule.method.into()).or_default();
-            if !scopes.iter().any(|s| **s == *rule.scope) {
-                scopes.push(rule.scope.into());
+            let any_of: AnyOf = rule.any_of.iter().map(|s| Arc::from(s.as_str())).collect();
+            let rules = match rule.service() {
+                Some(service) => services.entry(service.into()).or_default(),
+                None => methods.entry(rule.method.into()).or_default(),
+            };
+            if !rules.iter().any(|r| **r == *any_of) {
+                rules.push(any_of);
             }
         }
+        let boxed = |map: HashMap<Box<str>, Vec<AnyOf>>| {
+            map.into_iter()
+                .map(|(m, r)| (m, r.into_boxed_slice()))
+                .collect()
+        };
         ScopePolicy {
-            required: required
-                .into_iter()
-                .map(|(m, s)| (m, s.into_boxed_slice()))
-                .collect(),
+            methods: boxed(methods),
+            services: boxed(services),
         }
     }
 
     /// Whether no method needs a scope.
     pub fn is_empty(&self) -> bool {
-        self.required.is_empty()
+        self.methods.is_empty() && self.services.is_empty()
     }
 
-    /// Refuses with `PERMISSION_DENIED`, naming the first missing scope, when
-    /// `principal` lacks one that `method` needs.
+    /// Refuses with `PERMISSION_DENIED`, naming what the first unmet rule
+    /// asks for, when `principal` does not meet every rule for `method`.
+    /// Allocates nothing when it allows.
     pub fn check(&self, method: &str, principal: &Principal) -> Result<(), AuthError> {
-        let Some(scopes) = self.required.get(method) else {
-            return Ok(());
+        let own = self.methods.get(method);
+        // The service is the path's first segment, `/package.Service/`,
+        // however many segments follow.
+        let service = match method.get(1..).and_then(|m| m.find('/')) {
+            Some(end) if !self.services.is_empty() => self.services.get(&method[..end + 2]),
+            _ => None,
         };
-        match scopes.iter().find(|scope| !principal.has_scope(scope)) {
-            Some(missing) => Err(AuthError::MissingScope(missing.clone())),
-            None => Ok(()),
+        let rules = own
+            .into_iter()
+            .chain(service)
+            .flat_map(|rules| rules.iter());
+        for any_of in rules {
+            if !any_of.iter().any(|scope| principal.has_scope(scope)) {
+                return Err(AuthError::MissingScope(any_of.clone()));
+            }
         }
+        Ok(())
+    }
+}
+
+/// One issuer the gate trusts: the rules its tokens are checked by, and the
+/// key set, its own, that verifies them.
+#[derive(Debug, Clone)]
+pub struct TrustedIssuer {
+    validator: Validator,
+    /// Read with one atomic load per call; this issuer's refresher writes it.
+    keys: Arc<KeyStore>,
+    /// The issuer, as refusals name it.
+    name: Arc<str>,
+}
+
+impl TrustedIssuer {
+    /// The issuer `validator` checks for, with its key store.
+    pub fn new(validator: Validator, keys: Arc<KeyStore>) -> TrustedIssuer {
+        let name = validator.issuer().into();
+        TrustedIssuer {
+            validator,
+            keys,
+            name,
+        }
+    }
+
+    /// The exact `iss` of its tokens.
+    pub fn issuer(&self) -> &str {
+        self.validator.issuer()
+    }
+
+    /// Its key store.
+    pub fn keys(&self) -> &Arc<KeyStore> {
+        &self.keys
     }
 }
 
@@ -127,9 +216,9 @@ pub struct AuthInterceptor {
 }
 
 struct Shared {
-    validator: Validator,
-    /// Read with one atomic load per call; the refresher writes it.
-    keys: Arc<KeyStore>,
+    /// Every issuer trusted, in the order configured: a short slice, searched
+    /// by exact comparison of the token's `iss` when it has more than one.
+    issuers: Box<[TrustedIssuer]>,
     policy: ScopePolicy,
     /// Tokens that verified before; `None` when disabled.
     cache: Option<TokenCache>,
@@ -239,7 +328,7 @@ pub const DEFAULT_TOKEN_CACHE_ENTRIES: usize = 4096;
 impl fmt::Debug for AuthInterceptor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AuthInterceptor")
-            .field("validator", &self.shared.validator)
+            .field("issuers", &self.shared.issuers)
             .field("policy", &self.shared.policy)
             .field("cache", &self.shared.cache)
             .finish_non_exhaustive()
@@ -247,8 +336,8 @@ impl fmt::Debug for AuthInterceptor {
 }
 
 impl AuthInterceptor {
-    /// A gate that validates with `validator` against whatever key set `keys`
-    /// holds at the time of each call, remembering up to
+    /// A gate for one issuer: validates with `validator` against whatever key
+    /// set `keys` holds at the time of each call, remembering up to
     /// [`DEFAULT_TOKEN_CACHE_ENTRIES`] verified tokens.
     pub fn new(validator: Validator, keys: Arc<KeyStore>, policy: ScopePolicy) -> AuthInterceptor {
         AuthInterceptor::with_token_cache(validator, keys, policy, DEFAULT_TOKEN_CACHE_ENTRIES)
@@ -262,43 +351,47 @@ impl AuthInterceptor {
         policy: ScopePolicy,
         entries: usize,
     ) -> AuthInterceptor {
-        let cache = TokenCache::new(entries, validator.leeway());
+        AuthInterceptor::with_issuers(vec![TrustedIssuer::new(validator, keys)], policy, entries)
+    }
+
+    /// A gate for several issuers: a token is checked only with the key set
+    /// and rules of the issuer its `iss` names exactly, and refused, before
+    /// any key is looked up, when it names none of them. Should two have the
+    /// same `iss`, the first counts. `entries` as for
+    /// [`AuthInterceptor::with_token_cache`].
+    pub fn with_issuers(
+        issuers: Vec<TrustedIssuer>,
+        policy: ScopePolicy,
+        entries: usize,
+    ) -> AuthInterceptor {
         AuthInterceptor {
             shared: Arc::new(Shared {
-                validator,
-                keys,
+                issuers: issuers.into_boxed_slice(),
                 policy,
-                cache,
+                cache: TokenCache::new(entries),
                 refusal_log: RefusalLog::default(),
                 stats: GateStats::default(),
             }),
         }
     }
 
+    /// The issuers this gate trusts.
+    pub fn issuers(&self) -> &[TrustedIssuer] {
+        &self.shared.issuers
+    }
+
     /// Who is calling, from the call's `authorization` values. No I/O, no
-    /// lock, no waiting: a `kid` the key set lacks only asks the refresher to
-    /// look, and this call is refused.
+    /// lock, no waiting: a `kid` the key set lacks only asks that issuer's
+    /// refresher to look, and this call is refused.
     pub fn authenticate<'a>(
         &self,
         authorization: impl IntoIterator<Item = &'a [u8]>,
     ) -> Result<Principal, AuthError> {
         let token = bearer_token(authorization)?;
-        let store = &self.shared.keys;
-        let keys = store.load();
-        let keys = match keys.as_deref() {
-            Some(keys) if !keys.is_empty() => keys,
-            // The issuer withdrew every key; every kid is unknown now, so ask
-            // as an unknown kid does, in case it has published new ones.
-            Some(_) => {
-                store.ask_refresh();
-                return Err(AuthError::NoUsableKey);
-            }
-            None => return Err(store.availability().refusal()),
-        };
         let now = unix_now();
         let cache = self.shared.cache.as_ref();
         if let Some(cache) = cache {
-            if let Some(principal) = cache.get(token, keys, now) {
+            if let Some(principal) = cache.get(token, now) {
                 self.shared.stats.cache_hits.fetch_add(1, Ordering::Relaxed);
                 return Ok(principal);
             }
@@ -307,18 +400,42 @@ impl AuthInterceptor {
                 .cache_misses
                 .fetch_add(1, Ordering::Relaxed);
         }
-        match self.shared.validator.validate(token, keys, now) {
+        let issuer = self.issuer_of(token)?;
+        let store = &issuer.keys;
+        let keys = store.load();
+        let keys = match keys.as_deref() {
+            Some(keys) if !keys.is_empty() => keys,
+            // The issuer withdrew every key; every kid is unknown now, so ask
+            // as an unknown kid does, in case it has published new ones.
+            Some(_) => {
+                store.ask_refresh();
+                return Err(AuthError::NoUsableKey(issuer.name.clone()));
+            }
+            None => return Err(store.availability().refusal(issuer.name.clone())),
+        };
+        match issuer.validator.validate(token, keys, now) {
             Ok(verified) => {
                 if let Some(cache) = cache {
-                    cache.insert(token, &verified);
+                    cache.insert(token, &verified, &issuer.keys);
                 }
                 Ok(verified.principal)
             }
             Err(AuthError::UnknownKeyId) => {
-                self.shared.keys.ask_refresh();
+                issuer.keys.ask_refresh();
                 Err(AuthError::UnknownKeyId)
             }
             Err(e) => Err(e),
+        }
+    }
+
+    /// The issuer whose keys check `token`. With one, that one: its `iss` is
+    /// checked after the signature, as always. With several, the one its
+    /// unverified `iss` names, by exact comparison over a short slice.
+    #[inline]
+    fn issuer_of(&self, token: &[u8]) -> Result<&TrustedIssuer, AuthError> {
+        match &*self.shared.issuers {
+            [only] => Ok(only),
+            several => claimed_issuer(token, |iss| several.iter().find(|i| i.issuer() == iss)),
         }
     }
 
@@ -372,9 +489,9 @@ impl AuthInterceptor {
     }
 
     /// When a call made with `principal`'s token must end: its `exp` plus
-    /// the leeway, as an instant of the async runtime's clock.
+    /// the leeway of its issuer, as an instant of the async runtime's clock.
     pub fn deadline(&self, principal: &Principal) -> Instant {
-        let left = principal.expires_at() + self.shared.validator.leeway() - unix_now();
+        let left = principal.accepted_until() - unix_now();
         Instant::now() + Duration::from_secs(u64::try_from(left).unwrap_or(0))
     }
 
@@ -655,7 +772,12 @@ mod tests {
             .parse()
             .unwrap();
         assert_eq!(rule.method, "/authgate.v1.PrivateService/GetPrivate");
-        assert_eq!(rule.scope, "read:private");
+        assert_eq!(rule.any_of, ["read:private"]);
+        assert_eq!(rule.service(), None);
+        let rule: ScopeRule = "/a.S/*= read:private | admin |admin".parse().unwrap();
+        assert_eq!(rule.service(), Some("/a.S/"));
+        assert_eq!(rule.any_of, ["read:private", "admin"]);
+        assert_eq!(rule.to_string(), "/a.S/*=read:private|admin");
         for bad in [
             "GetPrivate=read",
             "/authgate.v1.PrivateService=read",
@@ -664,6 +786,12 @@ mod tests {
             "/a/b=two words",
             "/a/b",
             "//b=x",
+            "/a/b=x||y",
+            "/a/b=x|",
+            "/*/b=x",
+            "/a/b*=x",
+            "/a/*b=x",
+            "/*=x",
         ] {
             assert!(bad.parse::<ScopeRule>().is_err(), "{bad}");
         }

@@ -10,7 +10,7 @@ use arc_swap::ArcSwapOption;
 
 use crate::{
     gate::validate::{MAX_TOKEN_BYTES, Principal, Verified},
-    keys::{KeySet, VerifyingKey},
+    keys::{KeyStore, VerifyingKey},
 };
 
 /// A direct-mapped table of verified tokens: each token has one slot, chosen
@@ -21,30 +21,33 @@ use crate::{
 ///
 /// An entry counts only for the exact token that made it: the whole token is
 /// compared, in constant time. It stops counting at the token's `exp` (plus
-/// leeway) and as soon as the key set no longer holds the key that verified
-/// it. Only tokens that passed every check are inserted, so hostile traffic
-/// cannot fill it; scopes are still checked on every call, outside it.
+/// leeway) and as soon as the key set of the issuer that verified it no
+/// longer holds the key that did: each entry keeps that issuer's key store,
+/// so with several issuers an entry answers only for its own. Only tokens
+/// that passed every check are inserted, so hostile traffic cannot fill it;
+/// scopes are still checked on every call, outside it.
 pub struct TokenCache {
     slots: Box<[ArcSwapOption<Entry>]>,
     /// Slot count minus one: the count is a power of two.
     mask: usize,
     /// Keyed per process, so no one can aim tokens at a slot.
     hasher: RandomState,
-    leeway: i64,
 }
 
 struct Entry {
     token: Box<[u8]>,
     principal: Principal,
     key: Arc<VerifyingKey>,
+    /// The key store of the issuer whose key verified the token.
+    keys: Arc<KeyStore>,
     /// `exp` plus leeway: the entry is dead from this second on.
     dies_at: i64,
 }
 
 impl TokenCache {
-    /// A cache of at least `entries` slots (rounded up to a power of two),
-    /// for tokens validated with `leeway` seconds of skew. `None` for 0.
-    pub fn new(entries: usize, leeway: i64) -> Option<TokenCache> {
+    /// A cache of at least `entries` slots (rounded up to a power of two).
+    /// `None` for 0.
+    pub fn new(entries: usize) -> Option<TokenCache> {
         if entries == 0 {
             return None;
         }
@@ -53,7 +56,6 @@ impl TokenCache {
             slots: (0..size).map(|_| ArcSwapOption::empty()).collect(),
             mask: size - 1,
             hasher: RandomState::new(),
-            leeway,
         })
     }
 
@@ -88,27 +90,30 @@ impl TokenCache {
     }
 
     /// The principal of `token` if it verified before, has not expired at
-    /// `now`, and its key is still in `keys`.
+    /// `now`, and its key is still in the key set of the issuer it verified
+    /// against.
     #[inline]
-    pub fn get(&self, token: &[u8], keys: &KeySet, now: i64) -> Option<Principal> {
+    pub fn get(&self, token: &[u8], now: i64) -> Option<Principal> {
         let guard = self.slot(token).load();
         let entry = guard.as_deref()?;
         if !constant_time_eq(&entry.token, token) || now >= entry.dies_at {
             return None;
         }
-        if !keys.holds(&entry.key) {
+        if !entry.keys.load().as_deref()?.holds(&entry.key) {
             return None;
         }
         Some(entry.principal.clone())
     }
 
-    /// Remembers a token that passed every check.
-    pub fn insert(&self, token: &[u8], verified: &Verified) {
+    /// Remembers a token that passed every check against the key set in
+    /// `keys`, until its `exp` plus its issuer's leeway.
+    pub fn insert(&self, token: &[u8], verified: &Verified, keys: &Arc<KeyStore>) {
         let entry = Entry {
             token: token.into(),
             principal: verified.principal.clone(),
             key: verified.key.clone(),
-            dies_at: verified.principal.expires_at().saturating_add(self.leeway),
+            keys: keys.clone(),
+            dies_at: verified.principal.accepted_until(),
         };
         self.slot(token).store(Some(Arc::new(entry)));
     }
@@ -159,8 +164,8 @@ mod tests {
 
     #[test]
     fn sizes_round_up_and_zero_disables() {
-        assert!(TokenCache::new(0, 0).is_none());
-        assert_eq!(TokenCache::new(1000, 0).unwrap().capacity(), 1024);
-        assert_eq!(TokenCache::new(4096, 0).unwrap().capacity(), 4096);
+        assert!(TokenCache::new(0).is_none());
+        assert_eq!(TokenCache::new(1000).unwrap().capacity(), 1024);
+        assert_eq!(TokenCache::new(4096).unwrap().capacity(), 4096);
     }
 }

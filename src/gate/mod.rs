@@ -8,5 +8,5 @@ pub mod cache;
 pub mod expiry;
 pub mod validate;
 
-pub use auth::{AuthInterceptor, AuthLayer, GateStats, ScopePolicy, ScopeRule};
+pub use auth::{AuthInterceptor, AuthLayer, GateStats, ScopePolicy, ScopeRule, TrustedIssuer};
 pub use validate::{Principal, ValidationConfig, Validator};

@@ -103,6 +103,11 @@ impl Validator {
         self.leeway
     }
 
+    /// The exact `iss` this validator requires.
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
     /// Checks a compact JWS at time `now` (seconds since the Unix epoch):
     /// form, algorithm, key, signature, then the claims. The payload is parsed
     /// only once the signature has verified.
@@ -189,9 +194,111 @@ impl Validator {
         }
 
         Ok(Verified {
-            principal: Principal::new(&claims, exp, key.kid(), payload),
+            principal: Principal::new(&claims, exp, self.leeway, key.kid(), payload),
             key: key.clone(),
         })
+    }
+}
+
+/// Finds which configured issuer a token claims to come from, so that it is
+/// checked with that issuer's keys and rules: `find` gets the payload's
+/// `iss` and says which issuer, if any, it names exactly.
+///
+/// This reads the payload before the signature is verified, and only to
+/// choose a key set: nothing else is taken from it, and the chosen
+/// [`Validator`] checks `iss` again once the signature has verified, so a
+/// token can only pick the issuer whose key must have signed it. A token that
+/// names no configured issuer is refused here, before any key is looked up,
+/// so it cannot make the gate fetch anything.
+///
+/// Allocation-free for any token whose `iss` lies in the first KiB of its
+/// payload (every issuer we know writes it near the start): only that part is
+/// decoded, onto the stack, and parsing stops at `iss`.
+pub fn claimed_issuer<T>(
+    token: &[u8],
+    mut find: impl FnMut(&str) -> Option<T>,
+) -> Result<T, AuthError> {
+    const WHY: &str = "payload is not base64url";
+    if token.len() > MAX_TOKEN_BYTES {
+        return Err(AuthError::TooLong {
+            max: MAX_TOKEN_BYTES,
+        });
+    }
+    let (_, payload_b64, _) = split(token)?;
+    // Whole groups of four characters decode on their own.
+    let fits = STACK_DECODED / 3 * 4;
+    let (mut buf, mut heap) = ([0u8; STACK_DECODED], Vec::new());
+    if payload_b64.len() > fits {
+        let prefix = decode(&payload_b64[..fits], &mut buf, &mut heap, WHY)?;
+        if let (_, Some(iss)) = peek_iss(prefix) {
+            return find(&iss).ok_or(AuthError::WrongIssuer);
+        }
+    }
+    let payload = decode(payload_b64, &mut buf, &mut heap, WHY)?;
+    match peek_iss(payload) {
+        (_, Some(iss)) => find(&iss).ok_or(AuthError::WrongIssuer),
+        (IssPeek::Absent, None) => Err(AuthError::MissingClaim("iss")),
+        (IssPeek::NotAString, None) => Err(AuthError::InvalidClaim("iss")),
+        (IssPeek::NotAnObject, None) => Err(AuthError::Malformed("claims are not a JSON object")),
+    }
+}
+
+/// How a search for `iss` ended, when it found no string.
+#[derive(Clone, Copy)]
+enum IssPeek {
+    /// The payload is a JSON object without `iss`.
+    Absent,
+    /// `iss` is there, but not a string.
+    NotAString,
+    /// The payload is not a JSON object (or ended early: a prefix).
+    NotAnObject,
+}
+
+/// The first top-level `iss` of a JSON object, stopping as soon as it is read.
+/// `json` may be a prefix of the payload: what is read before the cut is what
+/// a parse of the whole would read.
+fn peek_iss(json: &[u8]) -> (IssPeek, Option<Cow<'_, str>>) {
+    let found = Cell::new(IssPeek::NotAnObject);
+    let mut de = serde_json::Deserializer::from_slice(json);
+    // Stopping at `iss` leaves the object unfinished, which serde_json
+    // reports as an error: the result is in what the visitor returned.
+    let mut iss = None;
+    let _ = IssVisitor {
+        found: &found,
+        iss: &mut iss,
+    }
+    .deserialize(&mut de);
+    (found.get(), iss)
+}
+
+struct IssVisitor<'s, 'de> {
+    found: &'s Cell<IssPeek>,
+    iss: &'s mut Option<Cow<'de, str>>,
+}
+
+impl<'de> DeserializeSeed<'de> for IssVisitor<'_, 'de> {
+    type Value = ();
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for IssVisitor<'_, 'de> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JWT claims set")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while let Some(key) = map.next_key::<Str>()? {
+            if key.0 == "iss" {
+                self.found.set(IssPeek::NotAString);
+                *self.iss = Some(map.next_value::<Str>()?.0);
+                return Ok(());
+            }
+            map.next_value::<de::IgnoredAny>()?;
+        }
+        self.found.set(IssPeek::Absent);
+        Ok(())
     }
 }
 
@@ -755,12 +862,20 @@ struct PrincipalInner {
     subject: Box<str>,
     scopes: Box<[Box<str>]>,
     expires_at: i64,
+    /// `exp` plus the leeway of the issuer that accepted it.
+    accepted_until: i64,
     kid: Option<Box<str>>,
     claims: Box<[u8]>,
 }
 
 impl Principal {
-    fn new(claims: &Claims<'_>, exp: i64, kid: Option<&str>, payload: &[u8]) -> Principal {
+    fn new(
+        claims: &Claims<'_>,
+        exp: i64,
+        leeway: i64,
+        kid: Option<&str>,
+        payload: &[u8],
+    ) -> Principal {
         let mut scopes: Vec<Box<str>> = Vec::new();
         let granted = [&claims.scope, &claims.scp]
             .into_iter()
@@ -776,6 +891,7 @@ impl Principal {
             subject: claims.sub.as_deref().unwrap_or("").into(),
             scopes: scopes.into_boxed_slice(),
             expires_at: exp,
+            accepted_until: exp.saturating_add(leeway),
             kid: kid.map(Into::into),
             claims: payload.into(),
         }))
@@ -801,6 +917,12 @@ impl Principal {
     /// The token's `exp`, in seconds since the Unix epoch.
     pub fn expires_at(&self) -> i64 {
         self.0.expires_at
+    }
+
+    /// The second from which the token is refused: its `exp` plus the
+    /// leeway of the issuer that accepted it.
+    pub fn accepted_until(&self) -> i64 {
+        self.0.accepted_until
     }
 
     /// The `kid` of the key that signed the token.
@@ -902,6 +1024,68 @@ mod tests {
     }
 
     #[test]
+    fn the_claimed_issuer_is_the_first_top_level_iss_wherever_it_is() {
+        let token = |payload: &str| format!("e30.{}.c2ln", URL_SAFE_NO_PAD.encode(payload));
+        let issuers = ["https://a.example/", "https://b.example/"];
+        let find =
+            |t: &str| claimed_issuer(t.as_bytes(), |iss| issuers.iter().position(|i| *i == iss));
+        let pad = |n: usize| "x".repeat(n);
+        assert_eq!(find(&token(r#"{"iss":"https://b.example/"}"#)), Ok(1));
+        assert_eq!(
+            find(&token(r#"{"sub":"u","iss":"https:\/\/a.example\/"}"#)),
+            Ok(0)
+        );
+        // Past the stack prefix, and straddling its end, in every position.
+        let far = format!(r#"{{"pad":"{}","iss":"https://b.example/"}}"#, pad(3000));
+        assert_eq!(find(&token(&far)), Ok(1));
+        for n in 960..1040 {
+            let near = format!(
+                r#"{{"pad":"{}","iss":"https://a.example/","more":"{}"}}"#,
+                pad(n),
+                pad(500)
+            );
+            assert_eq!(find(&token(&near)), Ok(0), "{n}");
+        }
+        let early = format!(r#"{{"iss":"https://a.example/","pad":"{}"}}"#, pad(3000));
+        assert_eq!(find(&token(&early)), Ok(0));
+        for (payload, error) in [
+            (r#"{"iss":"https://c.example/"}"#, AuthError::WrongIssuer),
+            (r#"{"iss":"https://a.example"}"#, AuthError::WrongIssuer),
+            (r#"{"sub":"u"}"#, AuthError::MissingClaim("iss")),
+            (
+                r#"{"a":{"iss":"https://a.example/"}}"#,
+                AuthError::MissingClaim("iss"),
+            ),
+            (
+                r#"{"iss":["https://a.example/"]}"#,
+                AuthError::InvalidClaim("iss"),
+            ),
+            (
+                r#"[{"iss":"https://a.example/"}]"#,
+                AuthError::Malformed("claims are not a JSON object"),
+            ),
+            (
+                "not json",
+                AuthError::Malformed("claims are not a JSON object"),
+            ),
+        ] {
+            assert_eq!(find(&token(payload)), Err(error), "{payload}");
+        }
+        assert_eq!(
+            find("e30.!!!.c2ln"),
+            Err(AuthError::Malformed("a character outside base64url"))
+        );
+        assert_eq!(
+            find("e30.e30"),
+            Err(AuthError::Malformed("expected three dot-separated parts"))
+        );
+        assert!(matches!(
+            find(&"a".repeat(MAX_TOKEN_BYTES + 1)),
+            Err(AuthError::TooLong { .. })
+        ));
+    }
+
+    #[test]
     fn numeric_dates_take_integers_and_fractions() {
         let c = Claims::parse(br#"{"exp":1.9,"nbf":2.1,"iat":18446744073709551615}"#).unwrap();
         let (exp, nbf, iat) = (c.exp.unwrap(), c.nbf.unwrap(), c.iat.unwrap());
@@ -917,13 +1101,13 @@ mod tests {
     fn scopes_come_from_scope_scp_and_permissions_in_either_shape() {
         let payload = br#"{"scope":"a b","scp":["c d","a",""],"permissions":["e","b"]}"#;
         let claims = Claims::parse(payload).unwrap();
-        let principal = Principal::new(&claims, 0, None, payload);
+        let principal = Principal::new(&claims, 0, 0, None, payload);
         assert_eq!(
             principal.scopes().collect::<Vec<_>>(),
             ["a", "b", "c d", "e"]
         );
         let payload = br#"{"scope":["x"],"scp":"y z"}"#;
-        let principal = Principal::new(&Claims::parse(payload).unwrap(), 0, None, payload);
+        let principal = Principal::new(&Claims::parse(payload).unwrap(), 0, 0, None, payload);
         assert_eq!(principal.scopes().collect::<Vec<_>>(), ["x", "y", "z"]);
     }
 
@@ -949,7 +1133,7 @@ mod tests {
         }
         let fine = br#"{"email":"a","org":{"id":1,"name":"\u00e9"},"list":[1,2.5,null,true,{}]}"#;
         let claims = Claims::parse(fine).unwrap();
-        let principal = Principal::new(&claims, 0, None, fine);
+        let principal = Principal::new(&claims, 0, 0, None, fine);
         let value: serde_json::Value = principal.claims().unwrap();
         assert_eq!(value["org"]["name"], "\u{e9}");
     }

@@ -44,13 +44,13 @@ impl Availability {
         self == Availability::Usable
     }
 
-    /// Why a call is refused while the store is in this state.
-    pub fn refusal(self) -> AuthError {
+    /// Why a call to `issuer` is refused while its store is in this state.
+    pub fn refusal(self, issuer: Arc<str>) -> AuthError {
         match self {
-            Availability::NoUsableKey => AuthError::NoUsableKey,
-            Availability::Stale => AuthError::KeysStale,
+            Availability::NoUsableKey => AuthError::NoUsableKey(issuer),
+            Availability::Stale => AuthError::KeysStale(issuer),
             // `Usable` only in a race with the first publish.
-            Availability::NotLoaded | Availability::Usable => AuthError::KeysNotLoaded,
+            Availability::NotLoaded | Availability::Usable => AuthError::KeysNotLoaded(issuer),
         }
     }
 
@@ -233,6 +233,11 @@ impl KeyStore {
         if !self.refresh_asked.swap(true, Ordering::AcqRel) {
             self.wake.notify_one();
         }
+    }
+
+    /// Whether a request has asked for an early fetch that has not begun yet.
+    pub fn refresh_asked(&self) -> bool {
+        self.refresh_asked.load(Ordering::Acquire)
     }
 
     /// Resolves once the first key set has been published (even one that

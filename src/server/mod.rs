@@ -24,7 +24,7 @@ pub mod pb {
 
 use crate::{
     error::StartupError,
-    gate::auth::{AuthInterceptor, ScopePolicy},
+    gate::auth::{AuthInterceptor, ScopePolicy, TrustedIssuer},
     gate::validate::{ValidationConfig, Validator},
     keys::refresher::{JwksSource, KeyStore, RefreshConfig, Refresher},
     server::metrics::{GrpcMetrics, GrpcMetricsLayer, Metrics},
@@ -37,11 +37,9 @@ use crate::{
 pub struct ServerConfig {
     /// Where gRPC is served.
     pub listen: SocketAddr,
-    /// Issuer, audiences and leeway.
-    pub validation: ValidationConfig,
-    /// Where the key set comes from.
-    pub jwks: JwksSource,
-    /// How the key set is refreshed.
+    /// The issuers trusted, each with its own key set; at least one.
+    pub issuers: Vec<IssuerConfig>,
+    /// How each issuer's key set is refreshed.
     pub refresh: RefreshConfig,
     /// Which scopes each method needs.
     pub policy: ScopePolicy,
@@ -55,6 +53,89 @@ pub struct ServerConfig {
     pub metrics_listen: Option<SocketAddr>,
     /// How the server stops.
     pub drain: Drain,
+}
+
+/// One trusted issuer: what its tokens must say, and where its keys come from.
+#[derive(Debug, Clone)]
+pub struct IssuerConfig {
+    /// The exact `iss`, the audiences accepted and the leeway.
+    pub validation: ValidationConfig,
+    /// Where its key set comes from.
+    pub jwks: JwksSource,
+}
+
+impl IssuerConfig {
+    /// An issuer whose keys come through its OIDC discovery (the usual
+    /// `{issuer}.well-known/jwks.json` when it has none).
+    pub fn discovered(
+        issuer: &str,
+        audiences: Vec<String>,
+        leeway: Duration,
+    ) -> Result<IssuerConfig, crate::error::UrlError> {
+        let url = crate::net::parse_issuer_url("issuer", issuer)?;
+        Ok(IssuerConfig {
+            validation: ValidationConfig {
+                issuer: issuer.to_owned(),
+                audiences,
+                leeway,
+                require_typ: None,
+            },
+            jwks: JwksSource::Discovery {
+                issuer: issuer.to_owned(),
+                url,
+            },
+        })
+    }
+}
+
+impl ServerConfig {
+    /// Checks what can be checked without the network or binding: the
+    /// issuers (at least one, none twice, each with an audience), the
+    /// refresh intervals, and the TLS files, which are read and parsed.
+    pub fn check(&self) -> Result<(), StartupError> {
+        self.check_and_load_tls().map(drop)
+    }
+
+    fn check_and_load_tls(&self) -> Result<Option<ServerTlsConfig>, StartupError> {
+        if self.refresh.min_interval > self.refresh.interval {
+            return Err(StartupError::Config(format!(
+                "--jwks-min-refresh-interval ({:?}) exceeds --jwks-refresh-interval ({:?})",
+                self.refresh.min_interval, self.refresh.interval
+            )));
+        }
+        if self.refresh.max_stale < self.refresh.interval.saturating_mul(2) {
+            return Err(StartupError::Config(format!(
+                "--jwks-max-stale ({:?}) must be at least twice --jwks-refresh-interval ({:?}), \
+                 or one late refresh would drop the key set",
+                self.refresh.max_stale, self.refresh.interval
+            )));
+        }
+        if self.issuers.is_empty() {
+            return Err(StartupError::Config(
+                "at least one issuer is required".into(),
+            ));
+        }
+        for (i, issuer) in self.issuers.iter().enumerate() {
+            let name = &issuer.validation.issuer;
+            if self.issuers[..i]
+                .iter()
+                .any(|o| o.validation.issuer == *name)
+            {
+                return Err(StartupError::Config(format!(
+                    "issuer `{name}` is configured twice"
+                )));
+            }
+            if issuer.validation.audiences.is_empty() {
+                return Err(StartupError::Config(format!(
+                    "at least one audience is required (issuer `{name}` has none)"
+                )));
+            }
+        }
+        self.tls
+            .as_ref()
+            .map(|files| load_tls(files, self.limits.handshake_timeout))
+            .transpose()
+    }
 }
 
 /// How the server stops once asked: health turns `NOT_SERVING` at once,
@@ -131,8 +212,8 @@ pub struct Application {
     local_addr: SocketAddr,
     /// The metrics listener and its address, when metrics are on.
     metrics_listener: Option<(TcpListener, SocketAddr)>,
-    keys: Arc<KeyStore>,
-    refresher: Refresher,
+    /// Each issuer's refresher, which alone writes its key store.
+    refreshers: Vec<(String, Refresher)>,
     interceptor: AuthInterceptor,
     grpc_metrics: Arc<GrpcMetrics>,
     tls: Option<ServerTlsConfig>,
@@ -178,41 +259,28 @@ impl Application {
             addr: config.listen.to_string(),
             source,
         })?;
-        let tls = config
-            .tls
-            .as_ref()
-            .map(|files| load_tls(files, config.limits.handshake_timeout))
-            .transpose()?;
-        if config.refresh.min_interval > config.refresh.interval {
-            return Err(StartupError::Config(format!(
-                "--jwks-min-refresh-interval ({:?}) exceeds --jwks-refresh-interval ({:?})",
-                config.refresh.min_interval, config.refresh.interval
-            )));
-        }
-        if config.refresh.max_stale < config.refresh.interval.saturating_mul(2) {
-            return Err(StartupError::Config(format!(
-                "--jwks-max-stale ({:?}) must be at least twice --jwks-refresh-interval ({:?}), \
-                 or one late refresh would drop the key set",
-                config.refresh.max_stale, config.refresh.interval
-            )));
-        }
-        if config.validation.audiences.is_empty() {
-            return Err(StartupError::Config(
-                "at least one audience is required".into(),
-            ));
-        }
+        let tls = config.check_and_load_tls()?;
         let metrics_listener = config
             .metrics_listen
             .map(|addr| bind_now(addr, "metrics"))
             .transpose()?;
         let grpc_metrics = GrpcMetrics::from_descriptor_sets(&descriptor_sets())
             .map_err(|e| StartupError::Config(format!("descriptor sets: {e}")))?;
-        let keys = KeyStore::for_issuer(&config.validation.issuer);
-        let refresher = Refresher::new(keys.clone(), config.jwks.clone(), config.refresh.clone())
-            .map_err(StartupError::HttpClient)?;
-        let interceptor = AuthInterceptor::with_token_cache(
-            Validator::new(config.validation.clone()),
-            keys.clone(),
+        let mut refreshers = Vec::with_capacity(config.issuers.len());
+        let mut trusted = Vec::with_capacity(config.issuers.len());
+        for issuer in &config.issuers {
+            let keys = KeyStore::for_issuer(&issuer.validation.issuer);
+            let refresher =
+                Refresher::new(keys.clone(), issuer.jwks.clone(), config.refresh.clone())
+                    .map_err(StartupError::HttpClient)?;
+            refreshers.push((issuer.validation.issuer.clone(), refresher));
+            trusted.push(TrustedIssuer::new(
+                Validator::new(issuer.validation.clone()),
+                keys,
+            ));
+        }
+        let interceptor = AuthInterceptor::with_issuers(
+            trusted,
             config.policy.clone(),
             config.token_cache_entries,
         );
@@ -220,8 +288,7 @@ impl Application {
             listener,
             local_addr,
             metrics_listener,
-            keys,
-            refresher,
+            refreshers,
             interceptor,
             grpc_metrics: Arc::new(grpc_metrics),
             tls,
@@ -235,9 +302,17 @@ impl Application {
         self.local_addr
     }
 
-    /// The key store the gate reads.
+    /// The key store the gate reads for the first issuer configured.
     pub fn keys(&self) -> Arc<KeyStore> {
-        self.keys.clone()
+        self.interceptor.issuers()[0].keys().clone()
+    }
+
+    /// Each issuer configured, with the key store the gate reads for it.
+    pub fn key_stores(&self) -> impl Iterator<Item = (&str, &Arc<KeyStore>)> {
+        self.interceptor
+            .issuers()
+            .iter()
+            .map(|issuer| (issuer.issuer(), issuer.keys()))
     }
 
     /// Where metrics are served, when they are (useful with port 0).
@@ -272,8 +347,7 @@ impl Application {
         let Application {
             listener,
             metrics_listener,
-            keys,
-            refresher,
+            refreshers,
             interceptor,
             grpc_metrics,
             tls,
@@ -282,11 +356,16 @@ impl Application {
             ..
         } = self;
 
+        let stores: Vec<Arc<KeyStore>> = interceptor
+            .issuers()
+            .iter()
+            .map(|issuer| issuer.keys().clone())
+            .collect();
         let metrics_server = metrics_listener.map(|(listener, _)| {
             let metrics = Arc::new(Metrics::new(
                 grpc_metrics.clone(),
                 interceptor.clone(),
-                vec![keys.clone()],
+                stores.clone(),
             ));
             tokio::spawn(metrics::serve(listener, metrics, std::future::pending()))
         });
@@ -306,17 +385,36 @@ impl Application {
         reporter
             .set_service_status(LIVENESS_SERVICE, ServingStatus::Serving)
             .await;
-        let refresher = tokio::spawn(refresher.run());
-        // Serving exactly while the key set can check tokens: from the first
-        // usable set, not while the issuer lists no usable key or the set has
-        // gone stale, and again once keys are back.
+        let refreshers: Vec<_> = refreshers
+            .into_iter()
+            .map(|(issuer, refresher)| {
+                let span = tracing::info_span!("jwks", issuer = %issuer);
+                tokio::spawn(tracing::Instrument::instrument(refresher.run(), span))
+            })
+            .collect();
+        // Serving exactly while some issuer's key set can check tokens: from
+        // the first usable set, not while every issuer lists no usable key or
+        // has gone stale, and again once keys are back. A change in any
+        // store wakes the task, which then looks at them all.
+        let changed = Arc::new(tokio::sync::Notify::new());
+        let mut watchers = tokio::task::JoinSet::new();
+        for store in &stores {
+            let (mut availability, changed) = (store.watch(), changed.clone());
+            watchers.spawn(async move {
+                // The sender lives in the key store, which `stores` holds.
+                while availability.changed().await.is_ok() {
+                    changed.notify_one();
+                }
+            });
+        }
         let ready = {
             let reporter = reporter.clone();
             tokio::spawn(async move {
-                let mut availability = keys.watch();
+                // Dropping the set (when this task is aborted) stops the watchers.
+                let _watchers = watchers;
                 let mut serving = false;
                 loop {
-                    let usable = availability.borrow_and_update().is_usable();
+                    let usable = stores.iter().any(|s| s.availability().is_usable());
                     if usable != serving {
                         serving = usable;
                         type Guarded = PrivateServiceServer<PrivateService>;
@@ -332,10 +430,7 @@ impl Application {
                                 .await;
                         }
                     }
-                    // The sender lives in the key store, which this task holds.
-                    if availability.changed().await.is_err() {
-                        break;
-                    }
+                    changed.notified().await;
                 }
             })
         };
@@ -424,7 +519,9 @@ impl Application {
                 Ok(())
             }
         };
-        refresher.abort();
+        for refresher in refreshers {
+            refresher.abort();
+        }
         ready.abort();
         if let Some(metrics_server) = metrics_server {
             metrics_server.abort();

@@ -6,7 +6,7 @@ use std::time::Duration;
 use authgate::{
     gate::cache::TokenCache,
     gate::validate::{ValidationConfig, Validator},
-    keys::{Algorithm, KeySet},
+    keys::{Algorithm, KeySet, KeyStore},
 };
 use serde_json::json;
 
@@ -27,14 +27,16 @@ async fn the_cache_is_bounded_exact_and_follows_the_key_set() {
     let issuer = spawn_issuer().await;
     let rsa = issuer.current_kid();
     let ed = issuer.add_key(Algorithm::EdDSA);
-    let keys = key_set(&issuer, &[&rsa, &ed], None);
+    let store = KeyStore::new();
+    store.publish(key_set(&issuer, &[&rsa, &ed], None));
+    let keys = store.load().clone().expect("published");
     let validator = Validator::new(ValidationConfig {
         issuer: issuer.url().to_owned(),
         audiences: vec![issuer.audience().to_owned()],
         leeway: Duration::from_secs(30),
         require_typ: None,
     });
-    let cache = TokenCache::new(64, validator.leeway()).unwrap();
+    let cache = TokenCache::new(64).unwrap();
     let t = now();
 
     // A thousand distinct valid tokens: never more than 64 entries.
@@ -42,12 +44,12 @@ async fn the_cache_is_bounded_exact_and_follows_the_key_set() {
     for i in 0..1000 {
         let token = issuer.mint_with(&ed, &issuer.claims(&format!("user-{i}"), &[SCOPE]));
         let verified = validator.validate(&token, &keys, t).unwrap();
-        cache.insert(token.as_bytes(), &verified);
+        cache.insert(token.as_bytes(), &verified, &store);
         last = token;
     }
     assert!(cache.len() <= 64, "{} entries", cache.len());
     let hit = cache
-        .get(last.as_bytes(), &keys, t)
+        .get(last.as_bytes(), t)
         .expect("the last token is cached");
     assert_eq!(hit.subject(), "user-999");
 
@@ -55,33 +57,29 @@ async fn the_cache_is_bounded_exact_and_follows_the_key_set() {
     let mut tampered = last.clone().into_bytes();
     let i = tampered.len() - 5;
     tampered[i] = if tampered[i] == b'A' { b'B' } else { b'A' };
-    assert!(cache.get(&tampered, &keys, t).is_none());
-    assert!(
-        cache
-            .get(&last.as_bytes()[..last.len() - 1], &keys, t)
-            .is_none()
-    );
+    assert!(cache.get(&tampered, t).is_none());
+    assert!(cache.get(&last.as_bytes()[..last.len() - 1], t).is_none());
 
     // Dead at exp plus leeway.
     let exp = hit.expires_at();
-    assert!(cache.get(last.as_bytes(), &keys, exp + 29).is_some());
-    assert!(cache.get(last.as_bytes(), &keys, exp + 30).is_none());
+    assert!(cache.get(last.as_bytes(), exp + 29).is_some());
+    assert!(cache.get(last.as_bytes(), exp + 30).is_none());
 
     // A refresh that lists the key again keeps the entry; one without it drops it.
-    let same = key_set(&issuer, &[&rsa, &ed], Some(&keys));
+    store.publish(key_set(&issuer, &[&rsa, &ed], Some(&keys)));
     assert!(
-        cache.get(last.as_bytes(), &same, t).is_some(),
+        cache.get(last.as_bytes(), t).is_some(),
         "an unchanged key was rebuilt"
     );
-    let withdrawn = key_set(&issuer, &[&rsa], Some(&keys));
+    store.publish(key_set(&issuer, &[&rsa], Some(&keys)));
     assert!(
-        cache.get(last.as_bytes(), &withdrawn, t).is_none(),
+        cache.get(last.as_bytes(), t).is_none(),
         "a withdrawn key still serves"
     );
     // A new key under the old kid is another key.
     let mut impostor = issuer.jwk(&issuer.add_key(Algorithm::EdDSA)).unwrap();
     impostor["kid"] = ed.clone().into();
     let doc = json!({ "keys": [issuer.jwk(&rsa).unwrap(), impostor] }).to_string();
-    let replaced = KeySet::from_jwks(doc.as_bytes(), Some(&keys)).unwrap().0;
-    assert!(cache.get(last.as_bytes(), &replaced, t).is_none());
+    store.publish(KeySet::from_jwks(doc.as_bytes(), Some(&keys)).unwrap().0);
+    assert!(cache.get(last.as_bytes(), t).is_none());
 }

@@ -14,12 +14,19 @@ use crate::common::{SCOPE, eventually, free_port, spawn_issuer};
 
 pub(crate) fn authgate() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_authgate"));
-    command
-        .env_remove("AUTH0_DOMAIN")
-        .env_remove("AUTH0_AUDIENCE")
-        .env_remove("AUTHGATE_ISSUER")
-        .env_remove("AUTHGATE_AUDIENCE")
-        .env("RUST_LOG", "warn");
+    for name in [
+        "AUTH0_DOMAIN",
+        "AUTH0_AUDIENCE",
+        "AUTHGATE_ISSUER",
+        "AUTHGATE_AUDIENCE",
+        "AUTHGATE_CONFIG",
+        "AUTHGATE_LISTEN",
+        "AUTHGATE_JWKS_URL",
+        "AUTHGATE_REQUIRE_SCOPE",
+    ] {
+        command.env_remove(name);
+    }
+    command.env("RUST_LOG", "warn");
     command
 }
 
@@ -191,8 +198,8 @@ async fn serve_drains_on_sigterm_then_exits_zero() {
     assert_eq!(status.code(), Some(0), "{status:?}");
 }
 
-#[tokio::test]
-async fn dev_prints_a_token_and_a_grpcurl_command_that_work() {
+/// Starts `authgate dev` with `args` and reads its banner up to the last line.
+async fn dev_banner(args: &[&str]) -> (Child, Vec<String>) {
     let mut child = authgate()
         .args([
             "dev",
@@ -201,6 +208,7 @@ async fn dev_prints_a_token_and_a_grpcurl_command_that_work() {
             "--issuer-listen",
             "127.0.0.1:0",
         ])
+        .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -222,6 +230,13 @@ async fn dev_prints_a_token_and_a_grpcurl_command_that_work() {
         .await
         .expect("dev printed its banner")
         .unwrap();
+    (child, lines)
+}
+
+#[tokio::test]
+async fn dev_prints_a_token_and_a_grpcurl_command_that_work() {
+    let (child, lines) = dev_banner(&[]).await;
+    let mut child = child;
     let grpcurl = lines
         .iter()
         .find(|l| l.trim_start().starts_with("grpcurl -plaintext -H"))
@@ -252,6 +267,43 @@ async fn dev_prints_a_token_and_a_grpcurl_command_that_work() {
     );
     let refused = call(addr, "not-a-token").await.unwrap_err();
     assert_eq!(refused.code(), tonic::Code::Unauthenticated);
+
+    signal(&child, libc::SIGINT);
+    let status = wait(&mut child, Duration::from_secs(10)).await;
+    assert_eq!(status.code(), Some(0), "{status:?}");
+}
+
+#[tokio::test]
+async fn dev_with_a_second_issuer_prints_a_working_token_from_each() {
+    let (mut child, lines) =
+        dev_banner(&["--second-issuer", "--second-issuer-listen", "127.0.0.1:0"]).await;
+    let field = |name: &str| {
+        lines
+            .iter()
+            .find_map(|l| l.trim().strip_prefix(name).map(|v| v.trim().to_owned()))
+            .unwrap_or_else(|| panic!("no `{name}` line in {lines:#?}"))
+    };
+    let (first, second) = (field("issuer "), field("second issuer "));
+    assert_ne!(first, second);
+    let commands: Vec<Vec<&str>> = lines
+        .iter()
+        .filter(|l| l.trim_start().starts_with("grpcurl -plaintext -H"))
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(commands.len(), 2, "{lines:#?}");
+    let mut issuers = Vec::new();
+    for words in &commands {
+        let (token, addr) = (words[5].trim_end_matches('\''), words[6]);
+        assert_eq!(call(addr, token).await.unwrap(), "authgate-dev@clients");
+        let payload = token.split('.').nth(1).unwrap();
+        let claims: serde_json::Value = serde_json::from_slice(
+            &base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, payload)
+                .unwrap(),
+        )
+        .unwrap();
+        issuers.push(claims["iss"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(issuers, [first, second], "one token from each issuer");
 
     signal(&child, libc::SIGINT);
     let status = wait(&mut child, Duration::from_secs(10)).await;

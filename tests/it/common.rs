@@ -14,7 +14,7 @@ use authgate::{
     issuer::{DevIssuer, DevIssuerConfig},
     keys::refresher::{JwksSource, KeyStore, RefreshConfig},
     pb::{GetPrivateRequest, GetPrivateResponse, private_service_client::PrivateServiceClient},
-    server::{Application, Drain, Limits, ServerConfig, TlsFiles},
+    server::{Application, Drain, IssuerConfig, Limits, ServerConfig, TlsFiles},
 };
 use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
 use tonic::{Code, Request, Status, metadata::MetadataValue, transport::Channel};
@@ -83,12 +83,18 @@ impl Default for Options {
     }
 }
 
-/// A running server with its own issuer.
+/// A running server with its own issuer (or several).
 pub struct TestApp {
+    /// The first issuer trusted.
     pub issuer: DevIssuer,
+    /// The other dev issuers trusted, in the order configured after the first.
+    pub others: Vec<DevIssuer>,
     pub addr: SocketAddr,
     pub metrics_addr: Option<SocketAddr>,
+    /// The first issuer's key store.
     pub keys: Arc<KeyStore>,
+    /// Every issuer's key store, in the order configured.
+    pub stores: Vec<Arc<KeyStore>>,
     /// Begins draining: health turns NOT_SERVING, calls are still served.
     drain: Option<oneshot::Sender<()>>,
     /// Ends the drain: the listener closes, calls in flight finish.
@@ -124,23 +130,66 @@ pub async fn spawn_app_for_issuer_url(
     options: Options,
     issuer_url: &str,
 ) -> TestApp {
-    init_tracing();
     let jwks = match &options.jwks_url {
         Some(url) => JwksSource::Url(url.parse().unwrap()),
-        None => JwksSource::Discovery {
-            issuer: issuer_url.to_owned(),
-            url: issuer_url.parse().unwrap(),
-        },
+        None => discovery(issuer_url),
     };
-    let config = ServerConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
+    let config = issuer_config(issuer_url, issuer.audience(), &options, jwks);
+    spawn_server(issuer, Vec::new(), vec![config], 1, options).await
+}
+
+/// A server trusting each of `issuers`, by discovery, in this order, then
+/// each URL of `also`, where no issuer may be running yet. With
+/// `wait_for_keys`, returns once every one of `issuers` has loaded.
+pub async fn spawn_app_trusting(
+    issuers: Vec<DevIssuer>,
+    also: &[String],
+    options: Options,
+) -> TestApp {
+    let audience = issuers[0].audience().to_owned();
+    let urls = issuers
+        .iter()
+        .map(|i| i.url().to_owned())
+        .chain(also.iter().cloned());
+    let configs = urls
+        .map(|url| issuer_config(&url, &audience, &options, discovery(&url)))
+        .collect();
+    let running = issuers.len();
+    let mut issuers = issuers.into_iter();
+    let first = issuers.next().expect("at least one issuer");
+    spawn_server(first, issuers.collect(), configs, running, options).await
+}
+
+fn discovery(url: &str) -> JwksSource {
+    JwksSource::Discovery {
+        issuer: url.to_owned(),
+        url: url.parse().unwrap(),
+    }
+}
+
+fn issuer_config(url: &str, audience: &str, options: &Options, jwks: JwksSource) -> IssuerConfig {
+    IssuerConfig {
         validation: ValidationConfig {
-            issuer: issuer_url.to_owned(),
-            audiences: vec![issuer.audience().to_owned()],
+            issuer: url.to_owned(),
+            audiences: vec![audience.to_owned()],
             leeway: options.leeway,
-            require_typ: options.require_typ,
+            require_typ: options.require_typ.clone(),
         },
         jwks,
+    }
+}
+
+async fn spawn_server(
+    issuer: DevIssuer,
+    others: Vec<DevIssuer>,
+    issuers: Vec<IssuerConfig>,
+    running: usize,
+    options: Options,
+) -> TestApp {
+    init_tracing();
+    let config = ServerConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        issuers,
         refresh: options.refresh,
         policy: ScopePolicy::new(options.rules),
         tls: options.tls,
@@ -154,6 +203,7 @@ pub async fn spawn_app_for_issuer_url(
     let addr = app.local_addr();
     let metrics_addr = app.metrics_addr();
     let keys = app.keys();
+    let stores: Vec<Arc<KeyStore>> = app.key_stores().map(|(_, k)| k.clone()).collect();
     let (drain_tx, drain_rx) = oneshot::channel();
     let (close_tx, close_rx) = oneshot::channel();
     let server = tokio::spawn(async move {
@@ -169,15 +219,19 @@ pub async fn spawn_app_for_issuer_url(
         .expect("the server runs");
     });
     if options.wait_for_keys {
-        tokio::time::timeout(Duration::from_secs(10), keys.wait_loaded())
-            .await
-            .expect("the key set loads");
+        for store in &stores[..running] {
+            tokio::time::timeout(Duration::from_secs(10), store.wait_loaded())
+                .await
+                .expect("the key set loads");
+        }
     }
     TestApp {
         issuer,
+        others,
         addr,
         metrics_addr,
         keys,
+        stores,
         drain: Some(drain_tx),
         close: Some(close_tx),
         server,

@@ -119,3 +119,142 @@ async fn a_scope_array_passes_where_no_scope_is_required() {
     let response = app.call(&app.issuer.mint(&claims)).await.unwrap();
     assert_eq!(response.scopes, ["User.Read", "profile"]);
 }
+
+fn rules(rules: &[&str]) -> Options {
+    Options {
+        rules: rules.iter().map(|r| r.parse().unwrap()).collect(),
+        ..Options::default()
+    }
+}
+
+/// Calls with a token granted `scopes`, and returns the code and message.
+async fn outcome(app: &crate::common::TestApp, scopes: &[&str]) -> (Code, String) {
+    let token = app.issuer.mint(&app.issuer.claims("u", scopes));
+    match app.call(&token).await {
+        Ok(_) => (Code::Ok, String::new()),
+        Err(status) => (status.code(), status.message().to_owned()),
+    }
+}
+
+#[tokio::test]
+async fn any_one_of_a_rules_scopes_will_do() {
+    let app = spawn_app_with(rules(&[&format!("{GET_PRIVATE}={SCOPE}|admin")])).await;
+    for granted in [&[SCOPE][..], &["admin"], &["admin", SCOPE], &["x", "admin"]] {
+        assert_eq!(outcome(&app, granted).await.0, Code::Ok, "{granted:?}");
+    }
+    let needs = format!("missing required scope: needs one of {SCOPE}, admin");
+    for granted in [
+        &[][..],
+        &["x"],
+        &["read:private|admin"],
+        &["Admin"],
+        &["admin:x"],
+    ] {
+        assert_eq!(
+            outcome(&app, granted).await,
+            (Code::PermissionDenied, needs.clone()),
+            "{granted:?}"
+        );
+    }
+    // Through `permissions` as well.
+    let mut claims = app.issuer.claims("u", &[]);
+    claims["permissions"] = json!(["admin"]);
+    assert!(app.call(&app.issuer.mint(&claims)).await.is_ok());
+}
+
+#[tokio::test]
+async fn a_service_rule_covers_every_method_of_that_service_only() {
+    let app = spawn_app_with(rules(&[
+        "/authgate.v1.PrivateService/*=svc",
+        "/other.v1.Elsewhere/*=never-granted",
+        "/authgate.v1.PrivateService/SomethingElse=never-granted",
+    ]))
+    .await;
+    assert_eq!(outcome(&app, &["svc"]).await.0, Code::Ok);
+    for granted in [&[][..], &[SCOPE], &["svc:read"], &["never-granted"]] {
+        assert_eq!(
+            outcome(&app, granted).await,
+            (
+                Code::PermissionDenied,
+                "missing required scope `svc`".to_owned()
+            ),
+            "{granted:?}"
+        );
+    }
+    // Another method of the service (no handler behind it): the service
+    // rule and its own rule both apply, and without a token it is refused.
+    let call_path = |path: &'static str, token: Option<String>| {
+        let channel = app.channel();
+        async move {
+            let mut client = tonic::client::Grpc::new(channel.await);
+            client.ready().await.unwrap();
+            let mut request = tonic::Request::new(authgate::pb::GetPrivateRequest {});
+            if let Some(token) = token {
+                let value = format!("Bearer {token}").parse().unwrap();
+                request.metadata_mut().insert("authorization", value);
+            }
+            client
+                .unary::<_, authgate::pb::GetPrivateResponse, _>(
+                    request,
+                    path.parse().unwrap(),
+                    tonic_prost::ProstCodec::default(),
+                )
+                .await
+                .unwrap_err()
+        }
+    };
+    let call = |token| call_path("/authgate.v1.PrivateService/SomethingElse", token);
+    let with = |scopes: &[&str]| Some(app.issuer.mint(&app.issuer.claims("u", scopes)));
+    let status = call(with(&["svc"])).await;
+    assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+    assert_eq!(status.message(), "missing required scope `never-granted`");
+    let status = call(with(&["never-granted"])).await;
+    assert_eq!(status.message(), "missing required scope `svc`");
+    let status = call(with(&["svc", "never-granted"])).await;
+    assert_eq!(status.code(), Code::Unimplemented, "{status:?}");
+    assert_eq!(call(None).await.code(), Code::Unauthenticated);
+    // The service is the path's first segment, however many follow.
+    let nested = call_path(
+        "/authgate.v1.PrivateService/Nested/GetPrivate",
+        with(&[SCOPE]),
+    )
+    .await;
+    assert_eq!(
+        nested.message(),
+        "missing required scope `svc`",
+        "{nested:?}"
+    );
+}
+
+#[tokio::test]
+async fn method_and_service_rules_both_apply() {
+    let app = spawn_app_with(rules(&[
+        &format!("{GET_PRIVATE}={SCOPE}"),
+        "/authgate.v1.PrivateService/*=svc|admin",
+        &format!("{GET_PRIVATE}=audit|admin"),
+    ]))
+    .await;
+    for granted in [&[SCOPE, "svc", "audit"][..], &[SCOPE, "admin"]] {
+        assert_eq!(outcome(&app, granted).await.0, Code::Ok, "{granted:?}");
+    }
+    let missing_read = format!("missing required scope `{SCOPE}`");
+    for (granted, says) in [
+        (&["svc", "audit"][..], missing_read.as_str()),
+        (&["admin"], &missing_read),
+        (
+            &[SCOPE, "svc"],
+            "missing required scope: needs one of audit, admin",
+        ),
+        (
+            &[SCOPE, "audit"],
+            "missing required scope: needs one of svc, admin",
+        ),
+        (&[], &missing_read),
+    ] {
+        assert_eq!(
+            outcome(&app, granted).await,
+            (Code::PermissionDenied, says.to_owned()),
+            "{granted:?}"
+        );
+    }
+}

@@ -1,0 +1,298 @@
+//! The `--config` file, through the binary as users run it: the example in
+//! the repository loads, an unknown key is an error that names its line, the
+//! flags and environment override the file, `--check` redacts, and a server
+//! started from a file trusts each of its issuers with its own settings.
+
+use std::{path::PathBuf, process::Stdio, time::Duration};
+
+use authgate::{
+    cli::Settings,
+    issuer::{DevIssuer, DevIssuerConfig},
+};
+
+use crate::{
+    cli::{authgate, call, signal, wait},
+    common::{SCOPE, eventually, free_port, spawn_issuer},
+};
+
+fn example() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/authgate.toml")
+}
+
+fn write(name: &str, text: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("authgate-config-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// Runs `authgate serve --check` with these arguments: exit code, stdout, stderr.
+fn check(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    let output = authgate()
+        .args(["serve", "--check"])
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn the_example_file_loads_and_checks() {
+    let settings = Settings::load(&example()).unwrap();
+    assert_eq!(settings.issuers.len(), 3);
+    let config = settings.with_defaults().server_config().unwrap();
+    config.check().unwrap();
+    let partner = &config.issuers[2].validation;
+    assert_eq!(partner.audiences, ["https://api.example.com/partners"]);
+    assert_eq!(partner.leeway, Duration::from_secs(60));
+    assert_eq!(
+        config.issuers[0].validation.audiences,
+        ["https://api.example.com"]
+    );
+
+    let (code, stdout, stderr) = check(&["--config", example().to_str().unwrap()], &[]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("the configuration is valid"), "{stdout}");
+    // What it prints is a config file with the same effective settings.
+    let printed = Settings::parse(&stdout).unwrap();
+    assert_eq!(printed, Settings::load(&example()).unwrap().with_defaults());
+}
+
+#[test]
+fn an_unknown_key_is_an_error_that_names_its_line() {
+    let path = write(
+        "typo.toml",
+        "audience = \"https://api.example.com\"\n\
+         require-scopes = [\"/a.S/M=x\"]\n\
+         [[issuer]]\nurl = \"https://t.auth0.com/\"\n",
+    );
+    let (code, stdout, stderr) = check(&["--config", path.to_str().unwrap()], &[]);
+    assert_eq!(code, 2, "{stdout}");
+    assert!(stderr.contains("line 2"), "{stderr}");
+    assert!(
+        stderr.contains("unknown field `require-scopes`"),
+        "{stderr}"
+    );
+    assert!(stdout.is_empty());
+
+    let path = write(
+        "issuer-typo.toml",
+        "audience = \"a\"\n[[issuer]]\nurl = \"https://t.auth0.com/\"\nleway = \"5s\"\n",
+    );
+    let (code, _, stderr) = check(&["--config", path.to_str().unwrap()], &[]);
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains("line 4") && stderr.contains("`leway`"),
+        "{stderr}"
+    );
+
+    let (code, _, stderr) = check(&["--config", "/nonexistent/authgate.toml"], &[]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("cannot read the config file"), "{stderr}");
+}
+
+#[test]
+fn flags_beat_environment_beat_the_file() {
+    let path = write(
+        "precedence.toml",
+        "listen = \"127.0.0.1:7001\"\n\
+         audience = \"from-file\"\n\
+         leeway = \"11s\"\n\
+         require-scope = \"/a.S/M=file\"\n\
+         [[issuer]]\nurl = \"https://one.example/\"\n\
+         [[issuer]]\nurl = \"https://two.example/\"\naudience = \"two-own\"\nleeway = \"3s\"\n",
+    );
+    let config = path.to_str().unwrap();
+    let effective = |args: &[&str], env: &[(&str, &str)]| {
+        let (code, stdout, stderr) = check(args, env);
+        assert_eq!(code, 0, "{args:?} {env:?}: {stderr}");
+        Settings::parse(&stdout).unwrap()
+    };
+
+    // The file alone; AUTHGATE_CONFIG names it as --config does.
+    let s = effective(&[], &[("AUTHGATE_CONFIG", config)]);
+    assert_eq!(s.listen, Some("127.0.0.1:7001".parse().unwrap()));
+    assert_eq!(s.issuers[0].audience, ["from-file"]);
+    assert_eq!(s.issuers[1].audience, ["two-own"]);
+    assert_eq!(s.issuers[0].leeway.unwrap().0, Duration::from_secs(11));
+    assert_eq!(s.issuers[1].leeway.unwrap().0, Duration::from_secs(3));
+
+    // The environment beats the file; the flag beats the environment. An
+    // issuer's own audience and leeway still beat the top-level ones.
+    let env = [
+        ("AUTHGATE_AUDIENCE", "from-env"),
+        ("AUTHGATE_LISTEN", "127.0.0.1:7002"),
+    ];
+    let s = effective(&["--config", config], &env);
+    assert_eq!(s.listen, Some("127.0.0.1:7002".parse().unwrap()));
+    assert_eq!(s.issuers[0].audience, ["from-env"]);
+    assert_eq!(s.issuers[1].audience, ["two-own"]);
+    let s = effective(
+        &[
+            "--config",
+            config,
+            "--audience",
+            "from-flag",
+            "--listen",
+            "127.0.0.1:7003",
+            "--leeway",
+            "7s",
+        ],
+        &env,
+    );
+    assert_eq!(s.listen, Some("127.0.0.1:7003".parse().unwrap()));
+    assert_eq!(s.issuers[0].audience, ["from-flag"]);
+    assert_eq!(s.issuers[0].leeway.unwrap().0, Duration::from_secs(7));
+    assert_eq!(s.issuers[1].leeway.unwrap().0, Duration::from_secs(3));
+
+    // --issuer replaces the file's list; an issuer in both keeps its table.
+    let s = effective(
+        &[
+            "--config",
+            config,
+            "--issuer",
+            "https://two.example/",
+            "--issuer",
+            "https://three.example/",
+        ],
+        &[],
+    );
+    let urls: Vec<&str> = s.issuers.iter().map(|i| i.url.as_str()).collect();
+    assert_eq!(urls, ["https://two.example/", "https://three.example/"]);
+    assert_eq!(s.issuers[0].audience, ["two-own"]);
+    let s = effective(
+        &["--config", config],
+        &[("AUTHGATE_ISSUER", "https://a.example/,https://b.example/")],
+    );
+    assert_eq!(s.issuers.len(), 2);
+    assert_eq!(s.issuers[1].url, "https://b.example/");
+
+    // Scope rules add up: the command line's never drop the file's.
+    let s = effective(&["--config", config, "--require-scope", "/a.S/N=flag"], &[]);
+    let rules: Vec<String> = s.require_scope.iter().map(|r| r.0.to_string()).collect();
+    assert_eq!(rules, ["/a.S/M=file", "/a.S/N=flag"]);
+}
+
+#[test]
+fn check_refuses_what_serve_would_and_exits_two() {
+    let cases: [(&str, &[&str], &str); 5] = [
+        (
+            "audience = \"a\"\n[[issuer]]\nurl = \"http://t.example/\"\n",
+            &[],
+            "must use https",
+        ),
+        ("audience = \"a\"\n", &[], "no issuer"),
+        (
+            "[[issuer]]\nurl = \"https://t.example/\"\n",
+            &[],
+            "no audience for issuer `https://t.example/`",
+        ),
+        (
+            "audience = \"a\"\n[[issuer]]\nurl = \"https://a.example/\"\n[[issuer]]\nurl = \"https://b.example/\"\n",
+            &["--jwks-url", "https://a.example/jwks"],
+            "is for one issuer",
+        ),
+        (
+            "audience = \"a\"\ntls-cert = \"/nonexistent/cert.pem\"\ntls-key = \"/nonexistent/key.pem\"\n[[issuer]]\nurl = \"https://a.example/\"\n",
+            &[],
+            "cannot read /nonexistent/cert.pem",
+        ),
+    ];
+    for (i, (text, args, says)) in cases.into_iter().enumerate() {
+        let path = write(&format!("bad-{i}.toml"), text);
+        let mut all = vec!["--config", path.to_str().unwrap()];
+        all.extend(args);
+        let (code, stdout, stderr) = check(&all, &[]);
+        assert_eq!(code, 2, "{text}: {stdout}");
+        assert!(stderr.contains(says), "{text}: {stderr}");
+    }
+}
+
+#[test]
+fn check_prints_urls_with_their_queries_redacted() {
+    let path = write(
+        "secret.toml",
+        "audience = \"a\"\n[[issuer]]\nurl = \"https://t.example/\"\n\
+         jwks-url = \"https://keys.example/jwks.json?sig=s3cr3t-signature&exp=1\"\n",
+    );
+    let (code, stdout, stderr) = check(&["--config", path.to_str().unwrap()], &[]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        !stdout.contains("s3cr3t") && !stderr.contains("s3cr3t"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("jwks-url = \"https://keys.example/jwks.json?<redacted>\""),
+        "{stdout}"
+    );
+}
+
+#[tokio::test]
+async fn a_server_from_a_file_trusts_each_issuer_with_its_own_audience() {
+    let first = spawn_issuer().await;
+    let partner = DevIssuer::start(DevIssuerConfig {
+        audience: "https://partners.authgate.test/api".into(),
+        ..DevIssuerConfig::for_tests()
+    })
+    .await
+    .unwrap();
+    let addr = free_port().await.to_string();
+    let path = write(
+        "serve.toml",
+        &format!(
+            "listen = \"{addr}\"\n\
+             audience = \"{}\"\n\
+             require-scope = [\"/authgate.v1.PrivateService/GetPrivate={SCOPE}|admin\"]\n\
+             [[issuer]]\nurl = \"{}\"\n\
+             [[issuer]]\nurl = \"{}\"\naudience = \"{}\"\n",
+            first.audience(),
+            first.url(),
+            partner.url(),
+            partner.audience(),
+        ),
+    );
+    let mut child = authgate()
+        .args(["serve", "--config", path.to_str().unwrap()])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let partner_token = partner.mint(&partner.claims("partner", &["admin"]));
+    let up = eventually(Duration::from_secs(10), || async {
+        call(&addr, &partner_token).await.is_ok()
+    })
+    .await;
+    assert!(up, "the server never accepted the partner's token");
+    let first_token = first.mint(&first.claims("first", &[SCOPE]));
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            call(&addr, &first_token).await.is_ok()
+        })
+        .await
+    );
+
+    // Each issuer's audience is its own: a partner token for the first
+    // issuer's audience is refused, and so on.
+    let mut claims = partner.claims("partner", &[SCOPE]);
+    claims["aud"] = first.audience().into();
+    let status = call(&addr, &partner.mint(&claims)).await.unwrap_err();
+    assert_eq!(status.message(), "token audience is not accepted");
+    let mut claims = first.claims("first", &[SCOPE]);
+    claims["aud"] = partner.audience().into();
+    let status = call(&addr, &first.mint(&claims)).await.unwrap_err();
+    assert_eq!(status.message(), "token audience is not accepted");
+    // The file's rule holds.
+    let status = call(&addr, &first.mint(&first.claims("first", &["other"])))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::PermissionDenied);
+
+    signal(&child, libc::SIGTERM);
+    let status = wait(&mut child, Duration::from_secs(10)).await;
+    assert_eq!(status.code(), Some(0), "{status:?}");
+}
