@@ -15,8 +15,9 @@ count() { # op n
   sed -n 's/^summary: //p' "$work/$1.$2.out"
 }
 declare -A per
-for op in bare_rs256 cold_rs256 jsonwebtoken_rs256 bare_ps256 cold_ps256 jsonwebtoken_ps256 cache_hit layer_hit metrics_layer_hit; do
-  n=500; case "$op" in cache_hit|layer_hit|metrics_layer_hit) n=20000 ;; esac
+for op in bare_rs256 cold_rs256 jsonwebtoken_rs256 bare_ps256 cold_ps256 jsonwebtoken_ps256 cache_hit layer_hit metrics_layer_hit \
+    gate_cold_rs256_1_issuer gate_cold_rs256_3_issuers cache_hit_3_issuers; do
+  n=500; case "$op" in cache_hit*|layer_hit|metrics_layer_hit) n=20000 ;; esac
   per[$op]=$(( $(count "$op" "$n") / n ))
   printf '%-22s %12d instructions\n' "$op" "${per[$op]}"
 done
@@ -29,3 +30,7 @@ echo "jsonwebtoken PS256 / bare PS256 verify:     $(ratio "${per[jsonwebtoken_ps
 echo "cold RS256 / cache hit:                     $(ratio "${per[cold_rs256]}" "${per[cache_hit]}")"
 echo "the gRPC metrics layer, per call:           $(( per[metrics_layer_hit] - per[layer_hit] )) instructions" \
   "($(ratio "${per[metrics_layer_hit]}" "${per[layer_hit]}") x the layered call it wraps; both build an http::Request)"
+echo "gate cold RS256, three issuers / one issuer:  $(ratio "${per[gate_cold_rs256_3_issuers]}" "${per[gate_cold_rs256_1_issuer]}")"
+echo "gate cold RS256, one issuer / bare verify:    $(ratio "${per[gate_cold_rs256_1_issuer]}" "${per[bare_rs256]}")"
+echo "gate cold RS256, three issuers / bare verify: $(ratio "${per[gate_cold_rs256_3_issuers]}" "${per[bare_rs256]}")"
+echo "cache hit, three issuers / one issuer:        $(ratio "${per[cache_hit_3_issuers]}" "${per[cache_hit]}")"

@@ -18,6 +18,9 @@
 #
 # The servers run with metrics on (--metrics-listen), as in production; the
 # server's /metrics is checked after the runs to have counted every call.
+# With ISSUERS=N (default 1) the server trusts N issuers, the token's last,
+# so every cold check first compares its `iss` with the N-1 others (their URLs
+# are loopback ports where nothing listens: their key sets never load).
 #
 # usage: benches/load.sh            (SECONDS_PER_RUN=10 by default)
 #        METRICS=off benches/load.sh    servers without --metrics-listen
@@ -54,10 +57,13 @@ for _ in $(seq 300); do [ -s "$work/issuer.txt" ] && break; sleep 0.1; done
 issuer=$(cat "$work/issuer.txt")
 audience=$(cat "$work/audience.txt")
 
+issuers=${ISSUERS:-1}
+others=()
+for i in $(seq 2 "$issuers"); do others+=(--issuer "http://127.0.0.1:$i/"); done
 serve() { # port, extra flags...
   local port=$1; shift
   if [ "$metrics" = on ]; then set -- "$@" --metrics-listen "127.0.0.1:$((port - 100))"; fi
-  RUST_LOG=warn "$authgate" serve --listen "127.0.0.1:$port" --issuer "$issuer" --audience "$audience" \
+  RUST_LOG=warn "$authgate" serve --listen "127.0.0.1:$port" "${others[@]}" --issuer "$issuer" --audience "$audience" \
     --require-scope /authgate.v1.PrivateService/GetPrivate=read:private "$@" >"$work/serve-$port.log" 2>&1 &
   pids+=($!)
   "$load" wait --addr "http://127.0.0.1:$port"
@@ -134,7 +140,7 @@ fi
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a != "-" && b != "-" && b > 0) printf "%.2f", a / b; else print "-" }'; }
 echo
 echo "machine: $(nproc) cores, $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1), $(uname -sr)"
-echo "authgate $("$authgate" --version | cut -d' ' -f2), server RSS after the runs: $rss"
+echo "authgate $("$authgate" --version | cut -d' ' -f2), trusting $issuers issuer(s), server RSS after the runs: $rss"
 printf '\n%-34s %10s %9s %9s %14s %8s %8s\n' scenario "calls/s" "p50 us" "p99 us" "OK/answered" "x health" "p99 x"
 row() { # label, name, baseline
   printf '%-34s %10s %9s %9s %14s %8s %8s\n' "$1" "${rps[$2]}" "${p50[$2]}" "${p99[$2]}" "${ok[$2]}" \

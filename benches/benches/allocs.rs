@@ -95,6 +95,20 @@ fn main() {
             assert!(uncached.check(METHOD, [value.as_bytes()]).is_ok())
         }),
     );
+    let three = fixture.interceptor_trusting(3, 4096);
+    let three_uncached = fixture.interceptor_trusting(3, 0);
+    report(
+        "  three issuers, cache hit",
+        per_call(20000, |_| {
+            assert!(three.check(METHOD, [value.as_bytes()]).is_ok())
+        }),
+    );
+    report(
+        "  three issuers, no cache (RS256)",
+        per_call(2000, |_| {
+            assert!(three_uncached.check(METHOD, [value.as_bytes()]).is_ok())
+        }),
+    );
     report(
         "AuthInterceptor::check, distinct tokens (insert)",
         per_call(1900, |i| {

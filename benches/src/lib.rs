@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use authgate::{
-    gate::auth::{AuthInterceptor, ScopePolicy},
+    gate::auth::{AuthInterceptor, ScopePolicy, TrustedIssuer},
     gate::validate::{ValidationConfig, Validator},
     issuer::{DevIssuer, DevIssuerConfig},
     keys::refresher::KeyStore,
@@ -107,6 +107,39 @@ impl Fixture {
             policy,
             cache_entries,
         )
+    }
+
+    /// The gate trusting `n` issuers, this fixture's last: a token is
+    /// matched against all the others' `iss` before its own. The others'
+    /// key sets hold the same keys, parsed on their own.
+    pub fn interceptor_trusting(&self, n: usize, cache_entries: usize) -> AuthInterceptor {
+        let policy = ScopePolicy::new([format!("{METHOD}={SCOPE}").parse().unwrap()]);
+        let jwks: Vec<_> = self
+            .kids
+            .iter()
+            .map(|(_, kid)| self.issuer.jwk(kid).unwrap())
+            .collect();
+        let document = serde_json::json!({ "keys": jwks }).to_string();
+        let mut issuers: Vec<TrustedIssuer> = (1..n)
+            .map(|i| {
+                let store = KeyStore::new();
+                store.publish(KeySet::from_jwks(document.as_bytes(), None).unwrap().0);
+                // As long as the real issuer's URL, differing only at its end:
+                // the comparison's worst case.
+                let url = format!("{}other-{i}/", self.issuer.url());
+                let validator = Validator::new(ValidationConfig {
+                    issuer: url,
+                    audiences: vec![self.issuer.audience().to_owned()],
+                    leeway: std::time::Duration::from_secs(30),
+                });
+                TrustedIssuer::new(validator, store)
+            })
+            .collect();
+        issuers.push(TrustedIssuer::new(
+            self.validator.clone(),
+            self.store.clone(),
+        ));
+        AuthInterceptor::with_issuers(issuers, policy, cache_entries)
     }
 
     /// The current key set.

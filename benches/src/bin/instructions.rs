@@ -44,6 +44,14 @@ fn main() {
     let value = format!("Bearer {token}");
     let gate = fixture.interceptor(4096);
     assert!(gate.authenticate([value.as_bytes()]).is_ok());
+    // The whole gate without its cache, trusting one issuer, then three
+    // (the token's issuer last).
+    let gate_one = fixture.interceptor_trusting(1, 0);
+    let gate_three = fixture.interceptor_trusting(3, 0);
+    let gate_three_cached = fixture.interceptor_trusting(3, 4096);
+    for gate in [&gate_one, &gate_three, &gate_three_cached] {
+        assert!(gate.authenticate([value.as_bytes()]).is_ok());
+    }
     let jwt_key = jsonwebtoken::DecodingKey::from_rsa_components(
         jwk["n"].as_str().unwrap(),
         jwk["e"].as_str().unwrap(),
@@ -104,6 +112,13 @@ fn main() {
                 .is_ok()
         }
         "cache_hit" => gate.authenticate([black_box(value.as_bytes())]).is_ok(),
+        "gate_cold_rs256_1_issuer" => gate_one.authenticate([black_box(value.as_bytes())]).is_ok(),
+        "gate_cold_rs256_3_issuers" => gate_three
+            .authenticate([black_box(value.as_bytes())])
+            .is_ok(),
+        "cache_hit_3_issuers" => gate_three_cached
+            .authenticate([black_box(value.as_bytes())])
+            .is_ok(),
         other => panic!("unknown operation {other}"),
     });
     assert_eq!(ok, n);
