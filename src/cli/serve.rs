@@ -277,14 +277,15 @@ pub(super) async fn serve(args: ServeArgs) -> Result<(), StartupError> {
     let config = settings.server_config()?;
     if args.check {
         config.check()?;
+        let file = args
+            .config
+            .as_ref()
+            .map_or_else(String::new, |p| format!("then {}, ", p.display()));
         println!(
             "# authgate serve: the configuration is valid. The effective settings follow\n\
-             # (flags, then environment, then {}, then defaults), as a config file;\n\
+             # (flags, then environment, {file}then defaults), as a config file;\n\
              # an issuer without `jwks-url` gets its keys through OIDC discovery.\n\
-             # Secrets redacted: the query of every URL.\n",
-            args.config
-                .as_ref()
-                .map_or_else(|| "no config file".to_owned(), |p| p.display().to_string())
+             # Secrets redacted: the query of every URL.\n"
         );
         print!("{}", settings.render_redacted());
         return Ok(());
