@@ -131,6 +131,7 @@ impl Fixture {
                     issuer: url,
                     audiences: vec![self.issuer.audience().to_owned()],
                     leeway: std::time::Duration::from_secs(30),
+                    require_typ: None,
                 });
                 TrustedIssuer::new(validator, store)
             })

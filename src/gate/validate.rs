@@ -273,51 +273,154 @@ enum IssPeek {
     NotAnObject,
 }
 
-/// The first top-level `iss` of a JSON object, stopping as soon as it is read.
-/// `json` may be a prefix of the payload: what is read before the cut is what
-/// a parse of the whole would read.
+/// The first top-level `iss` of a JSON object, stopping as soon as it is
+/// read. `json` may be a prefix of the payload: what is read before the cut
+/// is what a parse of the whole would read, and a cut before `iss` is found
+/// is `NotAnObject`.
+///
+/// A scanner rather than serde_json, because serde_json reports an object
+/// left unfinished as an error, and its errors are allocated: stopping at
+/// `iss` would cost an allocation on every call. On valid JSON it reads what
+/// serde_json reads (escaped names and values are unescaped by serde_json
+/// itself); on anything else its answer only picks the key set, and the
+/// parse after the signature refuses the token.
 fn peek_iss(json: &[u8]) -> (IssPeek, Option<Cow<'_, str>>) {
-    let found = Cell::new(IssPeek::NotAnObject);
-    let mut de = serde_json::Deserializer::from_slice(json);
-    // Stopping at `iss` leaves the object unfinished, which serde_json
-    // reports as an error: the result is in what the visitor returned.
-    let mut iss = None;
-    let _ = IssVisitor {
-        found: &found,
-        iss: &mut iss,
+    let mut scan = Scan { json, at: 0 };
+    if scan.next() != Some(b'{') {
+        return (IssPeek::NotAnObject, None);
     }
-    .deserialize(&mut de);
-    (found.get(), iss)
-}
-
-struct IssVisitor<'s, 'de> {
-    found: &'s Cell<IssPeek>,
-    iss: &'s mut Option<Cow<'de, str>>,
-}
-
-impl<'de> DeserializeSeed<'de> for IssVisitor<'_, 'de> {
-    type Value = ();
-    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_map(self)
+    if scan.peek() == Some(b'}') {
+        return (IssPeek::Absent, None);
     }
-}
-
-impl<'de> Visitor<'de> for IssVisitor<'_, 'de> {
-    type Value = ();
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a JWT claims set")
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        while let Some(key) = map.next_key::<Str>()? {
-            if key.0 == "iss" {
-                self.found.set(IssPeek::NotAString);
-                *self.iss = Some(map.next_value::<Str>()?.0);
-                return Ok(());
-            }
-            map.next_value::<de::IgnoredAny>()?;
+    loop {
+        let Some(name) = scan.string() else {
+            return (IssPeek::NotAnObject, None);
+        };
+        if scan.next() != Some(b':') {
+            return (IssPeek::NotAnObject, None);
         }
-        self.found.set(IssPeek::Absent);
-        Ok(())
+        if unescape(name).as_deref() == Some("iss") {
+            return match scan.peek() {
+                Some(b'"') => match scan.string().and_then(unescape) {
+                    Some(iss) => (IssPeek::NotAString, Some(iss)),
+                    None => (IssPeek::NotAnObject, None),
+                },
+                Some(_) => (IssPeek::NotAString, None),
+                None => (IssPeek::NotAnObject, None),
+            };
+        }
+        if !scan.skip_value() {
+            return (IssPeek::NotAnObject, None);
+        }
+        match scan.next() {
+            Some(b',') => continue,
+            Some(b'}') => return (IssPeek::Absent, None),
+            _ => return (IssPeek::NotAnObject, None),
+        }
+    }
+}
+
+/// A JSON string's contents (between its quotes, escapes as written) as
+/// text: borrowed when it has no escapes, else unescaped by serde_json.
+fn unescape(raw: &[u8]) -> Option<Cow<'_, str>> {
+    if !raw.contains(&b'\\') {
+        return std::str::from_utf8(raw).ok().map(Cow::Borrowed);
+    }
+    let mut quoted = Vec::with_capacity(raw.len() + 2);
+    quoted.push(b'"');
+    quoted.extend_from_slice(raw);
+    quoted.push(b'"');
+    serde_json::from_slice::<String>(&quoted)
+        .ok()
+        .map(Cow::Owned)
+}
+
+/// A cursor over JSON text that finds where values end without building them.
+struct Scan<'a> {
+    json: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Scan<'a> {
+    /// The next byte that is not white space, without taking it.
+    fn peek(&mut self) -> Option<u8> {
+        while let Some(&b) = self.json.get(self.at) {
+            if !matches!(b, b' ' | b'\t' | b'\n' | b'\r') {
+                return Some(b);
+            }
+            self.at += 1;
+        }
+        None
+    }
+
+    /// Takes the next byte that is not white space.
+    fn next(&mut self) -> Option<u8> {
+        let b = self.peek()?;
+        self.at += 1;
+        Some(b)
+    }
+
+    /// Takes a string and gives its contents as written; `None` if the
+    /// next value is not a string or the text ends inside it.
+    fn string(&mut self) -> Option<&'a [u8]> {
+        if self.next()? != b'"' {
+            return None;
+        }
+        let start = self.at;
+        loop {
+            match *self.json.get(self.at)? {
+                b'"' => {
+                    self.at += 1;
+                    return Some(&self.json[start..self.at - 1]);
+                }
+                b'\\' => self.at += 2,
+                _ => self.at += 1,
+            }
+        }
+    }
+
+    /// Takes one value of any kind; false if the text ends inside it.
+    fn skip_value(&mut self) -> bool {
+        match self.peek() {
+            None => false,
+            Some(b'"') => self.string().is_some(),
+            Some(b'{' | b'[') => {
+                let mut depth = 0usize;
+                loop {
+                    match self.peek() {
+                        None => return false,
+                        Some(b'"') => {
+                            if self.string().is_none() {
+                                return false;
+                            }
+                        }
+                        Some(b) => {
+                            self.at += 1;
+                            match b {
+                                b'{' | b'[' => depth += 1,
+                                b'}' | b']' => {
+                                    depth -= 1;
+                                    if depth == 0 {
+                                        return true;
+                                    }
+                                }
+                                _ => {}
+                            }
+                        }
+                    }
+                }
+            }
+            // A number, `true`, `false` or `null`: up to what ends it.
+            Some(_) => {
+                while let Some(&b) = self.json.get(self.at) {
+                    if matches!(b, b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r') {
+                        return true;
+                    }
+                    self.at += 1;
+                }
+                false
+            }
+        }
     }
 }
 
@@ -1102,6 +1205,54 @@ mod tests {
             find(&"a".repeat(MAX_TOKEN_BYTES + 1)),
             Err(AuthError::TooLong { .. })
         ));
+    }
+
+    #[test]
+    fn peeking_at_iss_reads_what_serde_json_reads() {
+        let docs = [
+            r#"{"iss":"https://a.example/"}"#,
+            r#" { "sub" : "u" , "iss" : "https://a.example/" } "#,
+            r#"{"aud":["x","y"],"n":{"iss":"nested","a":[1,{"iss":"deeper"}]},"iss":"top"}"#,
+            r#"{"note":"\"iss\":\"fake\"","iss":"real"}"#,
+            r#"{"a\"b":"\\","i\u0073s":"escaped name"}"#,
+            r#"{"iss":"https:\/\/a.example\/\u00e9"}"#,
+            r#"{"exp":1.5e3,"nbf":-2,"t":true,"f":false,"z":null,"iss":"after literals"}"#,
+            r#"{"s":"[{not a bracket","iss":"after brackets in a string"}"#,
+            r#"{"iss":"ünïcödé"}"#,
+            r#"{"sub":"u"}"#,
+            r#"{}"#,
+            r#"{"iss":7}"#,
+            r#"{"iss":["a"]}"#,
+            r#"{"iss":null}"#,
+        ];
+        for doc in docs {
+            let value: serde_json::Value = serde_json::from_str(doc).unwrap();
+            let want = value.get("iss");
+            let (how, got) = peek_iss(doc.as_bytes());
+            match want {
+                Some(serde_json::Value::String(iss)) => {
+                    assert_eq!(got.as_deref(), Some(iss.as_str()), "{doc}")
+                }
+                Some(_) => assert!(got.is_none() && matches!(how, IssPeek::NotAString), "{doc}"),
+                None => assert!(got.is_none() && matches!(how, IssPeek::Absent), "{doc}"),
+            }
+            // A cut anywhere finds the same `iss` or none.
+            for cut in 0..doc.len() {
+                let (_, early) = peek_iss(&doc.as_bytes()[..cut]);
+                assert!(early.is_none() || early == got, "{doc} cut at {cut}");
+            }
+        }
+        for bad in [
+            "",
+            "[]",
+            "\"iss\"",
+            "{\"iss\"}",
+            "{\"iss\":\"unterminated",
+            "{1:2}",
+            "{\"a\":1 \"iss\":\"x\"}",
+        ] {
+            assert!(peek_iss(bad.as_bytes()).1.is_none(), "{bad}");
+        }
     }
 
     #[test]
