@@ -7,7 +7,7 @@
 use std::{path::Path, time::Duration};
 
 use authgate::{
-    gate::auth::{AuthInterceptor, ScopePolicy, bearer_token},
+    gate::auth::{AuthInterceptor, ScopePolicy, TrustedIssuer, bearer_token},
     gate::validate::{ValidationConfig, Validator},
     keys::KeySet,
     keys::refresher::KeyStore,
@@ -31,6 +31,12 @@ fn validator() -> Validator {
         leeway: Duration::from_secs(30),
         require_typ: None,
     })
+}
+
+fn store_of(keys: KeySet) -> std::sync::Arc<KeyStore> {
+    let store = KeyStore::new();
+    store.publish(keys);
+    store
 }
 
 fn tokens() -> Vec<&'static str> {
@@ -170,6 +176,24 @@ fn fuzzing_regressions_neither_panic_nor_pass() {
         ScopePolicy::new([format!("{METHOD}=read:private").parse().unwrap()]),
         16,
     );
+    // The same key set trusted as a second issuer too: the inputs also go
+    // through finding the issuer a token claims.
+    let two = AuthInterceptor::with_issuers(
+        vec![
+            TrustedIssuer::new(
+                Validator::new(ValidationConfig {
+                    issuer: "https://other.authgate.test/".into(),
+                    audiences: vec!["https://api.fuzz.test".into()],
+                    leeway: Duration::from_secs(30),
+                    require_typ: None,
+                }),
+                store_of(keys()),
+            ),
+            TrustedIssuer::new(validator(), store_of(keys())),
+        ],
+        ScopePolicy::new([format!("{METHOD}=read:private").parse().unwrap()]),
+        16,
+    );
     let issued = tokens();
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/fuzz/regressions");
     let mut seen = 0;
@@ -179,11 +203,19 @@ fn fuzzing_regressions_neither_panic_nor_pass() {
     {
         let data = std::fs::read(entry.unwrap().path()).unwrap();
         let values: Vec<&[u8]> = data.splitn(2, |b| *b == 0).collect();
-        if gate.check(METHOD, values.iter().copied()).is_ok() {
-            let token = bearer_token(values.iter().copied()).unwrap();
-            assert!(issued.iter().any(|t| t.as_bytes() == token));
+        for gate in [&gate, &two] {
+            if gate.check(METHOD, values.iter().copied()).is_ok() {
+                let token = bearer_token(values.iter().copied()).unwrap();
+                assert!(issued.iter().any(|t| t.as_bytes() == token));
+            }
         }
         seen += 1;
+    }
+    // Every fixture token passes the two-issuer gate too: the test above
+    // could otherwise pass by refusing everything.
+    for token in &issued {
+        let value = format!("Bearer {token}");
+        assert!(two.authenticate([value.as_bytes()]).is_ok(), "{token}");
     }
     for entry in std::fs::read_dir(dir.join("jwks")).into_iter().flatten() {
         let data = std::fs::read(entry.unwrap().path()).unwrap();
