@@ -505,6 +505,7 @@ mod tests {
             ),
             ("listen = \"nowhere\"\n", 1, "address"),
             ("audience = [\"\"]\n", 1, "must not be empty"),
+            ("\nrequire-typ = \"at jwt\"\n", 2, "media type"),
         ] {
             let err = Settings::parse(text).unwrap_err();
             assert!(err.contains(&format!("line {line}")), "{text}: {err}");
@@ -533,6 +534,26 @@ mod tests {
         let config = settings.server_config().unwrap();
         assert_eq!(config.issuers.len(), 2);
         assert_eq!(config.issuers[1].validation.leeway, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn typ_and_staleness_reach_every_issuer_and_the_refresher() {
+        let text = "audience = \"a\"\nrequire-typ = \"at+jwt\"\njwks-max-stale = \"2h\"\n\
+                    [[issuer]]\nurl = \"https://a.example/\"\n[[issuer]]\nurl = \"https://b.example/\"\n";
+        let config = Settings::parse(text).unwrap().server_config().unwrap();
+        assert!(
+            config
+                .issuers
+                .iter()
+                .all(|i| i.validation.require_typ.as_deref() == Some("at+jwt"))
+        );
+        assert_eq!(config.refresh.max_stale, Duration::from_secs(7200));
+        let short = text.replace("\"2h\"", "\"15m\"");
+        let err = Settings::parse(&short)
+            .unwrap()
+            .server_config()
+            .unwrap_err();
+        assert!(err.to_string().contains("--jwks-max-stale"), "{err}");
     }
 
     #[test]
