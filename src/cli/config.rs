@@ -537,7 +537,7 @@ mod tests {
     }
 
     #[test]
-    fn typ_and_staleness_reach_every_issuer_and_the_refresher() {
+    fn typ_staleness_metrics_and_drain_reach_the_server_config() {
         let text = "audience = \"a\"\nrequire-typ = \"at+jwt\"\njwks-max-stale = \"2h\"\n\
                     [[issuer]]\nurl = \"https://a.example/\"\n[[issuer]]\nurl = \"https://b.example/\"\n";
         let config = Settings::parse(text).unwrap().server_config().unwrap();
@@ -548,6 +548,18 @@ mod tests {
                 .all(|i| i.validation.require_typ.as_deref() == Some("at+jwt"))
         );
         assert_eq!(config.refresh.max_stale, Duration::from_secs(7200));
+        assert_eq!(config.metrics_listen, None);
+        let drain = text.replace(
+            "audience =",
+            "metrics-listen = \"127.0.0.1:9090\"\ndrain-delay = \"5s\"\nshutdown-timeout = \"7s\"\naudience =",
+        );
+        let config = Settings::parse(&drain).unwrap().server_config().unwrap();
+        assert_eq!(
+            config.metrics_listen,
+            Some("127.0.0.1:9090".parse().unwrap())
+        );
+        assert_eq!(config.drain.delay, Duration::from_secs(5));
+        assert_eq!(config.drain.timeout, Duration::from_secs(7));
         let short = text.replace("\"2h\"", "\"15m\"");
         let err = Settings::parse(&short)
             .unwrap()

@@ -479,3 +479,59 @@ async fn rotating_one_issuers_keys_under_load_leaves_the_others_untouched() {
     );
     assert!(b_tokens.iter().all(|t| !t.is_empty()));
 }
+
+#[tokio::test]
+async fn metrics_count_each_issuers_keys_and_fetches_apart() {
+    let down = free_port().await;
+    let down_url = format!("http://{down}/");
+    let app = spawn_app_trusting(
+        issuers(2).await,
+        std::slice::from_ref(&down_url),
+        Options {
+            metrics: true,
+            ..Options::default()
+        },
+    )
+    .await;
+    let (a, b) = (&app.issuer, &app.others[0]);
+    // The one that is down has tried at least once.
+    assert!(
+        eventually(WITHIN, || async {
+            let failures =
+                format!("authgate_jwks_fetches_total{{issuer=\"{down_url}\",result=\"failure\"}}");
+            app.metric(&failures).await.is_some_and(|n| n >= 1.0)
+        })
+        .await
+    );
+    let series = |name: &str, issuer: &str| format!("{name}{{issuer=\"{issuer}\"}}");
+    // Each issuer publishes its key under its own kid and the shared one.
+    for issuer in [a.url(), b.url()] {
+        assert_eq!(
+            app.metric(&series("authgate_jwks_keys", issuer)).await,
+            Some(2.0)
+        );
+        let fetched =
+            format!("authgate_jwks_fetches_total{{issuer=\"{issuer}\",result=\"success\"}}");
+        assert!(
+            app.metric(&fetched).await.is_some_and(|n| n >= 1.0),
+            "{issuer}"
+        );
+    }
+    assert_eq!(
+        app.metric(&series("authgate_jwks_keys", &down_url)).await,
+        Some(0.0)
+    );
+
+    // Refusals are counted by reason, whichever issuer: unconfigured, and
+    // not loaded.
+    let stranger = spawn_issuer().await;
+    let _ = app.call(&token_of(&stranger, "s")).await;
+    let mut claims = a.claims("late", &[SCOPE]);
+    claims["iss"] = down_url.clone().into();
+    let _ = app.call(&a.mint(&claims)).await;
+    let denied = |reason: &str| {
+        format!(r#"authgate_auth_decisions_total{{result="denied",reason="{reason}"}}"#)
+    };
+    assert_eq!(app.metric(&denied("wrong_issuer")).await, Some(1.0));
+    assert_eq!(app.metric(&denied("keys_not_loaded")).await, Some(1.0));
+}
