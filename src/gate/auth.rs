@@ -155,24 +155,33 @@ impl ScopePolicy {
     /// asks for, when `principal` does not meet every rule for `method`.
     /// Allocates nothing when it allows.
     pub fn check(&self, method: &str, principal: &Principal) -> Result<(), AuthError> {
-        let own = self.methods.get(method);
+        if let Some(rules) = self.methods.get(method) {
+            holds(rules, principal)?;
+        }
+        if self.services.is_empty() {
+            return Ok(());
+        }
         // The service is the path's first segment, `/package.Service/`,
         // however many segments follow.
-        let service = match method.get(1..).and_then(|m| m.find('/')) {
-            Some(end) if !self.services.is_empty() => self.services.get(&method[..end + 2]),
-            _ => None,
-        };
-        let rules = own
-            .into_iter()
-            .chain(service)
-            .flat_map(|rules| rules.iter());
-        for any_of in rules {
-            if !any_of.iter().any(|scope| principal.has_scope(scope)) {
-                return Err(AuthError::MissingScope(any_of.clone()));
-            }
+        let service = method
+            .get(1..)
+            .and_then(|m| m.find('/'))
+            .and_then(|end| self.services.get(&method[..end + 2]));
+        match service {
+            Some(rules) => holds(rules, principal),
+            None => Ok(()),
         }
-        Ok(())
     }
+}
+
+/// Whether `principal` meets every rule: one of each rule's scopes.
+fn holds(rules: &[AnyOf], principal: &Principal) -> Result<(), AuthError> {
+    for any_of in rules {
+        if !any_of.iter().any(|scope| principal.has_scope(scope)) {
+            return Err(AuthError::MissingScope(any_of.clone()));
+        }
+    }
+    Ok(())
 }
 
 /// One issuer the gate trusts: the rules its tokens are checked by, and the
