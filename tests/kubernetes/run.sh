@@ -20,3 +20,14 @@ echo "deploy/kubernetes/*.yaml: valid for Kubernetes $k8s_version (strict)"
 cargo build --quiet --bin authgate
 target/debug/authgate serve --help >target/serve-help.txt
 "$venv/bin/python" tests/kubernetes/check.py target/serve-help.txt deploy/kubernetes/*.yaml
+
+# The configuration file the Deployment mounts loads and checks offline.
+"$venv/bin/python" - <<'PY' >target/kube-authgate.toml
+import yaml
+for doc in yaml.safe_load_all(open("deploy/kubernetes/configmap.yaml")):
+    if doc and doc["metadata"]["name"] == "authgate-config":
+        print(doc["data"]["authgate.toml"], end="")
+PY
+env -u AUTHGATE_ISSUER -u AUTHGATE_AUDIENCE -u AUTH0_DOMAIN -u AUTH0_AUDIENCE \
+  target/debug/authgate serve --config target/kube-authgate.toml --check >/dev/null
+echo "deploy/kubernetes/configmap.yaml: authgate.toml passes authgate serve --check"
