@@ -199,7 +199,7 @@ async fn serve_drains_on_sigterm_then_exits_zero() {
 }
 
 /// Starts `authgate dev` with `args` and reads its banner up to the last line.
-async fn dev_banner(args: &[&str]) -> (Child, Vec<String>) {
+pub(crate) async fn dev_banner(args: &[&str]) -> (Child, Vec<String>) {
     let mut child = authgate()
         .args([
             "dev",

@@ -1,55 +1,23 @@
 //! Streams that outlive their token: the layer ends them with
 //! UNAUTHENTICATED when the token's `exp` plus the leeway passes.
 
-use std::{pin::Pin, time::Duration};
+use std::time::Duration;
 
 use authgate::{
-    gate::{AuthInterceptor, Principal, ScopePolicy, ValidationConfig, Validator},
+    gate::{AuthInterceptor, ScopePolicy, ValidationConfig, Validator},
     keys::{JwksSource, KeyStore, RefreshConfig, Refresher},
 };
-use tokio_stream::{Stream, StreamExt, wrappers::IntervalStream};
-use tonic::{Code, Request, Response, Status, transport::Server};
+use tonic::{Code, Request, Status, transport::Server};
 
 use crate::common::spawn_issuer;
 
-mod pb {
-    tonic::include_proto!("authgate.example.v1");
-}
+#[path = "../../examples/streaming/ticker.rs"]
+mod ticker;
 
-use pb::{
-    Tick, WatchRequest,
-    ticker_client::TickerClient,
-    ticker_server::{self, TickerServer},
+use ticker::{
+    Ticker,
+    pb::{WatchRequest, ticker_client::TickerClient, ticker_server::TickerServer},
 };
-
-struct Ticker;
-
-#[tonic::async_trait]
-impl ticker_server::Ticker for Ticker {
-    type WatchStream = Pin<Box<dyn Stream<Item = Result<Tick, Status>> + Send>>;
-
-    async fn watch(
-        &self,
-        request: Request<WatchRequest>,
-    ) -> Result<Response<Self::WatchStream>, Status> {
-        let subject = request
-            .extensions()
-            .get::<Principal>()
-            .expect("the gate let this call in")
-            .subject()
-            .to_owned();
-        let every = Duration::from_millis(request.get_ref().interval_ms.into());
-        let mut n = 0;
-        let ticks = IntervalStream::new(tokio::time::interval(every)).map(move |_| {
-            n += 1;
-            Ok(Tick {
-                n,
-                subject: subject.clone(),
-            })
-        });
-        Ok(Response::new(Box::pin(ticks)))
-    }
-}
 
 /// Watches the ticker with a token whose `exp` is `lifetime` seconds after
 /// its `iat`, and returns the ticks received and how the stream ended.

@@ -12,7 +12,7 @@ use authgate::{error::AuthError, keys::Algorithm};
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 
 use crate::{
-    cli::{authgate, call, client_command, signal, temp_dir, wait},
+    cli::{authgate, call, client_command, dev_banner, signal, temp_dir, wait},
     common::{SCOPE, eventually, spawn_app, spawn_issuer},
 };
 
@@ -68,35 +68,7 @@ async fn the_readme_shows_the_errors_the_binary_prints() {
 
 #[tokio::test]
 async fn the_readme_shows_the_banner_dev_prints() {
-    let mut child = authgate()
-        .args([
-            "dev",
-            "--listen",
-            "127.0.0.1:0",
-            "--issuer-listen",
-            "127.0.0.1:0",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let banner = tokio::task::spawn_blocking(move || {
-        let mut lines = Vec::new();
-        for line in BufReader::new(stdout).lines() {
-            let line = line.unwrap();
-            let done = line.starts_with("Ctrl-C");
-            lines.push(line);
-            if done {
-                break;
-            }
-        }
-        lines
-    });
-    let banner = tokio::time::timeout(Duration::from_secs(60), banner)
-        .await
-        .expect("dev printed its banner")
-        .unwrap();
+    let (mut child, banner) = dev_banner(&[]).await;
     signal(&child, libc::SIGTERM);
     wait(&mut child, Duration::from_secs(30)).await;
 

@@ -12,55 +12,21 @@
 //! It starts a dev issuer and a `Ticker` server on loopback, then watches
 //! the ticker with a token that expires in three seconds.
 
-use std::{pin::Pin, time::Duration};
+use std::time::Duration;
 
 use authgate::{
-    gate::{AuthInterceptor, Principal, ScopePolicy, ValidationConfig, Validator},
+    gate::{AuthInterceptor, ScopePolicy, ValidationConfig, Validator},
     issuer::{DevIssuer, DevIssuerConfig},
     keys::{Algorithm, JwksSource, KeyStore, RefreshConfig, Refresher},
 };
-use tokio_stream::{Stream, StreamExt, wrappers::IntervalStream};
-use tonic::{Request, Response, Status, transport::Server};
+use tonic::{Request, transport::Server};
 
-mod pb {
-    tonic::include_proto!("authgate.example.v1");
-}
+mod ticker;
 
-use pb::{
-    Tick, WatchRequest,
-    ticker_client::TickerClient,
-    ticker_server::{self, TickerServer},
+use ticker::{
+    Ticker,
+    pb::{WatchRequest, ticker_client::TickerClient, ticker_server::TickerServer},
 };
-
-/// Ticks for whoever the gate let in.
-struct Ticker;
-
-#[tonic::async_trait]
-impl ticker_server::Ticker for Ticker {
-    type WatchStream = Pin<Box<dyn Stream<Item = Result<Tick, Status>> + Send>>;
-
-    async fn watch(
-        &self,
-        request: Request<WatchRequest>,
-    ) -> Result<Response<Self::WatchStream>, Status> {
-        let subject = request
-            .extensions()
-            .get::<Principal>()
-            .ok_or_else(|| Status::unauthenticated("no caller"))?
-            .subject()
-            .to_owned();
-        let every = Duration::from_millis(request.get_ref().interval_ms.max(10).into());
-        let mut n = 0;
-        let ticks = IntervalStream::new(tokio::time::interval(every)).map(move |_| {
-            n += 1;
-            Ok(Tick {
-                n,
-                subject: subject.clone(),
-            })
-        });
-        Ok(Response::new(Box::pin(ticks)))
-    }
-}
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
