@@ -75,6 +75,7 @@ pub(super) async fn dev(args: DevArgs) -> Result<(), StartupError> {
                 secret: secret.clone(),
                 scopes: scopes.clone(),
             },
+            rsa_keys: None,
         })
         .await
         .map_err(|source| StartupError::Bind {

@@ -217,11 +217,23 @@ impl TrustedIssuer {
     }
 }
 
+/// The gate's clock: seconds since the Unix epoch. A plain function, so that
+/// reading it costs the request path what reading the system clock does; tests
+/// pass one that reads a value they set, to reach expiry edges without waiting.
+pub type Clock = fn() -> i64;
+
+/// The system clock, as a [`Clock`]: what the gate reads unless told otherwise.
+pub fn system_clock() -> i64 {
+    unix_now()
+}
+
 /// Authenticates and authorizes calls. Cheap to clone: clones share the key
 /// store, the validator and the policy.
 #[derive(Clone)]
 pub struct AuthInterceptor {
     shared: Arc<Shared>,
+    /// Where `exp` and `nbf` are compared against: [`system_clock`] but in tests.
+    clock: Clock,
 }
 
 struct Shared {
@@ -381,12 +393,20 @@ impl AuthInterceptor {
                 refusal_log: RefusalLog::default(),
                 stats: GateStats::default(),
             }),
+            clock: system_clock,
         }
     }
 
     /// The issuers this gate trusts.
     pub fn issuers(&self) -> &[TrustedIssuer] {
         &self.shared.issuers
+    }
+
+    /// The same gate, reading the time from `clock` instead of the system
+    /// clock: for tests of expiry at the second it happens.
+    pub fn with_clock(mut self, clock: Clock) -> AuthInterceptor {
+        self.clock = clock;
+        self
     }
 
     /// Who is calling, from the call's `authorization` values. No I/O, no
@@ -397,7 +417,7 @@ impl AuthInterceptor {
         authorization: impl IntoIterator<Item = &'a [u8]>,
     ) -> Result<Principal, AuthError> {
         let token = bearer_token(authorization)?;
-        let now = unix_now();
+        let now = (self.clock)();
         let cache = self.shared.cache.as_ref();
         if let Some(cache) = cache {
             if let Some(principal) = cache.get(token, now) {

@@ -71,6 +71,57 @@ pub struct DevIssuerConfig {
     pub token_ttl: Duration,
     /// The client allowed the client-credentials grant.
     pub client: DevClient,
+    /// Pre-generated RSA keys to sign with before generating any: generating
+    /// an RSA-2048 key takes some 80 ms, and a test suite starts many issuers.
+    pub rsa_keys: Option<Arc<RsaKeyPool>>,
+}
+
+/// RSA-2048 key pairs made ahead of time (PKCS#8), each handed out once, so
+/// that issuers sharing a pool never share a key; once it runs dry, keys are
+/// generated as usual.
+pub struct RsaKeyPool {
+    pkcs8: Vec<Vec<u8>>,
+    next: AtomicUsize,
+}
+
+impl RsaKeyPool {
+    /// A pool of these PKCS#8 documents, each an RSA-2048 private key.
+    pub fn new(pkcs8: Vec<Vec<u8>>) -> RsaKeyPool {
+        RsaKeyPool {
+            pkcs8,
+            next: AtomicUsize::new(0),
+        }
+    }
+
+    /// The next key no one has taken, if any is left.
+    ///
+    /// # Panics
+    /// If a document in the pool is not an RSA-2048 private key.
+    fn take(&self) -> Option<RsaKeyPair> {
+        let der = self.pkcs8.get(self.next.fetch_add(1, Ordering::Relaxed))?;
+        let pair = RsaKeyPair::from_pkcs8(der).expect("an RSA private key in PKCS#8");
+        assert_eq!(
+            pair.public_modulus_len(),
+            256,
+            "the pool holds RSA-2048 keys"
+        );
+        Some(pair)
+    }
+
+    /// How many keys are left.
+    pub fn remaining(&self) -> usize {
+        self.pkcs8
+            .len()
+            .saturating_sub(self.next.load(Ordering::Relaxed))
+    }
+}
+
+impl std::fmt::Debug for RsaKeyPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RsaKeyPool")
+            .field("remaining", &self.remaining())
+            .finish_non_exhaustive()
+    }
 }
 
 impl DevIssuerConfig {
@@ -87,6 +138,7 @@ impl DevIssuerConfig {
                 secret: "test-secret".into(),
                 scopes: vec!["read:private".into()],
             },
+            rsa_keys: None,
         }
     }
 }
@@ -108,8 +160,15 @@ pub enum JwksFault {
     Hang,
     /// Redirect (302) to this URL.
     Redirect(String),
-    /// Answer 200 with a JWKS padded past this many bytes.
+    /// Answer 200 with a JWKS padded past this many bytes, sent with its
+    /// `Content-Length`.
     Oversize(usize),
+    /// The same, streamed in chunks without `Content-Length`, so that only
+    /// counting the bytes as they arrive can stop it.
+    OversizeChunked(usize),
+    /// Answer 200 declaring a body of this many bytes, then never send it: a
+    /// reader that does not refuse by the declared length waits forever.
+    DeclaredLengthOnly(u64),
 }
 
 /// What the next token request gets instead of a token, for tests of the
@@ -140,6 +199,9 @@ struct IssuerState {
     jwks_max_age: Mutex<Option<u64>>,
     extra_jwks: Mutex<Vec<Value>>,
     discovery_enabled: Mutex<bool>,
+    /// Members that replace the discovery document's own.
+    discovery_overrides: Mutex<serde_json::Map<String, Value>>,
+    rsa_keys: Option<Arc<RsaKeyPool>>,
     token_faults: Mutex<VecDeque<TokenFault>>,
     jwks_hits: AtomicUsize,
     discovery_hits: AtomicUsize,
@@ -190,14 +252,11 @@ impl Keys {
 }
 
 impl SigningKey {
-    fn generate(alg: Algorithm) -> SigningKey {
-        Self::generate_sized(alg, KeySize::Rsa2048)
-    }
-
-    /// A new key, named by its RFC 7638 thumbprint: a new key always has a
-    /// new `kid`, so a token from an earlier run of the issuer names a key
-    /// that is gone instead of failing as a bad signature.
-    fn generate_sized(alg: Algorithm, size: KeySize) -> SigningKey {
+    /// A new key for `alg` (an RSA-2048 one from `pool` while it lasts),
+    /// named by its RFC 7638 thumbprint: a new key always has a new `kid`, so
+    /// a token from an earlier run of the issuer names a key that is gone
+    /// instead of failing as a bad signature.
+    fn generate(alg: Algorithm, size: KeySize, pool: Option<&RsaKeyPool>) -> SigningKey {
         let pair = match alg {
             Algorithm::ES256 => Pair::Ec(
                 EcdsaKeyPair::generate(&signature::ECDSA_P256_SHA256_FIXED_SIGNING)
@@ -208,7 +267,11 @@ impl SigningKey {
                     .expect("P-384 key generation"),
             ),
             Algorithm::EdDSA => Pair::Ed(Ed25519KeyPair::generate().expect("Ed25519 generation")),
-            _ => Pair::Rsa(RsaKeyPair::generate(size).expect("RSA key generation")),
+            _ => Pair::Rsa(
+                pool.filter(|_| size == KeySize::Rsa2048)
+                    .and_then(RsaKeyPool::take)
+                    .unwrap_or_else(|| RsaKeyPair::generate(size).expect("RSA key generation")),
+            ),
         };
         let mut key = SigningKey {
             kid: String::new(),
@@ -308,9 +371,19 @@ impl DevIssuer {
     /// Starts the issuer on `config.listen` with one signing key.
     pub async fn start(config: DevIssuerConfig) -> std::io::Result<DevIssuer> {
         let listener = TcpListener::bind(config.listen).await?;
+        DevIssuer::start_on(listener, config)
+    }
+
+    /// Starts the issuer on a listener the caller bound (`config.listen` is
+    /// not used): a test can hold an address before anything serves on it.
+    pub fn start_on(listener: TcpListener, config: DevIssuerConfig) -> std::io::Result<DevIssuer> {
         let addr = listener.local_addr()?;
         let issuer = format!("http://{addr}/");
-        let first = SigningKey::generate(config.algorithm);
+        let first = SigningKey::generate(
+            config.algorithm,
+            KeySize::Rsa2048,
+            config.rsa_keys.as_deref(),
+        );
         let state = Arc::new(IssuerState {
             issuer,
             audience: config.audience,
@@ -324,6 +397,8 @@ impl DevIssuer {
             jwks_max_age: Mutex::new(None),
             extra_jwks: Mutex::new(Vec::new()),
             discovery_enabled: Mutex::new(true),
+            discovery_overrides: Mutex::new(serde_json::Map::new()),
+            rsa_keys: config.rsa_keys,
             token_faults: Mutex::new(VecDeque::new()),
             jwks_hits: AtomicUsize::new(0),
             discovery_hits: AtomicUsize::new(0),
@@ -380,7 +455,8 @@ impl DevIssuer {
 
     /// As [`DevIssuer::add_key`], with an RSA modulus of `size`.
     pub fn add_key_sized(&self, alg: Algorithm, size: KeySize) -> String {
-        let key = SigningKey::generate_sized(alg, size);
+        let pool = self.state.rsa_keys.as_deref();
+        let key = SigningKey::generate(alg, size, pool);
         let kid = key.kid.clone();
         lock(&self.state.keys).all.push(key);
         kid
@@ -510,6 +586,12 @@ impl DevIssuer {
         *lock(&self.state.discovery_enabled) = enabled;
     }
 
+    /// Makes the discovery document say `value` for `member` (`issuer`,
+    /// `jwks_uri`, ...): for tests of a document that lies.
+    pub fn set_discovery_member(&self, member: &str, value: Value) {
+        lock(&self.state.discovery_overrides).insert(member.to_owned(), value);
+    }
+
     /// Sets how long tokens from `/oauth/token` and [`DevIssuer::claims`] last.
     pub fn set_token_ttl(&self, ttl: Duration) {
         *lock(&self.state.token_ttl) = ttl;
@@ -597,9 +679,7 @@ async fn discovery(State(state): State<Arc<IssuerState>>) -> Response {
         return StatusCode::NOT_FOUND.into_response();
     }
     let algs: Vec<&str> = Algorithm::ALL.iter().map(|a| a.name()).collect();
-    json_response(
-        StatusCode::OK,
-        &json!({
+    let mut document = json!({
             "issuer": state.issuer,
             "jwks_uri": format!("{}.well-known/jwks.json", state.issuer),
             "token_endpoint": format!("{}oauth/token", state.issuer),
@@ -607,15 +687,36 @@ async fn discovery(State(state): State<Arc<IssuerState>>) -> Response {
             "response_types_supported": ["token"],
             "token_endpoint_auth_methods_supported": ["client_secret_post", "client_secret_basic"],
             "id_token_signing_alg_values_supported": algs,
-        }),
-    )
+    });
+    for (member, value) in lock(&state.discovery_overrides).iter() {
+        document[member] = value.clone();
+    }
+    json_response(StatusCode::OK, &document)
 }
 
 async fn jwks(State(state): State<Arc<IssuerState>>) -> Response {
     state.jwks_hits.fetch_add(1, Ordering::SeqCst);
     let fault = lock(&state.jwks_fault).clone();
     match fault {
-        JwksFault::None | JwksFault::Delay(_) | JwksFault::Oversize(_) => {}
+        JwksFault::None
+        | JwksFault::Delay(_)
+        | JwksFault::Oversize(_)
+        | JwksFault::OversizeChunked(_) => {}
+        JwksFault::DeclaredLengthOnly(length) => {
+            let never = futures_util::stream::pending::<Result<Bytes, std::convert::Infallible>>();
+            return (
+                StatusCode::OK,
+                [
+                    (
+                        header::CONTENT_TYPE,
+                        HeaderValue::from_static("application/json"),
+                    ),
+                    (header::CONTENT_LENGTH, HeaderValue::from(length)),
+                ],
+                axum::body::Body::from_stream(never),
+            )
+                .into_response();
+        }
         JwksFault::Status(code) => {
             let code = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
             return (code, "the JWKS is unavailable").into_response();
@@ -638,10 +739,25 @@ async fn jwks(State(state): State<Arc<IssuerState>>) -> Response {
         tokio::time::sleep(delay).await;
     }
     let mut document = state.jwks_document();
-    if let JwksFault::Oversize(bytes) = fault {
+    if let JwksFault::Oversize(bytes) | JwksFault::OversizeChunked(bytes) = fault {
         document["padding"] = "x".repeat(bytes).into();
     }
-    let mut response = json_response(StatusCode::OK, &document);
+    let mut response = match fault {
+        JwksFault::OversizeChunked(_) => {
+            let body = Bytes::from(document.to_string());
+            let chunks: Vec<Result<Bytes, std::convert::Infallible>> = (0..body.len())
+                .step_by(16 * 1024)
+                .map(|at| Ok(body.slice(at..body.len().min(at + 16 * 1024))))
+                .collect();
+            (
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, "application/json")],
+                axum::body::Body::from_stream(futures_util::stream::iter(chunks)),
+            )
+                .into_response()
+        }
+        _ => json_response(StatusCode::OK, &document),
+    };
     let max_age = *lock(&state.jwks_max_age);
     if let Some(value) =
         max_age.and_then(|age| HeaderValue::from_str(&format!("public, max-age={age}")).ok())

@@ -24,7 +24,7 @@ pub mod pb {
 
 use crate::{
     error::StartupError,
-    gate::auth::{AuthInterceptor, ScopePolicy, TrustedIssuer},
+    gate::auth::{AuthInterceptor, Clock, ScopePolicy, TrustedIssuer},
     gate::validate::{ValidationConfig, Validator},
     keys::refresher::{JwksSource, KeyStore, RefreshConfig, Refresher},
     server::metrics::{GrpcMetrics, GrpcMetricsLayer, Metrics},
@@ -323,6 +323,12 @@ impl Application {
     /// The gate, whose [`stats`](AuthInterceptor::stats) count its decisions.
     pub fn interceptor(&self) -> &AuthInterceptor {
         &self.interceptor
+    }
+
+    /// Makes the gate read the time from `clock`: for tests of expiry edges.
+    pub fn with_clock(mut self, clock: Clock) -> Application {
+        self.interceptor = self.interceptor.with_clock(clock);
+        self
     }
 
     /// Serves until `shutdown` resolves, then drains as the configuration's
