@@ -716,17 +716,28 @@ mod tests {
 
     #[test]
     fn the_margin_is_at_most_a_quarter_of_the_lifetime() {
-        let now = SystemTime::now();
-        let token = AccessToken::new(
-            "t".into(),
-            now + Duration::from_secs(8),
-            Duration::from_secs(60),
-        )
-        .unwrap();
-        let margin = token.expires_at.duration_since(token.usable_until).unwrap();
-        assert!(margin <= Duration::from_secs(2), "{margin:?}");
+        let margin = |token: &AccessToken| token.expires_at.duration_since(token.usable_until);
+        // A long lifetime: the margin asked for, exactly; the background
+        // refresh comes up to half a margin before it.
+        let expires_at = SystemTime::now() + Duration::from_secs(600);
+        let token = AccessToken::new("t".into(), expires_at, Duration::from_secs(60)).unwrap();
+        assert_eq!(margin(&token).unwrap(), Duration::from_secs(60));
         assert!(token.refresh_at <= token.usable_until);
+        assert!(token.refresh_at >= token.usable_until - Duration::from_secs(30));
         assert!(token.is_fresh());
+        // A short one: a quarter of what was left of it when it was made,
+        // which lies between these two readings of the clock.
+        let before = SystemTime::now();
+        let expires_at = before + Duration::from_secs(8);
+        let token = AccessToken::new("t".into(), expires_at, Duration::from_secs(60)).unwrap();
+        let after = SystemTime::now();
+        let quarter = |from: SystemTime| expires_at.duration_since(from).unwrap() / 4;
+        let margin = margin(&token).unwrap();
+        assert!(
+            quarter(after) <= margin && margin <= quarter(before),
+            "{margin:?}"
+        );
+        assert!(token.refresh_at <= token.usable_until);
     }
 
     #[test]

@@ -1,27 +1,80 @@
 //! What every test needs: its own dev issuer and server on 127.0.0.1:0, a
-//! generated gRPC client, and polling with a deadline instead of sleeps.
+//! generated gRPC client, a clock the test sets, and waiting on events
+//! instead of sleeps.
 
 use std::{
     future::Future,
     net::SocketAddr,
-    sync::{Arc, Once},
+    sync::{Arc, Once, OnceLock},
     time::Duration,
 };
 
 use authgate::{
-    gate::auth::{ScopePolicy, ScopeRule},
+    error::StartupError,
+    gate::auth::{Clock, ScopePolicy, ScopeRule},
     gate::validate::ValidationConfig,
-    issuer::{DevIssuer, DevIssuerConfig},
+    issuer::{DevIssuer, DevIssuerConfig, RsaKeyPool},
     keys::refresher::{JwksSource, KeyStore, RefreshConfig},
     pb::{GetPrivateRequest, GetPrivateResponse, private_service_client::PrivateServiceClient},
     server::{Application, Drain, IssuerConfig, Limits, ServerConfig, TlsFiles},
 };
+use base64::{Engine, engine::general_purpose::STANDARD};
+use futures_util::FutureExt;
 use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
 use tonic::{Code, Request, Status, metadata::MetadataValue, transport::Channel};
 
 /// The scope `GetPrivate` needs in tests, as in `authgate dev`.
 pub const SCOPE: &str = "read:private";
 pub const GET_PRIVATE: &str = "/authgate.v1.PrivateService/GetPrivate";
+
+/// How long a test waits for an event before it calls it a hang. Only a
+/// failing test ever waits this long: it is no bound on how fast anything is.
+pub const PATIENCE: Duration = Duration::from_secs(60);
+
+/// The pre-generated RSA keys (tests/fixtures/keys) every dev issuer of this
+/// test run signs with, each key handed out once.
+fn rsa_keys() -> Arc<RsaKeyPool> {
+    static POOL: OnceLock<Arc<RsaKeyPool>> = OnceLock::new();
+    POOL.get_or_init(|| {
+        let keys = include_str!("../fixtures/keys/rsa-2048.pk8.b64")
+            .lines()
+            .filter(|line| !line.is_empty())
+            .map(|line| STANDARD.decode(line).expect("base64 PKCS#8"))
+            .collect();
+        Arc::new(RsaKeyPool::new(keys))
+    })
+    .clone()
+}
+
+/// The dev issuer configuration of the tests: [`DevIssuerConfig::for_tests`]
+/// signing with the fixture keys.
+pub fn dev_issuer_config() -> DevIssuerConfig {
+    DevIssuerConfig {
+        rsa_keys: Some(rsa_keys()),
+        ..DevIssuerConfig::for_tests()
+    }
+}
+
+/// A clock for the gate that the test sets: `let (now, clock) =
+/// manual_clock!(start);` gives the `AtomicI64` to store seconds in and the
+/// [`Clock`] that reads it. Each use has its own static, so tests running
+/// side by side keep their own time.
+macro_rules! manual_clock {
+    ($start:expr) => {{
+        static NOW: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+        fn read() -> i64 {
+            NOW.load(std::sync::atomic::Ordering::SeqCst)
+        }
+        NOW.store($start, std::sync::atomic::Ordering::SeqCst);
+        (&NOW, read as authgate::gate::auth::Clock)
+    }};
+}
+pub(crate) use manual_clock;
+
+/// Sets a clock made by [`manual_clock!`].
+pub fn set_clock(clock: &std::sync::atomic::AtomicI64, now: i64) {
+    clock.store(now, std::sync::atomic::Ordering::SeqCst);
+}
 
 /// Logs stay quiet unless `TEST_LOG` is set.
 fn init_tracing() {
@@ -56,6 +109,8 @@ pub struct Options {
     pub metrics: bool,
     /// The shutdown timeout (its delay is the test's: see [`TestApp::drain`]).
     pub drain: Drain,
+    /// The gate reads the time here instead of the system clock.
+    pub clock: Option<Clock>,
 }
 
 impl Default for Options {
@@ -79,6 +134,7 @@ impl Default for Options {
             token_cache_entries: 4096,
             metrics: true,
             drain: Drain::default(),
+            clock: None,
         }
     }
 }
@@ -99,7 +155,7 @@ pub struct TestApp {
     drain: Option<oneshot::Sender<()>>,
     /// Ends the drain: the listener closes, calls in flight finish.
     close: Option<oneshot::Sender<()>>,
-    server: JoinHandle<()>,
+    server: JoinHandle<Result<(), StartupError>>,
 }
 
 pub async fn spawn_app() -> TestApp {
@@ -108,7 +164,7 @@ pub async fn spawn_app() -> TestApp {
 
 pub async fn spawn_issuer() -> DevIssuer {
     init_tracing();
-    DevIssuer::start(DevIssuerConfig::for_tests())
+    DevIssuer::start(dev_issuer_config())
         .await
         .expect("the dev issuer starts")
 }
@@ -199,7 +255,10 @@ async fn spawn_server(
         drain: options.drain,
     };
     let listener = TcpListener::bind(config.listen).await.unwrap();
-    let app = Application::with_listener(listener, config).expect("the server builds");
+    let mut app = Application::with_listener(listener, config).expect("the server builds");
+    if let Some(clock) = options.clock {
+        app = app.with_clock(clock);
+    }
     let addr = app.local_addr();
     let metrics_addr = app.metrics_addr();
     let keys = app.keys();
@@ -216,11 +275,10 @@ async fn spawn_server(
             },
         )
         .await
-        .expect("the server runs");
     });
     if options.wait_for_keys {
         for store in &stores[..running] {
-            tokio::time::timeout(Duration::from_secs(10), store.wait_loaded())
+            tokio::time::timeout(PATIENCE, store.wait_loaded())
                 .await
                 .expect("the key set loads");
         }
@@ -279,11 +337,18 @@ impl TestApp {
             .map(|r| r.into_inner())
     }
 
-    /// Stops: drains without delay, closes, and waits for the server.
+    /// Shuts the server down gracefully and waits for it: fails the test if
+    /// the server panicked, returned an error, or never finished.
     pub async fn stop(mut self) {
         self.drain();
         self.close();
-        let _ = tokio::time::timeout(Duration::from_secs(5), &mut self.server).await;
+        match tokio::time::timeout(PATIENCE, &mut self.server).await {
+            Err(_) => panic!("graceful shutdown hung"),
+            Ok(Err(join)) if join.is_panic() => std::panic::resume_unwind(join.into_panic()),
+            Ok(Err(join)) => panic!("the server task was cancelled: {join}"),
+            Ok(Ok(Err(error))) => panic!("the server failed: {error}"),
+            Ok(Ok(Ok(()))) => {}
+        }
     }
 
     /// Begins draining, as SIGTERM does: health NOT_SERVING, calls still served.
@@ -331,7 +396,18 @@ impl TestApp {
 }
 
 impl Drop for TestApp {
+    /// A server that ended before the test stopped it has failed: say how,
+    /// unless the test is failing already.
     fn drop(&mut self) {
+        if self.close.is_some() && !std::thread::panicking() {
+            match (&mut self.server).now_or_never() {
+                None => {}
+                Some(Err(join)) if join.is_panic() => std::panic::resume_unwind(join.into_panic()),
+                Some(Err(join)) => panic!("the server task was cancelled: {join}"),
+                Some(Ok(Err(error))) => panic!("the server failed: {error}"),
+                Some(Ok(Ok(()))) => panic!("the server stopped before it was told to"),
+            }
+        }
         self.server.abort();
     }
 }

@@ -170,12 +170,16 @@ fn no_random_mutation_is_accepted() {
 fn fuzzing_regressions_neither_panic_nor_pass() {
     let store = KeyStore::new();
     store.publish(keys());
+    fn fixed_now() -> i64 {
+        NOW
+    }
     let gate = AuthInterceptor::with_token_cache(
         validator(),
         store,
         ScopePolicy::new([format!("{METHOD}=read:private").parse().unwrap()]),
         16,
-    );
+    )
+    .with_clock(fixed_now);
     // The same key set trusted as a second issuer too: the inputs also go
     // through finding the issuer a token claims.
     let two = AuthInterceptor::with_issuers(
@@ -193,15 +197,17 @@ fn fuzzing_regressions_neither_panic_nor_pass() {
         ],
         ScopePolicy::new([format!("{METHOD}=read:private").parse().unwrap()]),
         16,
-    );
+    )
+    .with_clock(fixed_now);
     let issued = tokens();
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/fuzz/regressions");
-    let mut seen = 0;
-    for entry in std::fs::read_dir(dir.join("authorize"))
-        .into_iter()
-        .flatten()
-    {
-        let data = std::fs::read(entry.unwrap().path()).unwrap();
+    // The gate judges at the fixture tokens' time, so that it can tell a
+    // pass from a refusal: every issued token passes it.
+    for (i, token) in issued.iter().enumerate() {
+        let value = format!("Bearer {token}");
+        let judged = gate.authenticate([value.as_bytes()]);
+        assert!(judged.is_ok(), "fixture token {i}: {judged:?}");
+    }
+    for data in regression_inputs("authorize") {
         let values: Vec<&[u8]> = data.splitn(2, |b| *b == 0).collect();
         for gate in [&gate, &two] {
             if gate.check(METHOD, values.iter().copied()).is_ok() {
@@ -209,7 +215,6 @@ fn fuzzing_regressions_neither_panic_nor_pass() {
                 assert!(issued.iter().any(|t| t.as_bytes() == token));
             }
         }
-        seen += 1;
     }
     // Every fixture token passes the two-issuer gate too: the test above
     // could otherwise pass by refusing everything.
@@ -217,13 +222,29 @@ fn fuzzing_regressions_neither_panic_nor_pass() {
         let value = format!("Bearer {token}");
         assert!(two.authenticate([value.as_bytes()]).is_ok(), "{token}");
     }
-    for entry in std::fs::read_dir(dir.join("jwks")).into_iter().flatten() {
-        let data = std::fs::read(entry.unwrap().path()).unwrap();
+    for data in regression_inputs("jwks") {
         if let Ok((first, _)) = KeySet::from_jwks(&data, None) {
             let (again, _) = KeySet::from_jwks(&data, Some(&first)).unwrap();
             assert!(again.keys().all(|k| first.holds(k)));
         }
-        seen += 1;
     }
-    assert!(seen > 0, "no regression inputs under {}", dir.display());
+}
+
+/// Every input kept for `target` under tests/fixtures/fuzz/regressions: a
+/// folder that is missing or empty fails the test, which would otherwise
+/// pass having replayed nothing.
+fn regression_inputs(target: &str) -> Vec<Vec<u8>> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/fuzz/regressions")
+        .join(target);
+    let inputs: Vec<Vec<u8>> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|entry| std::fs::read(entry.unwrap().path()).unwrap())
+        .collect();
+    assert!(
+        !inputs.is_empty(),
+        "no regression inputs in {}",
+        dir.display()
+    );
+    inputs
 }

@@ -6,7 +6,10 @@ use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use serde_json::{Value, json};
 use tonic::Code;
 
-use crate::common::{SCOPE, TestApp, code, now, spawn_app, spawn_issuer};
+use crate::common::{
+    Options, SCOPE, TestApp, code, manual_clock, now, set_clock, spawn_app, spawn_app_with,
+    spawn_issuer,
+};
 use authgate::{issuer::DevIssuer, keys::Algorithm};
 
 fn b64(bytes: impl AsRef<[u8]>) -> String {
@@ -41,7 +44,7 @@ async fn a_valid_token_of_every_algorithm_is_accepted() {
         let token = app
             .issuer
             .mint_with(kid, &app.issuer.claims("svc@clients", &[SCOPE]));
-        let ok = crate::common::eventually(std::time::Duration::from_secs(5), || async {
+        let ok = crate::common::eventually(crate::common::PATIENCE, || async {
             app.call(&token).await.is_ok()
         })
         .await;
@@ -69,7 +72,7 @@ async fn an_rsa_jwk_without_alg_verifies_every_rsa_algorithm_and_nothing_else() 
         &claims,
     );
     assert!(
-        crate::common::eventually(std::time::Duration::from_secs(5), || async {
+        crate::common::eventually(crate::common::PATIENCE, || async {
             app.call(&first).await.is_ok()
         })
         .await
@@ -90,22 +93,77 @@ async fn an_rsa_jwk_without_alg_verifies_every_rsa_algorithm_and_nothing_else() 
     assert_eq!(status.message(), "token algorithm does not match its key");
 }
 
+/// A server whose gate reads the time from `clock`, with 30 s of leeway.
+async fn app_with_clock(clock: authgate::gate::auth::Clock) -> TestApp {
+    spawn_app_with(Options {
+        clock: Some(clock),
+        ..Options::default()
+    })
+    .await
+}
+
 #[tokio::test]
-async fn leeway_forgives_small_clock_skew() {
-    let app = spawn_app().await;
+async fn leeway_forgives_skew_on_exp_to_the_second_even_from_the_cache() {
+    let (clock, read) = manual_clock!(now());
+    let app = app_with_clock(read).await;
     let kid = app.issuer.current_kid();
-    let alg = Algorithm::RS256;
-    let h = header("RS256", &kid);
-    let just_expired = claims_with(&app, |c| {
-        c.insert("exp".into(), (now() - 10).into());
+    let exp = now() + 600;
+    let claims = claims_with(&app, |c| {
+        c.insert("exp".into(), exp.into());
     });
-    let almost_valid = claims_with(&app, |c| {
-        c.insert("nbf".into(), (now() + 10).into());
+    let token = signed(
+        &app.issuer,
+        &kid,
+        Algorithm::RS256,
+        &header("RS256", &kid),
+        &claims,
+    );
+    // Valid up to the last second of `exp` plus the 30 s of leeway: verified
+    // once, then served from the cache...
+    set_clock(clock, exp + 29);
+    assert_eq!(code(&app.call(&token).await), Code::Ok);
+    assert_eq!(code(&app.call(&token).await), Code::Ok);
+    // ...which does not outlive it by a second.
+    set_clock(clock, exp + 30);
+    let status = app.call(&token).await.unwrap_err();
+    assert_eq!(status.message(), "token has expired");
+    // Nor does a fresh check of the same token.
+    let again = signed(
+        &app.issuer,
+        &kid,
+        Algorithm::RS256,
+        &header("RS256", &kid),
+        &claims,
+    );
+    assert_eq!(
+        app.call(&again).await.unwrap_err().message(),
+        "token has expired"
+    );
+}
+
+#[tokio::test]
+async fn leeway_forgives_skew_on_nbf_to_the_second() {
+    let (clock, read) = manual_clock!(now());
+    let app = app_with_clock(read).await;
+    let kid = app.issuer.current_kid();
+    let nbf = now() + 600;
+    let claims = claims_with(&app, |c| {
+        c.insert("nbf".into(), nbf.into());
+        c.insert("exp".into(), (nbf + 3600).into());
     });
-    for claims in [just_expired, almost_valid] {
-        let token = signed(&app.issuer, &kid, alg, &h, &claims);
-        assert_eq!(code(&app.call(&token).await), Code::Ok, "{claims}");
-    }
+    let token = signed(
+        &app.issuer,
+        &kid,
+        Algorithm::RS256,
+        &header("RS256", &kid),
+        &claims,
+    );
+    // A refusal is not cached: the same token passes once its time comes.
+    set_clock(clock, nbf - 31);
+    let status = app.call(&token).await.unwrap_err();
+    assert_eq!(status.message(), "token is not yet valid");
+    set_clock(clock, nbf - 30);
+    assert_eq!(code(&app.call(&token).await), Code::Ok);
 }
 
 #[tokio::test]
@@ -175,7 +233,7 @@ pub(crate) async fn hostile_cases(app: &TestApp, recorder: &DevIssuer) -> Hostil
     // Let the server learn the new keys before the cases run.
     let warm = issuer.mint_with(&ec_kid, &issuer.claims("u", &[SCOPE]));
     assert!(
-        crate::common::eventually(std::time::Duration::from_secs(5), || async {
+        crate::common::eventually(crate::common::PATIENCE, || async {
             app.call(&warm).await.is_ok()
         })
         .await
@@ -493,6 +551,12 @@ pub(crate) async fn hostile_cases(app: &TestApp, recorder: &DevIssuer) -> Hostil
             json!([]),
             "audience is not accepted",
         ),
+        set(
+            "aud array without ours",
+            "aud",
+            json!(["https://other/api", "https://another/api"]),
+            "audience is not accepted",
+        ),
         unset("missing aud", "aud", "no `aud`"),
         unset("missing exp", "exp", "no `exp`"),
         set(
@@ -552,6 +616,30 @@ pub(crate) async fn hostile_cases(app: &TestApp, recorder: &DevIssuer) -> Hostil
             ),
             u,
             "`alg` is invalid",
+        ),
+        bearer(
+            "kid twice",
+            signed(
+                issuer,
+                &kid,
+                rs,
+                &format!(r#"{{"alg":"RS256","kid":"{kid}","kid":"{kid}"}}"#),
+                &good_claims,
+            ),
+            u,
+            "member `kid` is invalid",
+        ),
+        bearer(
+            "crit twice",
+            signed(
+                issuer,
+                &kid,
+                rs,
+                &format!(r#"{{"alg":"RS256","kid":"{kid}","crit":["urn:x"],"crit":["urn:y"]}}"#),
+                &good_claims,
+            ),
+            u,
+            "member `crit` is invalid",
         ),
         bearer(
             "payload not JSON",
@@ -806,38 +894,6 @@ async fn hostile_tokens_are_refused_each_with_its_code() {
     assert_eq!(recorder.discovery_hits(), 0);
     // And the good token, beside them all, still passes.
     assert_eq!(code(&app.call(&good).await), Code::Ok);
-}
-
-#[tokio::test]
-async fn a_cached_token_still_expires_on_time() {
-    let app = crate::common::spawn_app_with(crate::common::Options {
-        leeway: std::time::Duration::ZERO,
-        ..Default::default()
-    })
-    .await;
-    let exp = now() + 2;
-    let claims = claims_with(&app, |c| {
-        c.insert("exp".into(), exp.into());
-    });
-    let kid = app.issuer.current_kid();
-    let token = signed(
-        &app.issuer,
-        &kid,
-        Algorithm::RS256,
-        &header("RS256", &kid),
-        &claims,
-    );
-    assert_eq!(code(&app.call(&token).await), Code::Ok);
-    assert_eq!(
-        code(&app.call(&token).await),
-        Code::Ok,
-        "served again, from the cache"
-    );
-    while now() < exp {
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    let status = app.call(&token).await.unwrap_err();
-    assert_eq!(status.message(), "token has expired");
 }
 
 #[tokio::test]
@@ -1096,4 +1152,152 @@ async fn the_claims_a_handler_reads_are_the_claims_the_gate_checked() {
         ("\u{e9}@x", "acme")
     );
     assert_eq!(mine.org.roles, ["a", "b"]);
+}
+
+/// A token signed by the issuer's current key whose compact form is exactly
+/// `length` bytes long, padded in a claim and, for the lengths base64url
+/// cannot reach that way, in the header.
+fn token_of_length(app: &TestApp, length: usize) -> String {
+    let kid = app.issuer.current_kid();
+    let b64_len = |n: usize| (4 * n).div_ceil(3);
+    let signature = b64_len(256);
+    for extra in 0..3 {
+        let header = json!({"alg": "RS256", "kid": kid, "x": "h".repeat(extra)}).to_string();
+        let base = claims_with(app, |c| {
+            c.insert("pad".into(), "".into());
+        });
+        for pad in 0..length {
+            let payload_len = base.len() + pad;
+            if b64_len(header.len()) + b64_len(payload_len) + signature + 2 == length {
+                let claims = claims_with(app, |c| {
+                    c.insert("pad".into(), "p".repeat(pad).into());
+                });
+                let token = signed(&app.issuer, &kid, Algorithm::RS256, &header, &claims);
+                assert_eq!(token.len(), length);
+                return token;
+            }
+        }
+    }
+    panic!("no token of {length} bytes");
+}
+
+#[tokio::test]
+async fn a_token_of_8192_bytes_passes_and_one_of_8193_does_not() {
+    let app = spawn_app().await;
+    let longest = token_of_length(&app, 8192);
+    let too_long = token_of_length(&app, 8193);
+    // Through the gate...
+    assert_eq!(code(&app.call(&longest).await), Code::Ok);
+    let status = app.call(&too_long).await.unwrap_err();
+    assert_eq!(status.code(), Code::Unauthenticated);
+    assert_eq!(status.message(), "token is longer than 8192 bytes");
+    // ...and the validator alone, which must not rely on the gate's own check.
+    let keys = app.keys.load().clone().expect("the key set loaded");
+    let validator =
+        authgate::gate::validate::Validator::new(authgate::gate::validate::ValidationConfig {
+            issuer: app.issuer.url().to_owned(),
+            audiences: vec![app.issuer.audience().to_owned()],
+            leeway: std::time::Duration::from_secs(30),
+            require_typ: None,
+        });
+    assert!(validator.validate(&longest, &keys, now()).is_ok());
+    assert_eq!(
+        validator.validate(&too_long, &keys, now()).unwrap_err(),
+        authgate::error::AuthError::TooLong { max: 8192 }
+    );
+}
+
+/// A server of `PrivateService` alone behind the gate as an interceptor
+/// (`PrivateServiceServer::with_interceptor`), fed by a refresher of
+/// `issuer`'s JWKS, as a user of the library would assemble it.
+async fn serve_with_interceptor(
+    issuer: &DevIssuer,
+    policy: authgate::gate::ScopePolicy,
+) -> (std::net::SocketAddr, tokio::sync::oneshot::Sender<()>) {
+    use authgate::{
+        gate::{AuthInterceptor, ValidationConfig, Validator},
+        keys::{JwksSource, KeyStore, RefreshConfig, Refresher},
+        pb::private_service_server::PrivateServiceServer,
+        server::service::PrivateService,
+    };
+    let store = KeyStore::new();
+    let refresher = Refresher::new(
+        store.clone(),
+        JwksSource::Url(issuer.jwks_url().parse().unwrap()),
+        RefreshConfig::default(),
+    )
+    .unwrap();
+    let gate = AuthInterceptor::new(
+        Validator::new(ValidationConfig {
+            issuer: issuer.url().to_owned(),
+            audiences: vec![issuer.audience().to_owned()],
+            leeway: std::time::Duration::from_secs(30),
+            require_typ: None,
+        }),
+        store.clone(),
+        policy,
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let refresher = tokio::spawn(refresher.run());
+    tokio::spawn(async move {
+        tonic::transport::Server::builder()
+            .add_service(PrivateServiceServer::with_interceptor(PrivateService, gate))
+            .serve_with_incoming_shutdown(
+                tonic::transport::server::TcpIncoming::from(listener),
+                async {
+                    let _ = stopped.await;
+                },
+            )
+            .await
+            .unwrap();
+        refresher.abort();
+    });
+    tokio::time::timeout(crate::common::PATIENCE, store.wait_loaded())
+        .await
+        .expect("the key set loads");
+    (addr, stop)
+}
+
+async fn call_one_service(
+    addr: std::net::SocketAddr,
+    token: &str,
+) -> Result<String, tonic::Status> {
+    let mut client = authgate::pb::private_service_client::PrivateServiceClient::connect(format!(
+        "http://{addr}"
+    ))
+    .await
+    .unwrap();
+    let mut request = tonic::Request::new(authgate::pb::GetPrivateRequest {});
+    request
+        .metadata_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    Ok(client.get_private(request).await?.into_inner().subject)
+}
+
+#[tokio::test]
+async fn the_one_service_interceptor_refuses_rather_than_skip_scope_rules() {
+    let issuer = spawn_issuer().await;
+    let token = issuer.mint(&issuer.claims("user|1", &[SCOPE]));
+    // Without rules it authenticates and hands the handler the caller.
+    let (addr, _stop) = serve_with_interceptor(&issuer, Default::default()).await;
+    assert_eq!(call_one_service(addr, &token).await.unwrap(), "user|1");
+    assert_eq!(
+        call_one_service(addr, "a.b.c").await.unwrap_err().code(),
+        Code::Unauthenticated
+    );
+    // With a rule it cannot know which method is called, so it cannot apply
+    // the rule: every call is refused, even one whose token has the scope.
+    let rules = [format!("{}={SCOPE}", crate::common::GET_PRIVATE)
+        .parse()
+        .unwrap()];
+    let (addr, _stop) =
+        serve_with_interceptor(&issuer, authgate::gate::ScopePolicy::new(rules)).await;
+    let status = call_one_service(addr, &token).await.unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied);
+    assert_eq!(
+        status.message(),
+        "the method being called is unknown, so its scopes cannot be checked"
+    );
 }

@@ -13,6 +13,7 @@ mod drain;
 mod fuzz;
 mod gate;
 mod issuers;
+mod keys;
 mod limits;
 mod metrics;
 mod refresh;

@@ -1,8 +1,6 @@
 //! The assembled server: health and reflection open, everything else guarded
 //! (methods that do not exist included), TLS.
 
-use std::time::Duration;
-
 use authgate::pb::{GetPrivateRequest, GetPrivateResponse};
 use tonic::{
     Code, Request,
@@ -141,7 +139,7 @@ async fn tls_with_a_private_ca() {
         .unwrap()
         .tls_config(tls)
         .unwrap()
-        .connect_timeout(Duration::from_secs(5))
+        .connect_timeout(crate::common::PATIENCE)
         .connect()
         .await
         .expect("a TLS connection");
@@ -193,7 +191,7 @@ async fn shutdown_lets_calls_in_flight_finish() {
 
     let stopping = tokio::spawn(app.stop());
     // New connections are refused once shutdown has begun...
-    let refused = crate::common::eventually(Duration::from_secs(5), || async {
+    let refused = crate::common::eventually(crate::common::PATIENCE, || async {
         tokio::net::TcpStream::connect(addr).await.is_err()
     })
     .await;
@@ -204,7 +202,7 @@ async fn shutdown_lets_calls_in_flight_finish() {
     assert!(responses.next().await.unwrap().is_ok());
     drop(tx);
     assert!(responses.next().await.is_none());
-    tokio::time::timeout(Duration::from_secs(5), stopping)
+    tokio::time::timeout(crate::common::PATIENCE, stopping)
         .await
         .expect("the server stops once the call ends")
         .unwrap();
