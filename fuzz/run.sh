@@ -16,12 +16,20 @@ while read -r token; do
 done <../tests/fixtures/fuzz/tokens.txt
 cp ../tests/fixtures/fuzz/jwks.json corpus/jwks/seed-jwks
 cp ../tests/fixtures/fuzz/jwks-mixed.json corpus/jwks/seed-mixed
-cp -r ../tests/fixtures/fuzz/regressions/authorize/. corpus/authorize/ 2>/dev/null || true
-cp -r ../tests/fixtures/fuzz/regressions/jwks/. corpus/jwks/ 2>/dev/null || true
+cp -r ../tests/fixtures/fuzz/regressions/authorize/. corpus/authorize/
+cp -r ../tests/fixtures/fuzz/regressions/jwks/. corpus/jwks/
 
+# A crash, a leak, an out-of-memory or a timeout makes cargo fuzz exit
+# non-zero, and this script with it, after both targets have run.
+failed=0
 for target in authorize jwks; do
   echo "== $target for ${seconds}s"
-  cargo fuzz run "$target" --release -- -max_total_time="$seconds" -rss_limit_mb=1024 \
-    -malloc_limit_mb=256 -timeout=5 -print_final_stats=1 2>&1 | tee "fuzz-$target.log" \
-    | grep -E '^(stat::|Done|==|INFO: seed|#[0-9]+ *DONE)' || true
+  if ! cargo fuzz run "$target" --release -- -max_total_time="$seconds" -rss_limit_mb=1024 \
+    -malloc_limit_mb=256 -timeout=5 -print_final_stats=1 >"fuzz-$target.log" 2>&1; then
+    echo "!! $target failed; its input is under fuzz/artifacts/$target/, the log in fuzz/fuzz-$target.log:"
+    tail -n 40 "fuzz-$target.log"
+    failed=1
+  fi
+  grep -E '^(stat::|Done|==|INFO: seed|#[0-9]+ *DONE)' "fuzz-$target.log" || true
 done
+exit "$failed"

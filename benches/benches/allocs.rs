@@ -137,7 +137,16 @@ fn main() {
         let empty = per_call(20000, |_| drop(std::hint::black_box(request())));
         let full = per_call(20000, |_| {
             let mut future = std::pin::pin!(service.call(request()));
-            assert!(matches!(future.as_mut().poll(&mut cx), Poll::Ready(Ok(_))));
+            // A refusal is a response too, without the inner service: only
+            // a response without `grpc-status` was served, and may count.
+            match future.as_mut().poll(&mut cx) {
+                Poll::Ready(Ok(response)) => assert!(
+                    response.headers().get("grpc-status").is_none(),
+                    "refused, not served: {:?}",
+                    response.headers().get("grpc-message")
+                ),
+                _ => panic!("the call did not complete at once"),
+            }
         });
         if build {
             report("  building the http::Request alone", empty);

@@ -7,15 +7,22 @@ use std::{sync::OnceLock, time::Duration};
 
 use authgate::{
     gate::auth::{AuthInterceptor, ScopePolicy, bearer_token},
+    gate::validate::{ValidationConfig, Validator},
     keys::KeySet,
     keys::refresher::KeyStore,
-    gate::validate::{ValidationConfig, Validator},
 };
 use libfuzzer_sys::fuzz_target;
 
 const JWKS: &str = include_str!("../../tests/fixtures/fuzz/jwks.json");
 const TOKENS: &str = include_str!("../../tests/fixtures/fuzz/tokens.txt");
 const METHOD: &str = "/authgate.v1.PrivateService/GetPrivate";
+/// 2026-01-01: inside every fixture token's validity, as in tests/it/fuzz.rs,
+/// so that a run judges the same input the same way on any day.
+const NOW: i64 = 1_767_225_600;
+
+fn fixed_now() -> i64 {
+    NOW
+}
 
 struct Gate {
     gate: AuthInterceptor,
@@ -36,7 +43,8 @@ fn gate() -> &'static Gate {
         let policy = ScopePolicy::new([format!("{METHOD}=read:private").parse().unwrap()]);
         Gate {
             // A small cache, so that the fuzzer also runs hits and evictions.
-            gate: AuthInterceptor::with_token_cache(validator, store, policy, 16),
+            gate: AuthInterceptor::with_token_cache(validator, store, policy, 16)
+                .with_clock(fixed_now),
             issued: TOKENS.lines().filter(|l| !l.is_empty()).collect(),
         }
     })

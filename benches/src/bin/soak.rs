@@ -487,11 +487,21 @@ async fn faults(
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
     let late = run(load(server.addr, old.clone(), 1, 4, Duration::from_secs(1))).await?;
+    let refused = late.refused.get(&UNAUTHENTICATED).copied().unwrap_or(0);
     println!(
-        "  old-key tokens after withdrawal: {} of {} refused (they must all be)",
-        late.refused.values().sum::<u64>(),
+        "  old-key tokens after withdrawal: {refused} of {} refused (they must all be)",
         late.calls()
     );
+    if late.calls() == 0 || refused != late.calls() || late.transport_errors > 0 {
+        return Err(format!(
+            "old-key tokens after withdrawal: {} passed, {refused} of {} refused \
+             UNAUTHENTICATED, {} transport errors",
+            late.ok,
+            late.calls(),
+            late.transport_errors
+        )
+        .into());
+    }
     println!(
         "  (the new key was published {:?} before it first signed)",
         step
