@@ -53,6 +53,15 @@ async fn the_cache_is_bounded_exact_and_follows_the_key_set() {
     assert!(!cache.is_empty());
     let hit = cache.get(first.as_bytes(), t).expect("a hit");
     assert_eq!(hit.subject(), "user-first");
+    assert_eq!(hit.kid(), Some(ed.as_str()));
+    assert_eq!(hit.scopes().collect::<Vec<_>>(), [SCOPE]);
+    // The principal's Debug says who, never the claims it was read from.
+    let debug = format!("{hit:?}");
+    assert!(
+        debug.contains("user-first") && debug.contains(SCOPE),
+        "{debug}"
+    );
+    assert!(!debug.contains(issuer.audience()), "{debug}");
 
     // A thousand distinct valid tokens: never more than 64 entries, and
     // nearly every slot used.

@@ -13,7 +13,7 @@ use authgate::{
     pb::{GetPrivateRequest, private_service_client::PrivateServiceClient},
 };
 
-use crate::common::{PATIENCE, SCOPE, eventually, spawn_app, spawn_issuer};
+use crate::common::{SCOPE, eventually, patience, spawn_app, spawn_issuer};
 
 /// A source for the test issuer's client, asking by discovery.
 fn source_config(issuer: &DevIssuer) -> TokenSourceConfig {
@@ -66,7 +66,7 @@ async fn the_token_is_refreshed_in_the_background_before_it_expires() {
     issuer.set_token_ttl(Duration::from_secs(4));
     let source = TokenSource::new(source_config(&issuer)).unwrap();
     let first = source.token().await.unwrap();
-    let refreshed = eventually(PATIENCE, || async {
+    let refreshed = eventually(patience(), || async {
         source
             .current()
             .is_some_and(|t| t.secret() != first.secret())
@@ -104,7 +104,7 @@ async fn retry_after_is_honoured_over_the_backoff() {
     config.initial_backoff = Duration::from_secs(7200);
     config.max_backoff = Duration::from_secs(7200);
     let source = TokenSource::new(config).unwrap();
-    tokio::time::timeout(PATIENCE, source.token())
+    tokio::time::timeout(patience(), source.token())
         .await
         .expect("the retry waited on the backoff, not on Retry-After")
         .expect("a token after one retry");
@@ -177,7 +177,7 @@ async fn invalid_client_is_an_immediate_clear_error() {
     config.client_secret = Secret::new("wrong-secret");
     // A retry would wait an hour.
     config.initial_backoff = Duration::from_secs(3600);
-    let error = tokio::time::timeout(PATIENCE, TokenSource::new(config).unwrap().token())
+    let error = tokio::time::timeout(patience(), TokenSource::new(config).unwrap().token())
         .await
         .expect("a refusal was retried")
         .unwrap_err();

@@ -27,9 +27,20 @@ use tonic::{Code, Request, Status, metadata::MetadataValue, transport::Channel};
 pub const SCOPE: &str = "read:private";
 pub const GET_PRIVATE: &str = "/authgate.v1.PrivateService/GetPrivate";
 
-/// How long a test waits for an event before it calls it a hang. Only a
-/// failing test ever waits this long: it is no bound on how fast anything is.
-pub const PATIENCE: Duration = Duration::from_secs(60);
+/// How long a test waits for an event before it calls it a hang: 60 s, or
+/// `AUTHGATE_TEST_PATIENCE_SECS` (the mutation run lowers it, so that a
+/// mutant that leaves a test waiting fails it sooner). Only a failing test
+/// ever waits this long: it is no bound on how fast anything is.
+pub fn patience() -> Duration {
+    static PATIENCE: OnceLock<Duration> = OnceLock::new();
+    *PATIENCE.get_or_init(|| {
+        let secs = std::env::var("AUTHGATE_TEST_PATIENCE_SECS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(60);
+        Duration::from_secs(secs)
+    })
+}
 
 /// The pre-generated RSA keys (tests/fixtures/keys) every dev issuer of this
 /// test run signs with, each key handed out once.
@@ -278,7 +289,7 @@ async fn spawn_server(
     });
     if options.wait_for_keys {
         for store in &stores[..running] {
-            tokio::time::timeout(PATIENCE, store.wait_loaded())
+            tokio::time::timeout(patience(), store.wait_loaded())
                 .await
                 .expect("the key set loads");
         }
@@ -342,7 +353,7 @@ impl TestApp {
     pub async fn stop(mut self) {
         self.drain();
         self.close();
-        match tokio::time::timeout(PATIENCE, &mut self.server).await {
+        match tokio::time::timeout(patience(), &mut self.server).await {
             Err(_) => panic!("graceful shutdown hung"),
             Ok(Err(join)) if join.is_panic() => std::panic::resume_unwind(join.into_panic()),
             Ok(Err(join)) => panic!("the server task was cancelled: {join}"),

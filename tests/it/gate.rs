@@ -44,7 +44,7 @@ async fn a_valid_token_of_every_algorithm_is_accepted() {
         let token = app
             .issuer
             .mint_with(kid, &app.issuer.claims("svc@clients", &[SCOPE]));
-        let ok = crate::common::eventually(crate::common::PATIENCE, || async {
+        let ok = crate::common::eventually(crate::common::patience(), || async {
             app.call(&token).await.is_ok()
         })
         .await;
@@ -72,7 +72,7 @@ async fn an_rsa_jwk_without_alg_verifies_every_rsa_algorithm_and_nothing_else() 
         &claims,
     );
     assert!(
-        crate::common::eventually(crate::common::PATIENCE, || async {
+        crate::common::eventually(crate::common::patience(), || async {
             app.call(&first).await.is_ok()
         })
         .await
@@ -233,7 +233,7 @@ pub(crate) async fn hostile_cases(app: &TestApp, recorder: &DevIssuer) -> Hostil
     // Let the server learn the new keys before the cases run.
     let warm = issuer.mint_with(&ec_kid, &issuer.claims("u", &[SCOPE]));
     assert!(
-        crate::common::eventually(crate::common::PATIENCE, || async {
+        crate::common::eventually(crate::common::patience(), || async {
             app.call(&warm).await.is_ok()
         })
         .await
@@ -1254,7 +1254,7 @@ async fn serve_with_interceptor(
             .unwrap();
         refresher.abort();
     });
-    tokio::time::timeout(crate::common::PATIENCE, store.wait_loaded())
+    tokio::time::timeout(crate::common::patience(), store.wait_loaded())
         .await
         .expect("the key set loads");
     (addr, stop)

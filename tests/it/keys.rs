@@ -71,3 +71,100 @@ async fn of_two_keys_under_one_kid_the_first_listed_is_used() {
     let status = app.call(&by_second).await.unwrap_err();
     assert_eq!(status.message(), "token signature is invalid");
 }
+
+/// The public JWK of an 8192-bit RSA key (tests/fixtures/keys/generate.sh).
+const RSA_8192: &str = include_str!("../fixtures/keys/rsa-8192.jwk.json");
+
+#[tokio::test]
+async fn each_unusable_key_is_skipped_with_its_reason() {
+    use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+    let issuer = spawn_issuer().await;
+    let rsa = issuer.jwk(&issuer.current_kid()).unwrap();
+    let ec = issuer.jwk(&issuer.add_key(Algorithm::ES256)).unwrap();
+    let with = |jwk: &serde_json::Value, kid: &str, edit: &dyn Fn(&mut serde_json::Value)| {
+        let mut jwk = jwk.clone();
+        jwk["kid"] = kid.into();
+        edit(&mut jwk);
+        jwk
+    };
+    // One bit over the largest modulus taken.
+    let mut n = vec![0x01];
+    n.extend([0xff; 1024]);
+    let cases = [
+        (
+            with(&rsa, "rsa-as-ec", &|j| j["alg"] = "ES256".into()),
+            "`alg` ES256 does not fit a `RSA` key",
+        ),
+        (
+            with(&rsa, "rsa-8193", &|j| {
+                j["n"] = URL_SAFE_NO_PAD.encode(&n).into()
+            }),
+            "RSA modulus of 8193 bits exceeds 8192",
+        ),
+        (
+            with(&ec, "short-y", &|j| {
+                let y = URL_SAFE_NO_PAD.decode(j["y"].as_str().unwrap()).unwrap();
+                j["y"] = URL_SAFE_NO_PAD.encode(&y[1..]).into();
+            }),
+            "EC coordinates are not 32 bytes each",
+        ),
+    ];
+    for (jwk, reason) in cases {
+        let doc = json!({ "keys": [rsa, jwk] }).to_string();
+        let (set, skipped) = KeySet::from_jwks(doc.as_bytes(), None).unwrap();
+        assert_eq!(set.len(), 1, "{reason}");
+        assert_eq!(skipped.len(), 1, "{reason}: {skipped:?}");
+        assert_eq!(skipped[0].reason, reason);
+    }
+    // The largest modulus itself is taken.
+    let large: serde_json::Value = serde_json::from_str(RSA_8192).unwrap();
+    let doc = json!({ "keys": [large] }).to_string();
+    let (set, skipped) = KeySet::from_jwks(doc.as_bytes(), None).unwrap();
+    assert!(skipped.is_empty(), "{skipped:?}");
+    let key = set.get("rsa-8192").expect("the 8192-bit key");
+    assert_eq!(key.algorithms().collect::<Vec<_>>(), [Algorithm::RS256]);
+}
+
+#[tokio::test]
+async fn keys_without_kid_count_and_say_what_they_are() {
+    let issuer = spawn_issuer().await;
+    let kid = issuer.current_kid();
+    let named = issuer.jwk(&kid).unwrap();
+    let mut unnamed = issuer.jwk(&issuer.add_key(Algorithm::EdDSA)).unwrap();
+    unnamed.as_object_mut().unwrap().remove("kid");
+    let doc = json!({ "keys": [named, unnamed] }).to_string();
+    let (set, _) = KeySet::from_jwks(doc.as_bytes(), None).unwrap();
+    assert_eq!(set.len(), 2);
+    assert_eq!(set.keys().count(), 2);
+    assert!(set.keys().any(|k| k.kid().is_none()));
+    // A key's Debug names it and its algorithms, never its material.
+    let key = set.get(&kid).unwrap();
+    let debug = format!("{key:?}");
+    assert_eq!(
+        debug,
+        format!(r#"VerifyingKey {{ kid: Some({kid:?}), algorithms: [RS256] }}"#)
+    );
+    // Algorithms display as their JWS names.
+    for alg in Algorithm::ALL {
+        assert_eq!(alg.to_string(), alg.name());
+    }
+}
+
+#[tokio::test]
+async fn a_token_without_kid_is_checked_with_the_one_key_for_its_algorithm() {
+    // An RSA key and an EC key: each algorithm has exactly one candidate.
+    let issuer = spawn_issuer().await;
+    let rsa = issuer.current_kid();
+    let ec = issuer.add_key(Algorithm::ES256);
+    let app = spawn_app_for(issuer, Options::default()).await;
+    let claims = app.issuer.claims("no-kid", &[SCOPE]).to_string();
+    for (kid, alg) in [(&rsa, Algorithm::RS256), (&ec, Algorithm::ES256)] {
+        let header = json!({ "alg": alg.name() }).to_string();
+        let token = app
+            .issuer
+            .sign_raw(kid, alg, header.as_bytes(), claims.as_bytes());
+        let response = app.call(&token).await;
+        assert_eq!(code(&response), Code::Ok, "{alg}: {response:?}");
+        assert_eq!(response.unwrap().subject, "no-kid");
+    }
+}

@@ -7,7 +7,7 @@ use authgate::pb::{GetPrivateRequest, GetPrivateResponse};
 use tokio::io::AsyncReadExt;
 use tonic::{Code, Request};
 
-use crate::common::{Options, PATIENCE, TestApp, code, spawn_app_with};
+use crate::common::{Options, TestApp, code, patience, spawn_app_with};
 
 async fn app_with(limits: impl FnOnce(&mut authgate::server::Limits)) -> TestApp {
     let mut options = Options::default();
@@ -95,7 +95,7 @@ async fn the_server_announces_its_stream_limit() {
     tokio::spawn(connection);
     let client = client.ready().await.unwrap();
     // The SETTINGS frame arrives right after the handshake.
-    let announced = crate::common::eventually(PATIENCE, || {
+    let announced = crate::common::eventually(patience(), || {
         let client = client.clone();
         async move { client.current_max_send_streams() == 7 }
     })
@@ -130,7 +130,7 @@ async fn a_silent_or_trickling_connection_is_closed_after_the_handshake_timeout(
         .await
         .unwrap();
     let mut buf = [0u8; 64];
-    let closed = tokio::time::timeout(PATIENCE, async {
+    let closed = tokio::time::timeout(patience(), async {
         // Whatever the server writes first (its SETTINGS), it then closes.
         loop {
             match silent.read(&mut buf).await {
@@ -169,7 +169,7 @@ async fn connections_past_the_limit_wait_for_a_slot() {
     }
     // Until a slot frees.
     drop(second);
-    let served = tokio::time::timeout(PATIENCE, &mut waiting)
+    let served = tokio::time::timeout(patience(), &mut waiting)
         .await
         .expect("the waiting call is never served")
         .unwrap();

@@ -139,7 +139,7 @@ async fn tls_with_a_private_ca() {
         .unwrap()
         .tls_config(tls)
         .unwrap()
-        .connect_timeout(crate::common::PATIENCE)
+        .connect_timeout(crate::common::patience())
         .connect()
         .await
         .expect("a TLS connection");
@@ -191,7 +191,7 @@ async fn shutdown_lets_calls_in_flight_finish() {
 
     let stopping = tokio::spawn(app.stop());
     // New connections are refused once shutdown has begun...
-    let refused = crate::common::eventually(crate::common::PATIENCE, || async {
+    let refused = crate::common::eventually(crate::common::patience(), || async {
         tokio::net::TcpStream::connect(addr).await.is_err()
     })
     .await;
@@ -202,7 +202,7 @@ async fn shutdown_lets_calls_in_flight_finish() {
     assert!(responses.next().await.unwrap().is_ok());
     drop(tx);
     assert!(responses.next().await.is_none());
-    tokio::time::timeout(crate::common::PATIENCE, stopping)
+    tokio::time::timeout(crate::common::patience(), stopping)
         .await
         .expect("the server stops once the call ends")
         .unwrap();

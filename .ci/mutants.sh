@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Mutation testing with cargo-mutants: each mutant is one small change to the
+# code (a comparison moved by one, an operator swapped, a function body
+# replaced by a constant); a mutant every test still passes with is a check no
+# test verifies. Scoped to the request path and the key handling, each file
+# with the tests that exercise it; not part of .ci/run, for it takes hours.
+#
+#   .ci/mutants.sh                    every file below, one after another
+#   .ci/mutants.sh cache validate     only these (names below)
+#
+# Results: mutants.out/<name>/mutants.out/{caught,missed,timeout,unviable}.txt.
+# Mutants that change nothing observable are listed, each with its reason,
+# in .cargo/mutants.toml and not run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+version=27.1.0
+if [ "$(cargo mutants --version 2>/dev/null)" != "cargo-mutants $version" ]; then
+  cargo install cargo-mutants --locked --version "$version"
+fi
+
+# The copies cargo-mutants builds share one target directory of their own, so
+# the dependencies are built once; without debug info, each mutant links in
+# seconds less.
+export CARGO_TARGET_DIR="$PWD/target/mutants"
+export CARGO_PROFILE_DEV_DEBUG=false
+export CARGO_PROFILE_TEST_DEBUG=false
+# A mutant that leaves a test waiting for an event fails it after 10 s rather
+# than the usual 60, before cargo-mutants' own timeout would stop it.
+export AUTHGATE_TEST_PATIENCE_SECS=10
+
+# name, file, then the test-name filters: unit tests and tests/it alike.
+# The exhaustive single-character substitution test (seconds per run, and
+# the random mutations test covers the same ground) is skipped throughout.
+targets=(
+  "validate src/gate/validate.rs gate:: cache:: scopes:: fuzz::"
+  "keys src/keys/mod.rs keys:: refresh:: gate:: cache:: fuzz::"
+  "auth src/gate/auth.rs gate:: scopes:: server:: fuzz::"
+  "cache src/gate/cache.rs cache gate::"
+  "refresher src/keys/refresher.rs keys:: refresh:: server::health"
+  "net src/net.rs net:: refresh:: client:: cli::"
+)
+
+wanted=("$@")
+for target in "${targets[@]}"; do
+  read -r name file filters <<<"$target"
+  if [ ${#wanted[@]} -gt 0 ] && [[ ! " ${wanted[*]} " =~ " $name " ]]; then
+    continue
+  fi
+  echo "== $file (tests: $filters)"
+  mkdir -p "mutants.out/$name"
+  # cargo-mutants exits 2 when mutants were missed and 3 on timeouts, which
+  # the summary reports; anything else (a failing baseline) stops the script.
+  status=0
+  # shellcheck disable=SC2086 # the filters are words
+  cargo mutants --jobs 1 --file "$file" --output "mutants.out/$name" \
+    --cargo-arg=--lib --cargo-arg=--test=it \
+    -- -- $filters --skip no_single_character_substitution || status=$?
+  case $status in 0 | 2 | 3) ;; *) exit "$status" ;; esac
+  for outcome in caught missed timeout unviable; do
+    printf '%s %s ' "$outcome" "$(wc -l <"mutants.out/$name/mutants.out/$outcome.txt")"
+  done
+  echo
+done
