@@ -519,7 +519,7 @@ impl AuthInterceptor {
     /// When a call made with `principal`'s token must end: its `exp` plus
     /// the leeway of its issuer, as an instant of the async runtime's clock.
     pub fn deadline(&self, principal: &Principal) -> Instant {
-        let left = principal.accepted_until() - unix_now();
+        let left = principal.accepted_until() - (self.clock)();
         Instant::now() + Duration::from_secs(u64::try_from(left).unwrap_or(0))
     }
 

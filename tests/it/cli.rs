@@ -1,16 +1,16 @@
 //! The `authgate` binary as a user runs it: refusals before serving, `dev`'s
 //! printed token and command, and exit 0 on SIGTERM and SIGINT.
 
-use std::{
-    io::{BufRead, BufReader},
-    process::{Child, Command, Stdio},
-    time::{Duration, Instant},
-};
+use std::process::{Command, ExitStatus, Stdio};
 
 use authgate::pb::{GetPrivateRequest, private_service_client::PrivateServiceClient};
+use tokio::{
+    io::{AsyncBufReadExt, BufReader},
+    process::Child,
+};
 use tonic::Request;
 
-use crate::common::{SCOPE, eventually, free_port, spawn_issuer};
+use crate::common::{GET_PRIVATE, SCOPE, eventually, patience, spawn_issuer};
 
 pub(crate) fn authgate() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_authgate"));
@@ -30,26 +30,71 @@ pub(crate) fn authgate() -> Command {
     command
 }
 
-/// Waits for `child` to exit within `within`, killing it if it does not.
-/// Async, so that this test's own connections can close meanwhile.
-pub(crate) async fn wait(child: &mut Child, within: Duration) -> std::process::ExitStatus {
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("authgate did not exit within {within:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+/// Starts `command` as a child this test waits on, killed if the test ends
+/// first.
+pub(crate) fn spawn(command: &mut Command) -> Child {
+    let mut command = tokio::process::Command::from(std::mem::replace(command, authgate()));
+    command.kill_on_drop(true);
+    command.spawn().unwrap()
+}
+
+/// Waits for `child` to exit; only a hang waits out the patience.
+pub(crate) async fn wait(child: &mut Child) -> ExitStatus {
+    tokio::time::timeout(patience(), child.wait())
+        .await
+        .expect("authgate did not exit")
+        .unwrap()
 }
 
 pub(crate) fn signal(child: &Child, signal: libc::c_int) {
-    // SAFETY: kill(2) with the pid of a child we own.
-    let rc = unsafe { libc::kill(child.id() as libc::pid_t, signal) };
+    let pid = child.id().expect("the child is running");
+    // SAFETY: kill(2) with the pid of a child we own and have not reaped.
+    let rc = unsafe { libc::kill(pid as libc::pid_t, signal) };
     assert_eq!(rc, 0);
+}
+
+/// `authgate serve` as `command` starts it, listening where its arguments or
+/// configuration say (port 0 for any), and the addresses its start-up line
+/// names: no port is picked before the server binds it.
+pub(crate) struct Served {
+    pub child: Child,
+    /// Where gRPC is served.
+    pub addr: String,
+    /// Where metrics are served, if they are.
+    pub metrics: Option<String>,
+}
+
+pub(crate) async fn serve(mut command: Command) -> Served {
+    command
+        .env("RUST_LOG", "warn,authgate::cli=info")
+        .stderr(Stdio::piped());
+    let mut child = spawn(&mut command);
+    let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
+    let line = tokio::time::timeout(patience(), async {
+        let mut said = String::new();
+        while let Some(line) = stderr.next_line().await.unwrap() {
+            if line.contains("authgate serving") {
+                return Ok(line);
+            }
+            said.push_str(&line);
+        }
+        Err(said)
+    })
+    .await
+    .expect("authgate serve never said where it listens")
+    .unwrap_or_else(|said| panic!("authgate serve stopped before serving: {said}"));
+    // Keep reading, so that its logging never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = stderr.next_line().await {} });
+    let field = |name: &str| {
+        line.split_whitespace()
+            .find_map(|field| field.strip_prefix(name))
+            .map(str::to_owned)
+    };
+    Served {
+        child,
+        addr: field("listen=").expect("a listen= field"),
+        metrics: field("metrics=Some(").map(|m| m.trim_end_matches(')').to_owned()),
+    }
 }
 
 pub(crate) async fn call(addr: &str, token: &str) -> Result<String, tonic::Status> {
@@ -117,28 +162,35 @@ fn auth0_environment_variables_configure_serve() {
 }
 
 #[tokio::test]
-async fn serve_answers_and_exits_zero_on_sigterm() {
+async fn serve_answers_with_the_environments_rules_and_exits_zero_on_sigterm() {
     let issuer = spawn_issuer().await;
-    let addr = free_port().await.to_string();
-    let mut child = authgate()
-        .args(["serve", "--listen", &addr, "--issuer", issuer.url()])
+    let mut command = authgate();
+    command
+        .args(["serve", "--listen", "127.0.0.1:0", "--issuer", issuer.url()])
         .args(["--audience", issuer.audience()])
-        .args([
-            "--require-scope",
-            &format!("/authgate.v1.PrivateService/GetPrivate={SCOPE}"),
-        ])
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let token = issuer.mint(&issuer.claims("cli-user", &[SCOPE]));
-    let ok = eventually(Duration::from_secs(10), || async {
-        call(&addr, &token).await.is_ok()
+        // Two rules for one method, `;`-separated: both must hold.
+        .env(
+            "AUTHGATE_REQUIRE_SCOPE",
+            format!("{GET_PRIVATE}={SCOPE}; {GET_PRIVATE}=audit"),
+        );
+    let Served {
+        mut child, addr, ..
+    } = serve(command).await;
+    let one = issuer.mint(&issuer.claims("cli-user", &[SCOPE]));
+    let both = issuer.mint(&issuer.claims("cli-user", &[SCOPE, "audit"]));
+    // The server answers once its key set has loaded.
+    let answered = eventually(patience(), || async {
+        !matches!(call(&addr, &one).await, Err(s) if s.code() == tonic::Code::Unavailable)
     })
     .await;
-    assert!(ok, "authgate serve never answered");
-    assert_eq!(call(&addr, &token).await.unwrap(), "cli-user");
+    assert!(answered, "authgate serve never loaded its keys");
+    let refused = call(&addr, &one).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::PermissionDenied);
+    assert_eq!(refused.message(), "missing required scope `audit`");
+    assert_eq!(call(&addr, &both).await.unwrap(), "cli-user");
+
     signal(&child, libc::SIGTERM);
-    let status = wait(&mut child, Duration::from_secs(10)).await;
+    let status = wait(&mut child).await;
     assert_eq!(status.code(), Some(0), "{status:?}");
 }
 
@@ -146,21 +198,21 @@ async fn serve_answers_and_exits_zero_on_sigterm() {
 async fn serve_drains_on_sigterm_then_exits_zero() {
     use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
     let issuer = spawn_issuer().await;
-    let addr = free_port().await.to_string();
-    let metrics = free_port().await.to_string();
-    let mut child = authgate()
-        .args(["serve", "--listen", &addr, "--issuer", issuer.url()])
+    let mut command = authgate();
+    command
+        .args(["serve", "--listen", "127.0.0.1:0", "--issuer", issuer.url()])
         .args(["--audience", issuer.audience()])
-        .args(["--metrics-listen", &metrics])
-        .args(["--drain-delay", "5s", "--shutdown-timeout", "10s"])
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+        .args(["--metrics-listen", "127.0.0.1:0"])
+        // Longer than any wait below: the calls after SIGTERM fall within it.
+        .args(["--drain-delay", "5s", "--shutdown-timeout", "10s"]);
+    let Served {
+        mut child,
+        addr,
+        metrics,
+    } = serve(command).await;
+    let metrics = metrics.expect("metrics are served");
     let token = issuer.mint(&issuer.claims("cli-user", &[SCOPE]));
-    let ok = eventually(Duration::from_secs(10), || async {
-        call(&addr, &token).await.is_ok()
-    })
-    .await;
+    let ok = eventually(patience(), || async { call(&addr, &token).await.is_ok() }).await;
     assert!(ok, "authgate serve never answered");
     let scrape = reqwest::get(format!("http://{metrics}/metrics"))
         .await
@@ -185,7 +237,7 @@ async fn serve_drains_on_sigterm_then_exits_zero() {
         .into_inner();
     assert_eq!(watch.message().await.unwrap().unwrap().status, 1);
     signal(&child, libc::SIGTERM);
-    let changed = tokio::time::timeout(Duration::from_secs(10), watch.message())
+    let changed = tokio::time::timeout(patience(), watch.message())
         .await
         .expect("health changed on SIGTERM")
         .unwrap()
@@ -194,13 +246,14 @@ async fn serve_drains_on_sigterm_then_exits_zero() {
     drop((watch, health));
     // Within the drain delay, calls are still answered.
     assert_eq!(call(&addr, &token).await.unwrap(), "cli-user");
-    let status = wait(&mut child, Duration::from_secs(20)).await;
+    let status = wait(&mut child).await;
     assert_eq!(status.code(), Some(0), "{status:?}");
 }
 
 /// Starts `authgate dev` with `args` and reads its banner up to the last line.
 pub(crate) async fn dev_banner(args: &[&str]) -> (Child, Vec<String>) {
-    let mut child = authgate()
+    let mut command = authgate();
+    command
         .args([
             "dev",
             "--listen",
@@ -210,14 +263,12 @@ pub(crate) async fn dev_banner(args: &[&str]) -> (Child, Vec<String>) {
         ])
         .args(args)
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let lines = tokio::task::spawn_blocking(move || {
+        .stderr(Stdio::null());
+    let mut child = spawn(&mut command);
+    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+    let lines = tokio::time::timeout(patience(), async {
         let mut lines = Vec::new();
-        for line in BufReader::new(stdout).lines() {
-            let line = line.unwrap();
+        while let Some(line) = stdout.next_line().await.unwrap() {
             let done = line.starts_with("Ctrl-C");
             lines.push(line);
             if done {
@@ -225,11 +276,9 @@ pub(crate) async fn dev_banner(args: &[&str]) -> (Child, Vec<String>) {
             }
         }
         lines
-    });
-    let lines = tokio::time::timeout(Duration::from_secs(20), lines)
-        .await
-        .expect("dev printed its banner")
-        .unwrap();
+    })
+    .await
+    .expect("dev printed its banner");
     (child, lines)
 }
 
@@ -269,7 +318,7 @@ async fn dev_prints_a_token_and_a_grpcurl_command_that_work() {
     assert_eq!(refused.code(), tonic::Code::Unauthenticated);
 
     signal(&child, libc::SIGINT);
-    let status = wait(&mut child, Duration::from_secs(10)).await;
+    let status = wait(&mut child).await;
     assert_eq!(status.code(), Some(0), "{status:?}");
 }
 
@@ -306,7 +355,7 @@ async fn dev_with_a_second_issuer_prints_a_working_token_from_each() {
     assert_eq!(issuers, [first, second], "one token from each issuer");
 
     signal(&child, libc::SIGINT);
-    let status = wait(&mut child, Duration::from_secs(10)).await;
+    let status = wait(&mut child).await;
     assert_eq!(status.code(), Some(0), "{status:?}");
 }
 

@@ -456,10 +456,19 @@ pub fn code<T>(result: &Result<T, Status>) -> Code {
     }
 }
 
-/// A port on 127.0.0.1 that nothing listens on (bound, then released).
-pub async fn free_port() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    listener.local_addr().unwrap()
+/// An address on 127.0.0.1 held but not listened on: connections to it are
+/// refused, as to an issuer that is down, and no one else can take it
+/// before [`start_issuer_on`] serves there.
+pub fn held_address() -> (tokio::net::TcpSocket, SocketAddr) {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = socket.local_addr().unwrap();
+    (socket, addr)
+}
+
+/// A dev issuer that comes up on an address [`held_address`] held.
+pub fn start_issuer_on(socket: tokio::net::TcpSocket) -> DevIssuer {
+    DevIssuer::start_on(socket.listen(128).unwrap(), dev_issuer_config()).unwrap()
 }
 
 pub fn now() -> i64 {

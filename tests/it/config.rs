@@ -3,7 +3,7 @@
 //! flags and environment override the file, `--check` redacts, and a server
 //! started from a file trusts each of its issuers with its own settings.
 
-use std::{path::PathBuf, process::Stdio, time::Duration};
+use std::{path::PathBuf, time::Duration};
 
 use authgate::{
     cli::Settings,
@@ -11,8 +11,8 @@ use authgate::{
 };
 
 use crate::{
-    cli::{authgate, call, signal, wait},
-    common::{SCOPE, eventually, free_port, spawn_issuer},
+    cli::{Served, authgate, call, serve, signal, wait},
+    common::{SCOPE, dev_issuer_config, eventually, patience, spawn_issuer},
 };
 
 fn example() -> PathBuf {
@@ -238,15 +238,14 @@ async fn a_server_from_a_file_trusts_each_issuer_with_its_own_audience() {
     let first = spawn_issuer().await;
     let partner = DevIssuer::start(DevIssuerConfig {
         audience: "https://partners.authgate.test/api".into(),
-        ..DevIssuerConfig::for_tests()
+        ..dev_issuer_config()
     })
     .await
     .unwrap();
-    let addr = free_port().await.to_string();
     let path = write(
         "serve.toml",
         &format!(
-            "listen = \"{addr}\"\n\
+            "listen = \"127.0.0.1:0\"\n\
              audience = \"{}\"\n\
              require-scope = [\"/authgate.v1.PrivateService/GetPrivate={SCOPE}|admin\"]\n\
              [[issuer]]\nurl = \"{}\"\n\
@@ -257,20 +256,20 @@ async fn a_server_from_a_file_trusts_each_issuer_with_its_own_audience() {
             partner.audience(),
         ),
     );
-    let mut child = authgate()
-        .args(["serve", "--config", path.to_str().unwrap()])
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut command = authgate();
+    command.args(["serve", "--config", path.to_str().unwrap()]);
+    let Served {
+        mut child, addr, ..
+    } = serve(command).await;
     let partner_token = partner.mint(&partner.claims("partner", &["admin"]));
-    let up = eventually(Duration::from_secs(10), || async {
+    let up = eventually(patience(), || async {
         call(&addr, &partner_token).await.is_ok()
     })
     .await;
     assert!(up, "the server never accepted the partner's token");
     let first_token = first.mint(&first.claims("first", &[SCOPE]));
     assert!(
-        eventually(Duration::from_secs(5), || async {
+        eventually(patience(), || async {
             call(&addr, &first_token).await.is_ok()
         })
         .await
@@ -293,6 +292,6 @@ async fn a_server_from_a_file_trusts_each_issuer_with_its_own_audience() {
     assert_eq!(status.code(), tonic::Code::PermissionDenied);
 
     signal(&child, libc::SIGTERM);
-    let status = wait(&mut child, Duration::from_secs(10)).await;
+    let status = wait(&mut child).await;
     assert_eq!(status.code(), Some(0), "{status:?}");
 }

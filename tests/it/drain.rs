@@ -13,11 +13,10 @@ use tonic_reflection::pb::v1::{
     server_reflection_request::MessageRequest,
 };
 
-use crate::common::{Options, code, eventually, spawn_app, spawn_app_with};
+use crate::common::{Options, code, eventually, patience, spawn_app, spawn_app_with};
 
 const SERVING: i32 = 1;
 const NOT_SERVING: i32 = 2;
-const WITHIN: Duration = Duration::from_secs(10);
 
 fn list() -> ServerReflectionRequest {
     ServerReflectionRequest {
@@ -53,7 +52,7 @@ async fn draining_says_not_serving_while_calls_still_pass_then_finishes_calls_in
 
     app.drain();
     // The change is pushed to watchers at once...
-    let changed = tokio::time::timeout(WITHIN, watch.message())
+    let changed = tokio::time::timeout(patience(), watch.message())
         .await
         .expect("health changed")
         .unwrap()
@@ -78,7 +77,7 @@ async fn draining_says_not_serving_while_calls_still_pass_then_finishes_calls_in
     }
 
     app.close();
-    let refused = eventually(WITHIN, || async {
+    let refused = eventually(patience(), || async {
         tokio::net::TcpStream::connect(addr).await.is_err()
     })
     .await;
@@ -94,7 +93,7 @@ async fn draining_says_not_serving_while_calls_still_pass_then_finishes_calls_in
     assert!(responses.next().await.is_none());
     drop((responses, reflection, health));
     assert!(
-        app.stopped_within(WITHIN).await,
+        app.stopped_within(patience()).await,
         "the server did not stop once the call ended"
     );
 }
@@ -122,7 +121,7 @@ async fn the_shutdown_timeout_ends_calls_that_outlive_it() {
     app.close();
     // The stream never ends on its own: only the timeout can end the server.
     assert!(
-        app.stopped_within(WITHIN).await,
+        app.stopped_within(patience()).await,
         "a call that never ends held the server past its shutdown timeout"
     );
     drop(tx);

@@ -974,7 +974,7 @@ async fn ed25519_by_its_rfc_9864_name_is_eddsa() {
         .issuer
         .mint_with(&eddsa, &app.issuer.claims("u", &[SCOPE]));
     assert!(
-        crate::common::eventually(std::time::Duration::from_secs(5), || async {
+        crate::common::eventually(crate::common::patience(), || async {
             app.call(&warm).await.is_ok()
         })
         .await
@@ -1036,7 +1036,7 @@ async fn a_kid_naming_keys_of_two_types_picks_the_one_for_the_alg() {
     let refetch = app.issuer.add_unpublished_key(Algorithm::ES256);
     let probe = app.issuer.mint_with(&refetch, &app.issuer.claims("u", &[]));
     assert!(
-        crate::common::eventually(std::time::Duration::from_secs(5), || async {
+        crate::common::eventually(crate::common::patience(), || async {
             let _ = app.call(&probe).await;
             app.call(&es256).await.is_ok()
         })

@@ -16,10 +16,9 @@ use serde_json::{Value, json};
 use tonic::Code;
 
 use crate::common::{
-    Options, SCOPE, TestApp, code, eventually, free_port, spawn_app_trusting, spawn_issuer,
+    Options, SCOPE, TestApp, code, eventually, held_address, patience, spawn_app_trusting,
+    spawn_issuer, start_issuer_on,
 };
-
-const WITHIN: Duration = Duration::from_secs(5);
 
 /// A `kid` every issuer from [`issuers`] publishes, each for a key of its own.
 const SHARED_KID: &str = "shared-kid";
@@ -315,7 +314,7 @@ async fn the_issuer_is_chosen_by_its_exact_iss() {
 
 #[tokio::test]
 async fn one_issuer_down_at_start_while_the_other_serves() {
-    let down = free_port().await;
+    let (held, down) = held_address();
     let down_url = format!("http://{down}/");
     let mut options = Options::default();
     options.refresh.initial_backoff = Duration::from_millis(100);
@@ -342,25 +341,15 @@ async fn one_issuer_down_at_start_while_the_other_serves() {
 
     // It comes up; the refresher's retries find it, and the other issuer's
     // tokens passed throughout.
-    let late = DevIssuer::start(authgate::issuer::DevIssuerConfig {
-        listen: down,
-        ..authgate::issuer::DevIssuerConfig::for_tests()
-    })
-    .await
-    .unwrap();
+    let late = start_issuer_on(held);
     let late_token = late.mint(&late.claims("late", &[SCOPE]));
-    assert!(
-        eventually(Duration::from_secs(8), || async {
-            app.call(&late_token).await.is_ok()
-        })
-        .await
-    );
+    assert!(eventually(patience(), || async { app.call(&late_token).await.is_ok() }).await);
     assert!(app.call(&up_token).await.is_ok());
 }
 
 #[tokio::test]
 async fn not_serving_until_some_issuer_has_keys() {
-    let (one, two) = (free_port().await, free_port().await);
+    let ((_one_held, one), (two_held, two)) = (held_address(), held_address());
     let urls = [format!("http://{one}/"), format!("http://{two}/")];
     // A third issuer that is up but whose key set never loads.
     let broken = spawn_issuer().await;
@@ -373,7 +362,7 @@ async fn not_serving_until_some_issuer_has_keys() {
     options.refresh.initial_backoff = Duration::from_millis(100);
     options.refresh.interval = Duration::from_secs(2);
     let app = spawn_app_trusting(vec![broken], &urls, options).await;
-    assert!(eventually(WITHIN, || async { app.issuer.jwks_hits() >= 2 }).await);
+    assert!(eventually(patience(), || async { app.issuer.jwks_hits() >= 2 }).await);
     assert_eq!(crate::refresh::health_status(&app, "").await, Some(2));
     for url in urls.iter().chain([&app.issuer.url().to_owned()]) {
         let mut claims = app.issuer.claims("x", &[SCOPE]);
@@ -385,14 +374,9 @@ async fn not_serving_until_some_issuer_has_keys() {
 
     // One of them comes up: serving, its tokens pass, the others' still
     // cannot be checked.
-    let late = DevIssuer::start(authgate::issuer::DevIssuerConfig {
-        listen: two,
-        ..authgate::issuer::DevIssuerConfig::for_tests()
-    })
-    .await
-    .unwrap();
+    let late = start_issuer_on(two_held);
     assert!(
-        eventually(Duration::from_secs(8), || async {
+        eventually(patience(), || async {
             crate::refresh::health_status(&app, "").await == Some(1)
         })
         .await
@@ -437,7 +421,7 @@ async fn rotating_one_issuers_keys_under_load_leaves_the_others_untouched() {
         }));
     }
     let calls_so_far = || calls.load(Ordering::Relaxed);
-    assert!(eventually(WITHIN, || async { calls_so_far() >= 100 }).await);
+    assert!(eventually(patience(), || async { calls_so_far() >= 100 }).await);
 
     // A rotates: a new key signs, the server finds it; then the old key is
     // withdrawn, and A's old tokens (cached ones included) stop passing.
@@ -446,12 +430,12 @@ async fn rotating_one_issuers_keys_under_load_leaves_the_others_untouched() {
     assert!(app.call(&old).await.is_ok());
     a.rotate(Algorithm::ES256);
     let new = token_of(a, "a-new");
-    assert!(eventually(WITHIN, || async { app.call(&new).await.is_ok() }).await);
+    assert!(eventually(patience(), || async { app.call(&new).await.is_ok() }).await);
     a.set_published(&old_kid, false);
     let probe_kid = a.add_unpublished_key(Algorithm::RS256);
     let probe = a.mint_with(&probe_kid, &a.claims("probe", &[SCOPE]));
     assert!(
-        eventually(WITHIN, || async {
+        eventually(patience(), || async {
             // Each probe asks A's refresher for a fetch, spaced by its minimum interval.
             let _ = app.call(&probe).await;
             code(&app.call(&old).await) == Code::Unauthenticated
@@ -462,7 +446,7 @@ async fn rotating_one_issuers_keys_under_load_leaves_the_others_untouched() {
     assert!(app.call(&new).await.is_ok());
 
     let during = calls_so_far();
-    assert!(eventually(WITHIN, || async { calls_so_far() >= during + 100 }).await);
+    assert!(eventually(patience(), || async { calls_so_far() >= during + 100 }).await);
     stop.store(true, Ordering::Relaxed);
     for task in load {
         task.await.unwrap();
@@ -482,7 +466,7 @@ async fn rotating_one_issuers_keys_under_load_leaves_the_others_untouched() {
 
 #[tokio::test]
 async fn metrics_count_each_issuers_keys_and_fetches_apart() {
-    let down = free_port().await;
+    let (_held, down) = held_address();
     let down_url = format!("http://{down}/");
     let app = spawn_app_trusting(
         issuers(2).await,
@@ -496,7 +480,7 @@ async fn metrics_count_each_issuers_keys_and_fetches_apart() {
     let (a, b) = (&app.issuer, &app.others[0]);
     // The one that is down has tried at least once.
     assert!(
-        eventually(WITHIN, || async {
+        eventually(patience(), || async {
             let failures =
                 format!("authgate_jwks_fetches_total{{issuer=\"{down_url}\",result=\"failure\"}}");
             app.metric(&failures).await.is_some_and(|n| n >= 1.0)

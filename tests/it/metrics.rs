@@ -2,16 +2,13 @@
 //! store's status as a library user reads it: every count exact, after real
 //! calls over gRPC.
 
-use std::time::Duration;
-
 use authgate::{issuer::JwksFault, pb::GetPrivateRequest};
 use tonic::{Code, Request};
 
 use crate::common::{
-    Options, code, eventually, metric_value, spawn_app, spawn_app_with, spawn_issuer,
+    Options, code, eventually, metric_value, patience, spawn_app, spawn_app_with, spawn_issuer,
 };
 
-const WITHIN: Duration = Duration::from_secs(10);
 const PRIVATE: &str =
     r#"grpc_type="unary",grpc_service="authgate.v1.PrivateService",grpc_method="GetPrivate""#;
 const CHECK: &str = r#"grpc_type="unary",grpc_service="grpc.health.v1.Health",grpc_method="Check""#;
@@ -183,7 +180,10 @@ async fn key_status_tells_loads_failures_and_the_last_error() {
     )
     .await;
     assert!(
-        eventually(WITHIN, || async { app.keys.status().fetch_failures >= 2 }).await,
+        eventually(patience(), || async {
+            app.keys.status().fetch_failures >= 2
+        })
+        .await,
         "no failed fetch counted"
     );
     let status = app.keys.status();
@@ -219,7 +219,7 @@ async fn key_status_tells_loads_failures_and_the_last_error() {
     assert_eq!(app.metric(keys_not_loaded).await, Some(1.0));
 
     app.issuer.set_jwks_fault(JwksFault::None);
-    tokio::time::timeout(WITHIN, app.keys.wait_loaded())
+    tokio::time::timeout(patience(), app.keys.wait_loaded())
         .await
         .expect("the keys load once the JWKS answers");
     let status = app.keys.status();

@@ -64,7 +64,7 @@ async fn watch_with_token_lifetime(lifetime: u64) -> (u64, Status) {
     let mut ticks = 0;
     // Only a hang guard: a stream that goes on past its token's expiry runs
     // into it and fails the test.
-    let ended = tokio::time::timeout(Duration::from_secs(60), async {
+    let ended = tokio::time::timeout(crate::common::patience(), async {
         loop {
             match stream.message().await {
                 Ok(Some(tick)) => {

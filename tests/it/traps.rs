@@ -2,18 +2,14 @@
 //! is what the binary prints, a wrong secret is never served from the cache,
 //! a restarted issuer's new key has a new `kid`, and errors say why.
 
-use std::{
-    io::{BufRead, BufReader},
-    process::{Command, Output, Stdio},
-    time::Duration,
-};
+use std::process::{Command, Output, Stdio};
 
 use authgate::{error::AuthError, keys::Algorithm};
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 
 use crate::{
-    cli::{authgate, call, client_command, dev_banner, signal, temp_dir, wait},
-    common::{SCOPE, eventually, spawn_app, spawn_issuer},
+    cli::{authgate, call, client_command, dev_banner, signal, spawn, temp_dir, wait},
+    common::{SCOPE, eventually, patience, spawn_app, spawn_issuer},
 };
 
 const README: &str = include_str!("../../README.md");
@@ -70,7 +66,7 @@ async fn the_readme_shows_the_errors_the_binary_prints() {
 async fn the_readme_shows_the_banner_dev_prints() {
     let (mut child, banner) = dev_banner(&[]).await;
     signal(&child, libc::SIGTERM);
-    wait(&mut child, Duration::from_secs(30)).await;
+    wait(&mut child).await;
 
     let start = README
         .find("authgate dev: a local issuer")
@@ -180,10 +176,7 @@ async fn call_replaces_a_cached_token_the_server_refuses_once() {
     let fresh = app.issuer.mint(&app.issuer.claims("user|1", &[SCOPE]));
     let addr = app.addr.to_string();
     assert!(
-        eventually(Duration::from_secs(30), || async {
-            call(&addr, &fresh).await.is_ok()
-        })
-        .await,
+        eventually(patience(), || async { call(&addr, &fresh).await.is_ok() }).await,
         "the server loads the new key"
     );
 
@@ -205,7 +198,8 @@ async fn call_replaces_a_cached_token_the_server_refuses_once() {
 async fn serve_names_the_issuer_discovery_reports_and_exits() {
     let issuer = spawn_issuer().await;
     let without_slash = issuer.url().trim_end_matches('/').to_owned();
-    let mut child = authgate()
+    let mut command = authgate();
+    command
         .args([
             "serve",
             "--listen",
@@ -216,13 +210,19 @@ async fn serve_names_the_issuer_discovery_reports_and_exits() {
             "a",
         ])
         .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // A server that kept retrying instead would be killed, failing here.
-    let status = wait(&mut child, Duration::from_secs(60)).await;
+        .stderr(Stdio::piped());
+    let mut child = spawn(&mut command);
+    let mut stderr = child.stderr.take().unwrap();
     let mut text = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut text).unwrap();
+    // A server that kept retrying instead would never close its stderr.
+    tokio::time::timeout(
+        patience(),
+        tokio::io::AsyncReadExt::read_to_string(&mut stderr, &mut text),
+    )
+    .await
+    .expect("authgate serve kept running")
+    .unwrap();
+    let status = wait(&mut child).await;
     assert_eq!(status.code(), Some(2), "{text}");
     assert!(
         text.contains(&format!("names issuer `{}`", issuer.url())),
@@ -233,7 +233,8 @@ async fn serve_names_the_issuer_discovery_reports_and_exits() {
 
 #[tokio::test]
 async fn serve_says_no_key_set_has_loaded_and_why() {
-    let mut child = authgate()
+    let mut command = authgate();
+    command
         .args([
             "serve",
             "--listen",
@@ -245,23 +246,23 @@ async fn serve_says_no_key_set_has_loaded_and_why() {
         ])
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let line = tokio::task::spawn_blocking(move || {
-        BufReader::new(stderr)
-            .lines()
-            .map(|l| l.unwrap())
-            .find(|l| l.contains("JWKS fetch failed"))
-    });
-    let line = tokio::time::timeout(Duration::from_secs(60), line)
-        .await
-        .expect("a failed fetch is logged")
-        .unwrap()
-        .expect("a failed fetch is logged");
+        .stderr(Stdio::piped());
+    let mut child = spawn(&mut command);
+    let mut stderr =
+        tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(child.stderr.take().unwrap()));
+    let line = tokio::time::timeout(patience(), async {
+        while let Some(line) = stderr.next_line().await.unwrap() {
+            if line.contains("JWKS fetch failed") {
+                return Some(line);
+            }
+        }
+        None
+    })
+    .await
+    .expect("a failed fetch is logged")
+    .expect("a failed fetch is logged");
     signal(&child, libc::SIGTERM);
-    let status = wait(&mut child, Duration::from_secs(30)).await;
+    let status = wait(&mut child).await;
     assert_eq!(status.code(), Some(0), "--listen localhost:0 served");
     assert!(line.contains("no key set has loaded yet"), "{line}");
     assert!(!line.contains("keeping the last good key set"), "{line}");
