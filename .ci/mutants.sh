@@ -33,11 +33,11 @@ export AUTHGATE_TEST_PATIENCE_SECS=10
 # The exhaustive single-character substitution test (seconds per run, and
 # the random mutations test covers the same ground) is skipped throughout.
 targets=(
-  "validate src/gate/validate.rs gate:: cache:: scopes:: fuzz::"
-  "keys src/keys/mod.rs keys:: refresh:: gate:: cache:: fuzz::"
-  "auth src/gate/auth.rs gate:: scopes:: server:: fuzz::"
+  "validate src/gate/validate.rs gate:: cache:: scopes:: issuers:: differential:: fuzz::"
+  "keys src/keys/mod.rs keys:: refresh:: gate:: cache:: differential:: fuzz::"
+  "auth src/gate/auth.rs gate:: scopes:: server:: issuers:: streams:: metrics:: fuzz::"
   "cache src/gate/cache.rs cache gate::"
-  "refresher src/keys/refresher.rs keys:: refresh:: server::health"
+  "refresher src/keys/refresher.rs keys:: refresh:: issuers:: metrics:: server::health"
   "net src/net.rs net:: refresh:: client:: cli::"
 )
 
