@@ -944,12 +944,12 @@ impl<'de> de::Deserialize<'de> for NumericDate {
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
                 f.write_str("a number")
             }
-            // serde_json calls this only for negative integers and `-0`,
-            // which jsonwebtoken refuses too.
+            // serde_json calls this only for negative integers (it reads
+            // `-0` as -0.0), which jsonwebtoken refuses too.
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<NumericDate, E> {
                 match u64::try_from(v) {
-                    Ok(v) if v > 0 => self.visit_u64(v),
-                    _ => Err(E::custom("a negative date")),
+                    Ok(v) => self.visit_u64(v),
+                    Err(_) => Err(E::custom("a negative date")),
                 }
             }
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<NumericDate, E> {
@@ -1170,6 +1170,13 @@ mod tests {
         }
         let early = format!(r#"{{"iss":"https://a.example/","pad":"{}"}}"#, pad(3000));
         assert_eq!(find(&token(&early)), Ok(0));
+        // Found in the first KiB, `iss` is all that is read: what follows is
+        // validation's to judge (here a byte no base64url has, past the
+        // stack prefix), and the look at `iss` decodes no more than that.
+        let first_kib = format!(r#"{{"pad":"{}","iss":"https://b.example/"}}"#, pad(700));
+        let tail = format!("{}{}", URL_SAFE_NO_PAD.encode(&first_kib), "A".repeat(600));
+        let with_junk = format!("e30.{}!.c2ln", &tail[..STACK_DECODED / 3 * 4 + 100]);
+        assert_eq!(find(&with_junk), Ok(1));
         for (payload, error) in [
             (r#"{"iss":"https://c.example/"}"#, AuthError::WrongIssuer),
             (r#"{"iss":"https://a.example"}"#, AuthError::WrongIssuer),

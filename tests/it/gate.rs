@@ -953,7 +953,13 @@ async fn require_typ_accepts_only_that_typ() {
         let result = app.call(&token(Some(typ))).await;
         assert_eq!(code(&result), Code::Ok, "{typ}: {result:?}");
     }
-    for typ in [None, Some("JWT"), Some("dpop+jwt")] {
+    // Only `application/` may be dropped, not any twelve characters.
+    for typ in [
+        None,
+        Some("JWT"),
+        Some("dpop+jwt"),
+        Some("applicatiox/at+jwt"),
+    ] {
         let status = app.call(&token(typ)).await.unwrap_err();
         assert_eq!(status.code(), Code::Unauthenticated, "{typ:?}");
         assert_eq!(status.message(), "token type (`typ`) is not accepted");
@@ -1200,10 +1206,21 @@ async fn a_token_of_8192_bytes_passes_and_one_of_8193_does_not() {
             leeway: std::time::Duration::from_secs(30),
             require_typ: None,
         });
+    assert_eq!(validator.leeway(), 30);
     assert!(validator.validate(&longest, &keys, now()).is_ok());
     assert_eq!(
         validator.validate(&too_long, &keys, now()).unwrap_err(),
         authgate::error::AuthError::TooLong { max: 8192 }
+    );
+    // ...and the look at `iss` that picks among several issuers, which reads
+    // the payload before anything else does.
+    let claimed = |token: &str| {
+        authgate::gate::validate::claimed_issuer(token.as_bytes(), |iss| Some(iss.to_owned()))
+    };
+    assert_eq!(claimed(&longest).as_deref(), Ok(app.issuer.url()));
+    assert_eq!(
+        claimed(&too_long),
+        Err(authgate::error::AuthError::TooLong { max: 8192 })
     );
 }
 
