@@ -391,7 +391,7 @@ impl TokenSource {
                         return Err(rejected(status, &body));
                     }
                     last = format!("HTTP {}", status.as_u16());
-                    retry_after(response.headers())
+                    retry_after(response.headers(), SystemTime::now())
                 }
                 Err(error) => {
                     last = error.to_string();
@@ -620,16 +620,15 @@ fn rejected(status: StatusCode, body: &[u8]) -> TokenError {
 }
 
 /// `Retry-After` as seconds or an HTTP date.
-fn retry_after(headers: &header::HeaderMap) -> Option<Duration> {
+/// How long `Retry-After` asks to wait, in seconds or until a date, as seen
+/// at `now`.
+fn retry_after(headers: &header::HeaderMap, now: SystemTime) -> Option<Duration> {
     let value = headers.get(header::RETRY_AFTER)?.to_str().ok()?.trim();
     if let Ok(secs) = value.parse::<u64>() {
         return Some(Duration::from_secs(secs));
     }
     let at = httpdate::parse_http_date(value).ok()?;
-    Some(
-        at.duration_since(SystemTime::now())
-            .unwrap_or(Duration::ZERO),
-    )
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
 fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -682,18 +681,25 @@ mod tests {
 
     #[test]
     fn retry_after_takes_seconds_and_dates() {
-        let mut h = header::HeaderMap::new();
-        h.insert(header::RETRY_AFTER, "3".parse().unwrap());
-        assert_eq!(retry_after(&h), Some(Duration::from_secs(3)));
-        let later = httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(100));
-        h.insert(header::RETRY_AFTER, later.parse().unwrap());
-        let d = retry_after(&h).unwrap();
-        assert!(
-            d > Duration::from_secs(90) && d <= Duration::from_secs(100),
-            "{d:?}"
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let after = |value: &str| {
+            let mut h = header::HeaderMap::new();
+            h.insert(header::RETRY_AFTER, value.parse().unwrap());
+            retry_after(&h, now)
+        };
+        assert_eq!(after("3"), Some(Duration::from_secs(3)));
+        let date = |at| httpdate::fmt_http_date(at);
+        assert_eq!(
+            after(&date(now + Duration::from_secs(100))),
+            Some(Duration::from_secs(100))
         );
-        h.insert(header::RETRY_AFTER, "soon".parse().unwrap());
-        assert_eq!(retry_after(&h), None);
+        // A date gone by: retry now.
+        assert_eq!(
+            after(&date(now - Duration::from_secs(5))),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(after("soon"), None);
+        assert_eq!(retry_after(&header::HeaderMap::new(), now), None);
     }
 
     #[test]

@@ -44,7 +44,7 @@ done
 cargo build --quiet --bin authgate
 target/debug/authgate dev --listen 127.0.0.1:0 --issuer-listen 127.0.0.1:0 >"$work/dev.out" 2>"$work/dev.err" &
 pids+=($!)
-for _ in $(seq 100); do grep -q '^Ctrl-C' "$work/dev.out" 2>/dev/null && break; sleep 0.1; done
+for _ in $(seq 600); do grep -q '^Ctrl-C' "$work/dev.out" 2>/dev/null && break; sleep 0.1; done
 grep -q '^Ctrl-C' "$work/dev.out" || { cat "$work/dev.err"; echo "authgate dev did not start"; exit 1; }
 field() { sed -n "s/^  $1 *//p" "$work/dev.out" | head -1; }
 issuer=$(field issuer)
@@ -53,13 +53,16 @@ port=${issuer#http://127.0.0.1:}; port=${port%/}
 token=$(sed -n '/^A token for the dev client/{n;n;p}' "$work/dev.out")
 
 # The image's binary, in the image's root filesystem, as the image's user.
-listen=127.0.0.1:$((20000 + RANDOM % 20000))
-env -i "$(command -v chroot)" --userspec=65532:65532 "$mnt" /usr/local/bin/authgate serve --listen "$listen" \
+env -i "$(command -v chroot)" --userspec=65532:65532 "$mnt" /usr/local/bin/authgate serve --listen 127.0.0.1:0 \
   --issuer "$issuer" --audience "$audience" --jwks-url "http://localhost:$port/.well-known/jwks.json" \
   --require-scope /authgate.v1.PrivateService/GetPrivate=read:private >"$work/serve.out" 2>"$work/serve.err" &
 pids+=($!)
+# It listens on a port of the kernel's choosing and says which.
+for _ in $(seq 600); do grep -q 'authgate serving' "$work/serve.err" 2>/dev/null && break; sleep 0.1; done
+listen=$(grep -o 'listen=[^ ]*' "$work/serve.err" | head -1 | cut -d= -f2)
+[ -n "$listen" ] || { cat "$work/serve.err"; echo "FAIL: the image's authgate never said where it listens"; exit 1; }
 ready=""
-for _ in $(seq 100); do
+for _ in $(seq 600); do
   if "$grpcurl" -plaintext "$listen" grpc.health.v1.Health/Check 2>/dev/null | grep -q '"SERVING"'; then ready=1; break; fi
   sleep 0.1
 done

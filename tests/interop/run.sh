@@ -22,7 +22,7 @@ secret="interop-$RANDOM$RANDOM"
   --sample-tokens "$work/samples.txt" >"$work/dev.out" 2>"$work/dev.err" &
 dev=$!
 trap 'kill $dev 2>/dev/null || true' EXIT
-for _ in $(seq 100); do grep -q '^Ctrl-C' "$work/dev.out" 2>/dev/null && break; sleep 0.1; done
+for _ in $(seq 600); do grep -q '^Ctrl-C' "$work/dev.out" 2>/dev/null && break; sleep 0.1; done
 grep -q '^Ctrl-C' "$work/dev.out" || { cat "$work/dev.err"; echo "authgate dev did not start"; exit 1; }
 
 field() { sed -n "s/^  $1 *//p" "$work/dev.out" | head -1; }

@@ -334,17 +334,19 @@ impl TestApp {
         self.call_with(&[format!("Bearer {token}")]).await
     }
 
-    /// Calls `GetPrivate` with these `authorization` values, verbatim.
+    /// Calls `GetPrivate` with these `authorization` values, verbatim. A
+    /// call that has no answer within the patience fails the test: nothing
+    /// on the request path may wait that long.
     pub async fn call_with(&self, authorization: &[String]) -> Result<GetPrivateResponse, Status> {
         let mut request = Request::new(GetPrivateRequest {});
         for value in authorization {
             let value = MetadataValue::try_from(value.as_str()).expect("a valid metadata value");
             request.metadata_mut().append("authorization", value);
         }
-        self.client()
+        let call = async { self.client().await.get_private(request).await };
+        tokio::time::timeout(patience(), call)
             .await
-            .get_private(request)
-            .await
+            .expect("a call waited past the test's patience")
             .map(|r| r.into_inner())
     }
 

@@ -9,7 +9,7 @@ use authgate::{
 };
 use tonic::{Code, Request, Status, transport::Server};
 
-use crate::common::spawn_issuer;
+use crate::common::{manual_clock, now, spawn_issuer};
 
 #[path = "../../examples/streaming/ticker.rs"]
 mod ticker;
@@ -20,8 +20,12 @@ use ticker::{
 };
 
 /// Watches the ticker with a token whose `exp` is `lifetime` seconds after
-/// its `iat`, and returns the ticks received and how the stream ended.
-async fn watch_with_token_lifetime(lifetime: u64) -> (u64, Status) {
+/// its `iat`, and returns the ticks received and how the stream ended. The
+/// gate's clock stands still at `iat`, so the call is let in however long
+/// the test took to get there; the stream then has `lifetime` seconds of
+/// the runtime's clock, which is what the layer's timer counts.
+async fn watch_with_token_lifetime(lifetime: i64) -> (u64, Status) {
+    let (_, clock) = manual_clock!(now());
     let issuer = spawn_issuer().await;
     let keys = KeyStore::new();
     let source = JwksSource::Url(issuer.jwks_url().parse().unwrap());
@@ -40,7 +44,8 @@ async fn watch_with_token_lifetime(lifetime: u64) -> (u64, Status) {
         }),
         keys,
         ScopePolicy::default(),
-    );
+    )
+    .with_clock(clock);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(
@@ -51,7 +56,8 @@ async fn watch_with_token_lifetime(lifetime: u64) -> (u64, Status) {
     );
 
     let mut claims = issuer.claims("streamer", &[]);
-    claims["exp"] = (claims["iat"].as_u64().unwrap() + lifetime).into();
+    claims["iat"] = clock().into();
+    claims["exp"] = (clock() + lifetime).into();
     let token = issuer.mint(&claims);
     let mut client = TickerClient::connect(format!("http://{addr}"))
         .await

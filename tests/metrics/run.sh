@@ -20,7 +20,7 @@ rm -rf "$work" && mkdir -p "$work"
 "$authgate" dev --listen 127.0.0.1:0 --issuer-listen 127.0.0.1:0 >"$work/dev.out" 2>"$work/dev.err" &
 dev=$!
 trap 'kill $dev 2>/dev/null || true' EXIT
-for _ in $(seq 100); do grep -q '^Ctrl-C' "$work/dev.out" 2>/dev/null && break; sleep 0.1; done
+for _ in $(seq 600); do grep -q '^Ctrl-C' "$work/dev.out" 2>/dev/null && break; sleep 0.1; done
 grep -q '^Ctrl-C' "$work/dev.out" || { cat "$work/dev.err"; echo "authgate dev did not start"; exit 1; }
 field() { sed -n "s/^  $1 *//p" "$work/dev.out" | head -1; }
 addr=$(field gRPC | cut -d' ' -f1)
