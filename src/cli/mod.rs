@@ -16,7 +16,7 @@ use crate::{
     keys::Algorithm,
     keys::refresher::{JwksSource, RefreshConfig},
     net,
-    server::{Application, Drain, Limits, ServerConfig, TlsFiles, shutdown_signal},
+    server::{Application, Drain, Limits, ServerConfig, TlsFiles, shutdown_signal, stop_signals},
 };
 
 mod client;

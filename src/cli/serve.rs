@@ -125,7 +125,8 @@ pub struct GateArgs {
     #[arg(long, env = "AUTHGATE_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,
     /// On SIGTERM or SIGINT, report NOT_SERVING at once and keep serving this
-    /// long, so load balancers and kubelets stop sending calls first [default: 0s].
+    /// long, so load balancers and kubelets stop sending calls first; a second
+    /// signal ends it at once [default: 0s].
     #[arg(long, value_parser = parse_duration)]
     pub drain_delay: Option<Duration>,
     /// Then, with no new connections accepted, how long calls in flight may
@@ -292,7 +293,16 @@ pub(super) async fn serve(args: ServeArgs) -> Result<(), StartupError> {
     }
     let app = Application::build(config.clone()).await?;
     log_start(&config, app.local_addr(), app.metrics_addr());
-    let server = app.run_until(shutdown_signal());
+    // A second SIGTERM or SIGINT while draining ends the drain delay at
+    // once: Ctrl-C twice, or an operator who will not wait.
+    let (first, second) = stop_signals();
+    let delay = config.drain.delay;
+    let server = app.run_draining(first, async move {
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            () = second => {}
+        }
+    });
     tokio::pin!(server);
     // Serving starts at once, issuers or not; but an issuer whose discovery
     // answers with another `iss` would never verify a token, so that is
