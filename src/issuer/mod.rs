@@ -160,12 +160,12 @@ pub enum JwksFault {
     Hang,
     /// Redirect (302) to this URL.
     Redirect(String),
-    /// Answer 200 with a JWKS padded past this many bytes, sent with its
-    /// `Content-Length`.
-    Oversize(usize),
+    /// Answer 200 with the JWKS padded to exactly this many bytes (an
+    /// unread member added), sent with its `Content-Length`.
+    Padded(usize),
     /// The same, streamed in chunks without `Content-Length`, so that only
     /// counting the bytes as they arrive can stop it.
-    OversizeChunked(usize),
+    PaddedChunked(usize),
     /// Answer 200 declaring a body of this many bytes, then never send it: a
     /// reader that does not refuse by the declared length waits forever.
     DeclaredLengthOnly(u64),
@@ -700,8 +700,8 @@ async fn jwks(State(state): State<Arc<IssuerState>>) -> Response {
     match fault {
         JwksFault::None
         | JwksFault::Delay(_)
-        | JwksFault::Oversize(_)
-        | JwksFault::OversizeChunked(_) => {}
+        | JwksFault::Padded(_)
+        | JwksFault::PaddedChunked(_) => {}
         JwksFault::DeclaredLengthOnly(length) => {
             let never = futures_util::stream::pending::<Result<Bytes, std::convert::Infallible>>();
             return (
@@ -739,11 +739,13 @@ async fn jwks(State(state): State<Arc<IssuerState>>) -> Response {
         tokio::time::sleep(delay).await;
     }
     let mut document = state.jwks_document();
-    if let JwksFault::Oversize(bytes) | JwksFault::OversizeChunked(bytes) = fault {
-        document["padding"] = "x".repeat(bytes).into();
+    if let JwksFault::Padded(bytes) | JwksFault::PaddedChunked(bytes) = fault {
+        document["padding"] = "".into();
+        let short = bytes.saturating_sub(document.to_string().len());
+        document["padding"] = "x".repeat(short).into();
     }
     let mut response = match fault {
-        JwksFault::OversizeChunked(_) => {
+        JwksFault::PaddedChunked(_) => {
             let body = Bytes::from(document.to_string());
             let chunks: Vec<Result<Bytes, std::convert::Infallible>> = (0..body.len())
                 .step_by(16 * 1024)

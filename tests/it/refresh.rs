@@ -163,36 +163,40 @@ fn publish_a_new_key_set(app: &TestApp) -> (String, String) {
 }
 
 #[tokio::test]
-async fn an_oversize_jwks_is_a_failed_fetch_however_it_is_sent() {
-    let mut options = Options::default();
-    options.refresh.max_document_bytes = 64 * 1024;
-    let app = spawn_app_with(options).await;
-    app.issuer
-        .set_jwks_fault(JwksFault::Oversize(64 * 1024 + 1));
-    let (old, new) = publish_a_new_key_set(&app);
-    // A document one byte over the limit: declared up front, and streamed
-    // in chunks with no length declared, which only counting can stop.
-    for fault in [
-        JwksFault::Oversize(64 * 1024 + 1),
-        JwksFault::OversizeChunked(64 * 1024 + 1),
+async fn a_jwks_one_byte_over_the_limit_is_a_failed_fetch_however_it_is_sent() {
+    const LIMIT: usize = 64 * 1024;
+    // Declared up front with its length, and streamed in chunks with no
+    // length declared, which only counting the bytes can stop.
+    for (over, exactly) in [
+        (JwksFault::Padded(LIMIT + 1), JwksFault::Padded(LIMIT)),
+        (
+            JwksFault::PaddedChunked(LIMIT + 1),
+            JwksFault::PaddedChunked(LIMIT),
+        ),
     ] {
-        app.issuer.set_jwks_fault(fault.clone());
+        let mut options = Options::default();
+        options.refresh.max_document_bytes = LIMIT;
+        let app = spawn_app_with(options).await;
+        app.issuer.set_jwks_fault(over.clone());
+        let (old, new) = publish_a_new_key_set(&app);
         fetch_and_settle(&app).await;
-        assert!(
-            accepted(&app, &old).await,
-            "{fault:?}: the oversize set was taken"
-        );
+        assert!(accepted(&app, &old).await, "{over:?}: the set was taken");
         let status = app.call(&new).await.unwrap_err();
         assert_eq!(
             status.message(),
             "token key id (`kid`) is not in the issuer's key set",
-            "{fault:?}"
+            "{over:?}"
         );
+        // The same set at exactly the limit is taken: the refusal above was
+        // the limit's, and the limit is inclusive.
+        app.issuer.set_jwks_fault(exactly.clone());
+        assert!(
+            eventually(patience(), || accepted(&app, &new)).await,
+            "{exactly:?}: the set was not taken"
+        );
+        assert!(refused_with(&app, &old, Code::Unauthenticated).await);
+        app.stop().await;
     }
-    // The same set within the limit is taken: the refusals above were the limit's.
-    app.issuer.set_jwks_fault(JwksFault::None);
-    assert!(eventually(patience(), || accepted(&app, &new)).await);
-    assert!(refused_with(&app, &old, Code::Unauthenticated).await);
 }
 
 #[tokio::test]
