@@ -8,9 +8,11 @@
 #   .ci/mutants.sh                    every file below, one after another
 #   .ci/mutants.sh cache validate     only these (names below)
 #
-# Results: mutants.out/<name>/mutants.out/{caught,missed,timeout,unviable}.txt.
-# Mutants that change nothing observable are listed, each with its reason,
-# in .cargo/mutants.toml and not run.
+# Results: mutants.out/<name>/mutants.out/{caught,missed,timeout,unviable}.txt,
+# and a table of them all at the end, as the README shows it. Mutants that
+# change nothing observable are listed, each with its reason, in
+# .cargo/mutants.toml and not run; the table counts them as equivalent.
+# Exits 2 when a mutant was missed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -37,11 +39,18 @@ targets=(
   "keys src/keys/mod.rs keys:: refresh:: gate:: cache:: differential:: fuzz::"
   "auth src/gate/auth.rs gate:: scopes:: server:: issuers:: streams:: metrics:: fuzz::"
   "cache src/gate/cache.rs cache gate::"
-  "refresher src/keys/refresher.rs keys:: refresh:: issuers:: metrics:: server::health"
+  "refresher src/keys/refresher.rs keys:: refresh:: issuers:: metrics:: server::health traps::serve_"
   "net src/net.rs net:: refresh:: client:: cli::"
 )
 
 wanted=("$@")
+for name in "${wanted[@]}"; do
+  grep -q "^  \"$name " "$0" || { echo "no target named $name" >&2; exit 64; }
+done
+count() { [ -f "$1" ] && wc -l <"$1" || echo 0; }
+table="| file | mutants | caught | missed | equivalent | timeout | unviable |
+|---|---:|---:|---:|---:|---:|---:|"
+missed_any=0
 for target in "${targets[@]}"; do
   read -r name file filters <<<"$target"
   if [ ${#wanted[@]} -gt 0 ] && [[ ! " ${wanted[*]} " =~ " $name " ]]; then
@@ -57,8 +66,17 @@ for target in "${targets[@]}"; do
     --cargo-arg=--lib --cargo-arg=--test=it \
     -- -- $filters --skip no_single_character_substitution || status=$?
   case $status in 0 | 2 | 3) ;; *) exit "$status" ;; esac
-  for outcome in caught missed timeout unviable; do
-    printf '%s %s ' "$outcome" "$(wc -l <"mutants.out/$name/mutants.out/$outcome.txt")"
-  done
-  echo
+  out="mutants.out/$name/mutants.out"
+  # The mutants .cargo/mutants.toml excludes: listed without it, not with it.
+  all=$(cargo mutants --list --no-config --file "$file" | wc -l)
+  run=$(cargo mutants --list --file "$file" | wc -l)
+  caught=$(count "$out/caught.txt") missed=$(count "$out/missed.txt")
+  timeout=$(count "$out/timeout.txt") unviable=$(count "$out/unviable.txt")
+  [ "$missed" -eq 0 ] || missed_any=1
+  line="| \`$file\` | $all | $caught | $missed | $((all - run)) | $timeout | $unviable |"
+  echo "$line"
+  table+=$'\n'"$line"
 done
+echo
+echo "$table"
+exit $((missed_any * 2))
