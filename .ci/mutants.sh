@@ -37,7 +37,7 @@ export AUTHGATE_TEST_PATIENCE_SECS=10
 targets=(
   "validate src/gate/validate.rs gate:: cache:: scopes:: issuers:: differential:: fuzz::"
   "keys src/keys/mod.rs keys:: refresh:: gate:: cache:: differential:: fuzz::"
-  "auth src/gate/auth.rs gate:: scopes:: server:: issuers:: streams:: metrics:: fuzz::"
+  "auth src/gate/auth.rs gate:: scopes:: server:: issuers:: streams:: metrics:: fuzz:: refresh::an_empty_set refresh::a_set_of_only"
   "cache src/gate/cache.rs cache gate::"
   "refresher src/keys/refresher.rs keys:: refresh:: issuers:: metrics:: server::health traps::serve_"
   "net src/net.rs net:: refresh:: client:: cli::"

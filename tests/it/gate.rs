@@ -1318,3 +1318,74 @@ async fn the_one_service_interceptor_refuses_rather_than_skip_scope_rules() {
         "the method being called is unknown, so its scopes cannot be checked"
     );
 }
+
+/// The gate as a library user drives it, on a clock the test sets: the
+/// deadline a call gets is what its token has left on the gate's clock,
+/// counted from now on the runtime's (so a stream is cut at `exp` plus the
+/// leeway), and every decision is counted by its reason.
+#[tokio::test]
+async fn a_calls_deadline_is_what_its_token_has_left_and_decisions_are_counted() {
+    use authgate::{
+        error::AuthError,
+        gate::{AuthInterceptor, ScopePolicy, ValidationConfig, Validator},
+        keys::{JwksSource, KeyStore, RefreshConfig, Refresher},
+    };
+    use tokio::time::Instant;
+    let issuer = spawn_issuer().await;
+    let keys = KeyStore::new();
+    let source = JwksSource::Url(issuer.jwks_url().parse().unwrap());
+    let refresher = tokio::spawn(
+        Refresher::new(keys.clone(), source, RefreshConfig::default())
+            .unwrap()
+            .run(),
+    );
+    keys.wait_loaded().await;
+    let (clock, read) = manual_clock!(now());
+    let gate = AuthInterceptor::new(
+        Validator::new(ValidationConfig {
+            issuer: issuer.url().into(),
+            audiences: vec![issuer.audience().into()],
+            leeway: std::time::Duration::from_secs(30),
+            require_typ: None,
+        }),
+        keys,
+        ScopePolicy::default(),
+    )
+    .with_clock(read);
+    let mut claims = issuer.claims("deadline", &[]);
+    claims["exp"] = (read() + 600).into();
+    let bearer = format!("Bearer {}", issuer.mint(&claims));
+    let check = || {
+        gate.check(
+            "/authgate.v1.PrivateService/GetPrivate",
+            [bearer.as_bytes()],
+        )
+    };
+
+    let principal = check().expect("a valid token");
+    let left = std::time::Duration::from_secs(630);
+    let before = Instant::now();
+    let deadline = gate.deadline(&principal);
+    let after = Instant::now();
+    assert!(before + left <= deadline && deadline <= after + left);
+    // Ten minutes later on the gate's clock, thirty seconds are left.
+    set_clock(clock, read() + 600);
+    let principal = check().expect("within the leeway");
+    let before = Instant::now();
+    let deadline = gate.deadline(&principal);
+    let after = Instant::now();
+    let left = std::time::Duration::from_secs(30);
+    assert!(before + left <= deadline && deadline <= after + left);
+    // At exp plus the leeway, refused; and nothing is left of any deadline.
+    set_clock(clock, read() + 30);
+    assert_eq!(check().unwrap_err().error, AuthError::Expired);
+    let before = Instant::now();
+    let deadline = gate.deadline(&principal);
+    assert!(before <= deadline && deadline <= Instant::now());
+
+    let stats = gate.stats();
+    assert_eq!(stats.allowed(), 2);
+    assert_eq!(stats.denied_for(&AuthError::Expired), 1);
+    assert_eq!(stats.denied_for(&AuthError::BadSignature), 0);
+    refresher.abort();
+}
