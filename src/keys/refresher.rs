@@ -654,4 +654,17 @@ mod tests {
             assert!(d >= full / 2 && d <= full, "{failures}: {d:?}");
         }
     }
+
+    /// Gates that lost their issuer together come back spread out: a
+    /// hundred backoffs after the same failures are (nearly) all different.
+    /// A constant fraction, 0 or 1, would bring the fleet back at once.
+    #[test]
+    fn backoff_jitter_spreads_retries() {
+        let r = refresher(RefreshConfig::default());
+        let draws: std::collections::HashSet<Duration> = (0..100).map(|_| r.backoff(5)).collect();
+        assert!(draws.len() > 50, "{} distinct of 100", draws.len());
+        for _ in 0..1000 {
+            assert!((0.0..1.0).contains(&random_fraction()));
+        }
+    }
 }

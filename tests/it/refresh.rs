@@ -602,3 +602,26 @@ async fn discovery_naming_a_plain_http_jwks_off_loopback_is_not_followed() {
     let forged = attacker.mint(&app.issuer.claims("x", &[SCOPE]));
     assert_ne!(code(&app.call(&forged).await), Code::Ok);
 }
+
+/// A fetch that brings the same keys again keeps them, parsed once: tokens
+/// the gate verified before stay in its cache. Were every key rebuilt on
+/// each fetch, every refresh would empty the cache (and cost a signature
+/// check per caller after each).
+#[tokio::test]
+async fn a_fetch_of_the_same_keys_keeps_the_verified_tokens_cached() {
+    let app = spawn_app_with(Options {
+        metrics: true,
+        ..Options::default()
+    })
+    .await;
+    let token = app.token();
+    let hits = || app.metric("authgate_token_cache_hits_total");
+    assert!(accepted(&app, &token).await);
+    assert!(accepted(&app, &token).await);
+    assert_eq!(hits().await, Some(1.0));
+    // The key set is fetched again, unchanged, and published anew.
+    fetch_and_settle(&app).await;
+    assert!(accepted(&app, &token).await);
+    assert_eq!(hits().await, Some(2.0), "the refetched key was rebuilt");
+    app.stop().await;
+}
