@@ -305,6 +305,10 @@ async fn withdrawal_by(withdraw: impl Fn(&DevIssuer), restore: impl Fn(&DevIssue
     withdraw(&app.issuer);
     assert!(provoke_fetch_expecting(&app, Code::Unauthenticated).await);
     assert!(keys_become(&app, Availability::NoUsableKey).await);
+    // Read without waiting, as a library user's health check would.
+    assert_eq!(app.keys.availability(), Availability::NoUsableKey);
+    assert_eq!(app.keys.status().availability, Availability::NoUsableKey);
+    assert_eq!(app.keys.issuer(), app.issuer.url());
     let status = app.call(&token).await.unwrap_err();
     assert_eq!(status.code(), Code::Unavailable, "{status:?}");
     assert_eq!(
