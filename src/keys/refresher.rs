@@ -19,7 +19,7 @@ use tokio::{
 };
 
 use crate::{
-    error::{AuthError, FetchError},
+    error::{AuthError, FetchError, error_chain},
     keys::{JwksError, KeySet},
     net,
 };
@@ -593,22 +593,6 @@ fn log_skipped(skipped: &[crate::keys::SkippedKey]) {
     for key in skipped {
         tracing::warn!(kid = ?key.kid, reason = %key.reason, "skipped a JWKS key");
     }
-}
-
-/// An error and its causes, `: `-separated; a cause whose text the chain
-/// already holds (errors that print their source) is not repeated.
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
 }
 
 /// A number in [0, 1) from the system's random source, for jitter.

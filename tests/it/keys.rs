@@ -168,3 +168,59 @@ async fn a_token_without_kid_is_checked_with_the_one_key_for_its_algorithm() {
         assert_eq!(response.unwrap().subject, "no-kid");
     }
 }
+
+/// What an operator sees of a key the refresher skipped: a warning naming
+/// its `kid` and why, while the good keys load. Read from the binary's
+/// logs, as an operator would.
+#[tokio::test]
+async fn the_refresher_logs_each_key_it_skips_with_kid_and_reason() {
+    use std::process::Stdio;
+
+    use tokio::io::{AsyncBufReadExt, BufReader};
+
+    use crate::{
+        cli::{authgate, signal, spawn, wait},
+        common::patience,
+    };
+
+    let issuer = spawn_issuer().await;
+    issuer.set_extra_jwks(vec![
+        json!({"kty": "oct", "kid": "hmac", "k": "c2VjcmV0"}),
+        serde_json::from_str(RSA_1024).unwrap(),
+    ]);
+    let mut command = authgate();
+    command
+        .args(["serve", "--listen", "127.0.0.1:0", "--issuer", issuer.url()])
+        .args(["--audience", issuer.audience()])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut child = spawn(&mut command);
+    let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
+    let skipped = tokio::time::timeout(patience(), async {
+        let mut skipped = Vec::new();
+        while let Some(line) = stderr.next_line().await.unwrap() {
+            if line.contains("skipped a JWKS key") {
+                skipped.push(line);
+                if skipped.len() == 2 {
+                    break;
+                }
+            }
+        }
+        skipped
+    })
+    .await
+    .expect("two skipped keys are logged");
+    signal(&child, libc::SIGTERM);
+    assert_eq!(wait(&mut child).await.code(), Some(0));
+    assert_eq!(skipped.len(), 2, "{skipped:?}");
+    assert!(
+        skipped[0].contains(r#"kid=Some("hmac")"#) && skipped[0].contains("reason="),
+        "{skipped:?}"
+    );
+    assert!(
+        skipped[1].contains(r#"kid=Some("rsa-1024")"#)
+            && skipped[1].contains("RSA modulus of 1024 bits is weaker than 2048"),
+        "{skipped:?}"
+    );
+}
