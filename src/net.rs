@@ -147,6 +147,9 @@ mod tests {
             "file:///etc/passwd",
             "not a url",
             "https://user:pass@tenant.auth0.com/",
+            // Either half of the credentials alone is refused too.
+            "https://user@tenant.auth0.com/",
+            "https://:pass@tenant.auth0.com/",
         ] {
             assert!(parse_issuer_url("issuer", bad).is_err(), "{bad}");
         }

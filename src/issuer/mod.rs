@@ -160,6 +160,10 @@ pub enum JwksFault {
     Hang,
     /// Redirect (302) to this URL.
     Redirect(String),
+    /// Redirect this many times within the issuer's origin (to the JWKS path
+    /// with `?hop=N`), then answer with the key set. Only the first request
+    /// of a fetch counts in [`DevIssuer::jwks_hits`].
+    Redirects(usize),
     /// Answer 200 with the JWKS padded to exactly this many bytes (an
     /// unread member added), sent with its `Content-Length`.
     Padded(usize),
@@ -694,12 +698,26 @@ async fn discovery(State(state): State<Arc<IssuerState>>) -> Response {
     json_response(StatusCode::OK, &document)
 }
 
-async fn jwks(State(state): State<Arc<IssuerState>>) -> Response {
-    state.jwks_hits.fetch_add(1, Ordering::SeqCst);
+async fn jwks(
+    State(state): State<Arc<IssuerState>>,
+    axum::extract::RawQuery(query): axum::extract::RawQuery,
+) -> Response {
+    let hop = query
+        .as_deref()
+        .and_then(|query| query.strip_prefix("hop="))
+        .and_then(|n| n.parse::<usize>().ok());
+    if hop.is_none() {
+        state.jwks_hits.fetch_add(1, Ordering::SeqCst);
+    }
     let fault = lock(&state.jwks_fault).clone();
     match fault {
+        JwksFault::Redirects(hops) if hop.unwrap_or(0) < hops => {
+            let next = format!("/.well-known/jwks.json?hop={}", hop.unwrap_or(0) + 1);
+            return (StatusCode::FOUND, [(header::LOCATION, next)]).into_response();
+        }
         JwksFault::None
         | JwksFault::Delay(_)
+        | JwksFault::Redirects(_)
         | JwksFault::Padded(_)
         | JwksFault::PaddedChunked(_) => {}
         JwksFault::DeclaredLengthOnly(length) => {

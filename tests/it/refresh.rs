@@ -629,3 +629,26 @@ async fn a_fetch_of_the_same_keys_keeps_the_verified_tokens_cached() {
     assert_eq!(hits().await, Some(2.0), "the refetched key was rebuilt");
     app.stop().await;
 }
+
+/// Redirects within the issuer's origin are followed, five and no more: a
+/// sixth is a failed fetch, and the last good key set stays.
+#[tokio::test]
+async fn redirects_within_the_origin_are_followed_five_times_and_no_more() {
+    let app = spawn_app().await;
+    let (old, new) = publish_a_new_key_set(&app);
+    app.issuer.set_jwks_fault(JwksFault::Redirects(6));
+    fetch_and_settle(&app).await;
+    assert!(accepted(&app, &old).await, "six redirects were followed");
+    assert_eq!(
+        app.call(&new).await.unwrap_err().message(),
+        "token key id (`kid`) is not in the issuer's key set"
+    );
+    app.issuer.set_jwks_fault(JwksFault::Redirects(5));
+    fetch_and_settle(&app).await;
+    assert!(
+        accepted(&app, &new).await,
+        "five redirects were not followed"
+    );
+    assert!(refused_with(&app, &old, Code::Unauthenticated).await);
+    app.stop().await;
+}
