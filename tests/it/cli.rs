@@ -5,7 +5,7 @@ use std::process::{Command, ExitStatus, Stdio};
 
 use authgate::pb::{GetPrivateRequest, private_service_client::PrivateServiceClient};
 use tokio::{
-    io::{AsyncBufReadExt, BufReader},
+    io::{AsyncBufRead, AsyncBufReadExt, BufReader, Lines},
     process::Child,
 };
 use tonic::Request;
@@ -64,25 +64,40 @@ pub(crate) struct Served {
     pub metrics: Option<String>,
 }
 
+/// Reads `lines` up to and including the first for which `done` holds, and
+/// returns all it read; fewer if the stream ends first. Fails the test if
+/// neither happens within the patience.
+pub(crate) async fn lines_until<R: AsyncBufRead + Unpin>(
+    lines: &mut Lines<R>,
+    mut done: impl FnMut(&str) -> bool,
+) -> Vec<String> {
+    let mut read = Vec::new();
+    let reading = async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            let last = done(&line);
+            read.push(line);
+            if last {
+                break;
+            }
+        }
+    };
+    tokio::time::timeout(patience(), reading)
+        .await
+        .expect("the line waited for within the patience");
+    read
+}
+
 pub(crate) async fn serve(mut command: Command) -> Served {
     command
         .env("RUST_LOG", "warn,authgate::cli=info")
         .stderr(Stdio::piped());
     let mut child = spawn(&mut command);
     let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
-    let line = tokio::time::timeout(patience(), async {
-        let mut said = String::new();
-        while let Some(line) = stderr.next_line().await.unwrap() {
-            if line.contains("authgate serving") {
-                return Ok(line);
-            }
-            said.push_str(&line);
-        }
-        Err(said)
-    })
-    .await
-    .expect("authgate serve never said where it listens")
-    .unwrap_or_else(|said| panic!("authgate serve stopped before serving: {said}"));
+    let said = lines_until(&mut stderr, |line| line.contains("authgate serving")).await;
+    let line = match said.last() {
+        Some(line) if line.contains("authgate serving") => line.clone(),
+        _ => panic!("authgate serve stopped before serving: {said:?}"),
+    };
     // Keep reading, so that its logging never blocks on a full pipe.
     tokio::spawn(async move { while let Ok(Some(_)) = stderr.next_line().await {} });
     let field = |name: &str| {
@@ -268,19 +283,7 @@ pub(crate) async fn dev_banner(args: &[&str]) -> (Child, Vec<String>) {
         .stderr(Stdio::null());
     let mut child = spawn(&mut command);
     let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
-    let lines = tokio::time::timeout(patience(), async {
-        let mut lines = Vec::new();
-        while let Some(line) = stdout.next_line().await.unwrap() {
-            let done = line.starts_with("Ctrl-C");
-            lines.push(line);
-            if done {
-                break;
-            }
-        }
-        lines
-    })
-    .await
-    .expect("dev printed its banner");
+    let lines = lines_until(&mut stdout, |line| line.starts_with("Ctrl-C")).await;
     (child, lines)
 }
 

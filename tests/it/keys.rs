@@ -178,10 +178,7 @@ async fn the_refresher_logs_each_key_it_skips_with_kid_and_reason() {
 
     use tokio::io::{AsyncBufReadExt, BufReader};
 
-    use crate::{
-        cli::{authgate, signal, spawn, wait},
-        common::patience,
-    };
+    use crate::cli::{authgate, lines_until, signal, spawn, wait};
 
     let issuer = spawn_issuer().await;
     issuer.set_extra_jwks(vec![
@@ -197,20 +194,14 @@ async fn the_refresher_logs_each_key_it_skips_with_kid_and_reason() {
         .stderr(Stdio::piped());
     let mut child = spawn(&mut command);
     let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
-    let skipped = tokio::time::timeout(patience(), async {
-        let mut skipped = Vec::new();
-        while let Some(line) = stderr.next_line().await.unwrap() {
-            if line.contains("skipped a JWKS key") {
-                skipped.push(line);
-                if skipped.len() == 2 {
-                    break;
-                }
-            }
-        }
-        skipped
+    let is_skip = |line: &str| line.contains("skipped a JWKS key");
+    let mut seen = 0;
+    let said = lines_until(&mut stderr, |line| {
+        seen += usize::from(is_skip(line));
+        seen == 2
     })
-    .await
-    .expect("two skipped keys are logged");
+    .await;
+    let skipped: Vec<&String> = said.iter().filter(|line| is_skip(line)).collect();
     signal(&child, libc::SIGTERM);
     assert_eq!(wait(&mut child).await.code(), Some(0));
     assert_eq!(skipped.len(), 2, "{skipped:?}");

@@ -8,7 +8,7 @@ use authgate::{error::AuthError, keys::Algorithm};
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 
 use crate::{
-    cli::{authgate, call, client_command, dev_banner, signal, spawn, temp_dir, wait},
+    cli::{authgate, call, client_command, dev_banner, lines_until, signal, spawn, temp_dir, wait},
     common::{SCOPE, eventually, patience, spawn_app, spawn_issuer},
 };
 
@@ -250,17 +250,8 @@ async fn serve_says_no_key_set_has_loaded_and_why() {
     let mut child = spawn(&mut command);
     let mut stderr =
         tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(child.stderr.take().unwrap()));
-    let line = tokio::time::timeout(patience(), async {
-        while let Some(line) = stderr.next_line().await.unwrap() {
-            if line.contains("JWKS fetch failed") {
-                return Some(line);
-            }
-        }
-        None
-    })
-    .await
-    .expect("a failed fetch is logged")
-    .expect("a failed fetch is logged");
+    let said = lines_until(&mut stderr, |line| line.contains("JWKS fetch failed")).await;
+    let line = said.last().expect("a failed fetch is logged");
     signal(&child, libc::SIGTERM);
     let status = wait(&mut child).await;
     assert_eq!(status.code(), Some(0), "--listen localhost:0 served");
