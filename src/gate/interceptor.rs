@@ -1,0 +1,34 @@
+//! The gate as a tonic interceptor, for a single service.
+
+use tonic::Status;
+
+use super::{AuthInterceptor, Refusal};
+use crate::error::AuthError;
+
+/// For a single service (`FooServer::with_interceptor(svc, auth)`): validates
+/// the token and puts the [`Principal`] in the request's extensions. tonic
+/// does not tell an interceptor which method is called, so when the policy
+/// names any method this refuses rather than guess: use [`AuthLayer`] there.
+impl tonic::service::Interceptor for AuthInterceptor {
+    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, Status> {
+        let values = request.metadata().get_all("authorization");
+        let refuse = |error: AuthError, subject: Option<Box<str>>| {
+            self.shared.stats.count(Some(&error));
+            let refusal = Refusal { error, subject };
+            self.log_refusal("(one service)", request.remote_addr(), &refusal);
+            Status::from(&refusal.error)
+        };
+        let principal = self
+            .authenticate(values.iter().map(|v| v.as_bytes()))
+            .map_err(|e| refuse(e, None))?;
+        if !self.shared.policy.is_empty() {
+            return Err(refuse(
+                AuthError::UnknownMethod,
+                Some(principal.subject().into()),
+            ));
+        }
+        self.shared.stats.count(None);
+        request.extensions_mut().insert(principal);
+        Ok(request)
+    }
+}

@@ -1,0 +1,169 @@
+//! [`AuthLayer`]: the gate in front of a whole tonic server, deny by
+//! default, health and reflection open; its service and response future.
+
+use std::{
+    future::Future,
+    net::SocketAddr,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+};
+
+use tokio::time::Instant;
+
+use tonic::{
+    Status,
+    transport::server::{TcpConnectInfo, TlsConnectInfo},
+};
+
+use super::AuthInterceptor;
+use crate::gate::expiry::ExpiringBody;
+
+/// Services anyone may call without a token: health and reflection.
+pub const PUBLIC_SERVICES: [&str; 3] = [
+    "grpc.health.v1.Health",
+    "grpc.reflection.v1.ServerReflection",
+    "grpc.reflection.v1alpha.ServerReflection",
+];
+
+/// A tower layer that guards a whole tonic server: every method but the
+/// public ones needs a valid token, including methods added later.
+#[derive(Clone, Debug)]
+pub struct AuthLayer {
+    interceptor: AuthInterceptor,
+    /// Path prefixes (`/grpc.health.v1.Health/`) open without a token.
+    public: Arc<[Box<str>]>,
+}
+
+impl AuthLayer {
+    /// Guards everything but [`PUBLIC_SERVICES`].
+    pub fn new(interceptor: AuthInterceptor) -> AuthLayer {
+        AuthLayer {
+            interceptor,
+            public: PUBLIC_SERVICES
+                .iter()
+                .map(|s| format!("/{s}/").into_boxed_str())
+                .collect(),
+        }
+    }
+
+    /// Also leaves `service` (`package.Service`) open without a token.
+    pub fn allow_unauthenticated(mut self, service: &str) -> AuthLayer {
+        let mut public = self.public.to_vec();
+        public.push(format!("/{service}/").into_boxed_str());
+        self.public = public.into();
+        self
+    }
+
+    fn is_public(&self, path: &str) -> bool {
+        self.public.iter().any(|prefix| path.starts_with(&**prefix))
+    }
+}
+
+impl<S> tower_layer::Layer<S> for AuthLayer {
+    type Service = AuthService<S>;
+    fn layer(&self, inner: S) -> AuthService<S> {
+        AuthService {
+            inner,
+            layer: self.clone(),
+        }
+    }
+}
+
+/// The service [`AuthLayer`] wraps around a server.
+#[derive(Clone, Debug)]
+pub struct AuthService<S> {
+    inner: S,
+    layer: AuthLayer,
+}
+
+impl<S, B, R> tower_service::Service<http::Request<B>> for AuthService<S>
+where
+    S: tower_service::Service<http::Request<B>, Response = http::Response<R>>,
+    R: Default,
+{
+    type Response = http::Response<ExpiringBody<R>>;
+    type Error = S::Error;
+    type Future = AuthFuture<S::Future, R>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
+        let path = request.uri().path();
+        if self.layer.is_public(path) {
+            return AuthFuture::Inner {
+                future: self.inner.call(request),
+                deadline: None,
+            };
+        }
+        let values = request.headers().get_all(http::header::AUTHORIZATION);
+        match self
+            .layer
+            .interceptor
+            .check(path, values.iter().map(|v| v.as_bytes()))
+        {
+            Ok(principal) => {
+                // The call, streams included, ends when its token does.
+                let deadline = self.layer.interceptor.deadline(&principal);
+                request.extensions_mut().insert(principal);
+                AuthFuture::Inner {
+                    future: self.inner.call(request),
+                    deadline: Some(deadline),
+                }
+            }
+            Err(refusal) => {
+                self.layer
+                    .interceptor
+                    .log_refusal(path, peer(&request), &refusal);
+                AuthFuture::Refused {
+                    response: Some(Status::from(&refusal.error).into_http()),
+                }
+            }
+        }
+    }
+}
+
+pub(super) fn peer<B>(request: &http::Request<B>) -> Option<SocketAddr> {
+    let extensions = request.extensions();
+    extensions
+        .get::<TcpConnectInfo>()
+        .and_then(|i| i.remote_addr())
+        .or_else(|| {
+            extensions
+                .get::<TlsConnectInfo<TcpConnectInfo>>()
+                .and_then(|i| i.get_ref().remote_addr())
+        })
+}
+
+pin_project_lite::pin_project! {
+    /// The response of [`AuthService`]: the inner call, or a refusal.
+    // pin-project-lite takes no docs on variant fields; the variants say it.
+    #[allow(missing_docs)]
+    #[project = AuthFutureProj]
+    pub enum AuthFuture<F, R> {
+        /// The call went through; its response ends at the deadline.
+        Inner { #[pin] future: F, deadline: Option<Instant> },
+        /// The call was refused with this gRPC status.
+        Refused { response: Option<http::Response<ExpiringBody<R>>> },
+    }
+}
+
+impl<F, R, E> Future for AuthFuture<F, R>
+where
+    F: Future<Output = Result<http::Response<R>, E>>,
+{
+    type Output = Result<http::Response<ExpiringBody<R>>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project() {
+            AuthFutureProj::Inner { future, deadline } => future
+                .poll(cx)
+                .map_ok(|response| response.map(|body| ExpiringBody::new(body, *deadline))),
+            AuthFutureProj::Refused { response } => {
+                Poll::Ready(Ok(response.take().expect("polled after completion")))
+            }
+        }
+    }
+}

@@ -1,0 +1,150 @@
+//! Scope rules and the per-method policy they make.
+
+use std::{collections::HashMap, fmt, str::FromStr, sync::Arc};
+
+use crate::{error::AuthError, gate::validate::Principal};
+
+/// One `--require-scope METHOD=SCOPE[|SCOPE...]` rule: the method (or every
+/// method of a service) needs one of the scopes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScopeRule {
+    /// The full method path, `/package.Service/Method`, or
+    /// `/package.Service/*` for every method of the service.
+    pub method: String,
+    /// The scopes that satisfy the rule: any one of them will do.
+    pub any_of: Vec<String>,
+}
+
+impl ScopeRule {
+    /// The service, `/package.Service/`, when the rule is for all its methods.
+    pub fn service(&self) -> Option<&str> {
+        self.method.strip_suffix('*').filter(|s| s.ends_with('/'))
+    }
+}
+
+impl fmt::Display for ScopeRule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}={}", self.method, self.any_of.join("|"))
+    }
+}
+
+impl FromStr for ScopeRule {
+    type Err = String;
+    fn from_str(s: &str) -> Result<ScopeRule, String> {
+        let (method, scopes) = s
+            .split_once('=')
+            .ok_or_else(|| format!("`{s}` is not METHOD=SCOPE"))?;
+        let method = method.trim();
+        let well_formed = method
+            .strip_prefix('/')
+            .and_then(|m| m.split_once('/'))
+            .is_some_and(|(service, name)| {
+                !service.is_empty()
+                    && !service.contains('*')
+                    && !name.is_empty()
+                    && !name.contains('/')
+                    && (name == "*" || !name.contains('*'))
+            });
+        if !well_formed {
+            return Err(format!(
+                "`{method}` is not a full method path such as /authgate.v1.PrivateService/GetPrivate \
+                 (or /authgate.v1.PrivateService/* for every method of the service)"
+            ));
+        }
+        let mut any_of: Vec<String> = Vec::new();
+        for scope in scopes.split('|').map(str::trim) {
+            if scope.is_empty() || scope.contains(char::is_whitespace) {
+                return Err(format!(
+                    "scope `{scope}` in `{s}` must be one non-empty word (`a|b` for either)"
+                ));
+            }
+            if !any_of.iter().any(|s| s == scope) {
+                any_of.push(scope.to_owned());
+            }
+        }
+        Ok(ScopeRule {
+            method: method.to_owned(),
+            any_of,
+        })
+    }
+}
+
+/// One rule as the request path checks it: any one of these scopes.
+type AnyOf = Arc<[Arc<str>]>;
+
+/// Which scopes each method needs. A method without rules needs only a valid
+/// token. Every rule that applies to a method must hold: those written for
+/// the method and those written for its whole service; a rule holds when
+/// the token grants any one of its scopes.
+#[derive(Debug, Clone, Default)]
+pub struct ScopePolicy {
+    /// Rules for one method, by its full path.
+    methods: HashMap<Box<str>, Box<[AnyOf]>>,
+    /// Rules for every method of a service, by `/package.Service/`.
+    services: HashMap<Box<str>, Box<[AnyOf]>>,
+}
+
+impl ScopePolicy {
+    /// A policy from rules; several rules for a method all apply (a repeated
+    /// rule counts once).
+    pub fn new(rules: impl IntoIterator<Item = ScopeRule>) -> ScopePolicy {
+        let mut methods: HashMap<Box<str>, Vec<AnyOf>> = HashMap::new();
+        let mut services: HashMap<Box<str>, Vec<AnyOf>> = HashMap::new();
+        for rule in rules {
+            let any_of: AnyOf = rule.any_of.iter().map(|s| Arc::from(s.as_str())).collect();
+            let rules = match rule.service() {
+                Some(service) => services.entry(service.into()).or_default(),
+                None => methods.entry(rule.method.into()).or_default(),
+            };
+            if !rules.iter().any(|r| **r == *any_of) {
+                rules.push(any_of);
+            }
+        }
+        let boxed = |map: HashMap<Box<str>, Vec<AnyOf>>| {
+            map.into_iter()
+                .map(|(m, r)| (m, r.into_boxed_slice()))
+                .collect()
+        };
+        ScopePolicy {
+            methods: boxed(methods),
+            services: boxed(services),
+        }
+    }
+
+    /// Whether no method needs a scope.
+    pub fn is_empty(&self) -> bool {
+        self.methods.is_empty() && self.services.is_empty()
+    }
+
+    /// Refuses with `PERMISSION_DENIED`, naming what the first unmet rule
+    /// asks for, when `principal` does not meet every rule for `method`.
+    /// Allocates nothing when it allows.
+    pub fn check(&self, method: &str, principal: &Principal) -> Result<(), AuthError> {
+        if let Some(rules) = self.methods.get(method) {
+            holds(rules, principal)?;
+        }
+        if self.services.is_empty() {
+            return Ok(());
+        }
+        // The service is the path's first segment, `/package.Service/`,
+        // however many segments follow.
+        let service = method
+            .get(1..)
+            .and_then(|m| m.find('/'))
+            .and_then(|end| self.services.get(&method[..end + 2]));
+        match service {
+            Some(rules) => holds(rules, principal),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Whether `principal` meets every rule: one of each rule's scopes.
+fn holds(rules: &[AnyOf], principal: &Principal) -> Result<(), AuthError> {
+    for any_of in rules {
+        if !any_of.iter().any(|scope| principal.has_scope(scope)) {
+            return Err(AuthError::MissingScope(any_of.clone()));
+        }
+    }
+    Ok(())
+}
