@@ -7,7 +7,7 @@ use authgate::{
     gate::auth::{AuthInterceptor, ScopePolicy, TrustedIssuer},
     gate::validate::{ValidationConfig, Validator},
     issuer::{DevIssuer, DevIssuerConfig},
-    keys::refresher::KeyStore,
+    keys::KeyStore,
     keys::{Algorithm, KeySet},
 };
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};

@@ -14,7 +14,7 @@ use crate::{
     gate::auth::{ScopePolicy, ScopeRule},
     issuer::{DevClient, DevIssuer, DevIssuerConfig, random_secret},
     keys::Algorithm,
-    keys::refresher::{JwksSource, RefreshConfig},
+    keys::{JwksSource, RefreshConfig},
     net,
     server::{Application, Drain, Limits, ServerConfig, TlsFiles, shutdown_signal, stop_signals},
 };

@@ -16,7 +16,7 @@ use crate::{
     error::AuthError,
     gate::cache::TokenCache,
     gate::validate::{Principal, Validator, claimed_issuer},
-    keys::refresher::KeyStore,
+    keys::KeyStore,
 };
 
 /// Authenticates and authorizes calls. Cheap to clone: clones share the key

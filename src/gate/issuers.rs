@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use crate::{gate::validate::Validator, keys::refresher::KeyStore};
+use crate::{gate::validate::Validator, keys::KeyStore};
 
 /// One issuer the gate trusts: the rules its tokens are checked by, and the
 /// key set, its own, that verifies them.

@@ -26,7 +26,7 @@ use crate::{
     error::StartupError,
     gate::auth::{AuthInterceptor, Clock, ScopePolicy, TrustedIssuer},
     gate::validate::{ValidationConfig, Validator},
-    keys::refresher::{JwksSource, KeyStore, RefreshConfig, Refresher},
+    keys::{JwksSource, KeyStore, RefreshConfig, Refresher},
     server::metrics::{GrpcMetrics, GrpcMetricsLayer, Metrics},
     server::pb::private_service_server::PrivateServiceServer,
     server::service::PrivateService,

@@ -14,7 +14,7 @@ use authgate::{
     gate::auth::{Clock, ScopePolicy, ScopeRule},
     gate::validate::ValidationConfig,
     issuer::{DevIssuer, DevIssuerConfig, RsaKeyPool},
-    keys::refresher::{JwksSource, KeyStore, RefreshConfig},
+    keys::{JwksSource, KeyStore, RefreshConfig},
     pb::{GetPrivateRequest, GetPrivateResponse, private_service_client::PrivateServiceClient},
     server::{Application, Drain, IssuerConfig, Limits, ServerConfig, TlsFiles},
 };

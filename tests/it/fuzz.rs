@@ -10,7 +10,7 @@ use authgate::{
     gate::auth::{AuthInterceptor, ScopePolicy, TrustedIssuer, bearer_token},
     gate::validate::{ValidationConfig, Validator},
     keys::KeySet,
-    keys::refresher::KeyStore,
+    keys::KeyStore,
 };
 
 const JWKS: &str = include_str!("../fixtures/fuzz/jwks.json");

@@ -19,7 +19,7 @@ use crate::common::{
 use authgate::{
     issuer::{DevIssuer, JwksFault},
     keys::Algorithm,
-    keys::refresher::{Availability, RefreshConfig},
+    keys::{Availability, RefreshConfig},
 };
 
 async fn accepted(app: &TestApp, token: &str) -> bool {

@@ -22,7 +22,7 @@ use hyper::{Method, StatusCode, body::Incoming, server::conn::http1, service::se
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::{net::TcpListener, sync::Semaphore};
 
-use crate::{gate::auth::AuthInterceptor, keys::refresher::KeyStore};
+use crate::{gate::auth::AuthInterceptor, keys::KeyStore};
 
 pub mod grpc;
 
