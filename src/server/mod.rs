@@ -2,15 +2,21 @@
 //! service with health and reflection, the refresher in the background, until
 //! a shutdown future resolves.
 
-use std::{future::Future, net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
+use std::{future::Future, net::SocketAddr, sync::Arc};
 
 use tokio::net::TcpListener;
-use tonic::transport::{Identity, Server, ServerTlsConfig};
+use tonic::transport::{Server, ServerTlsConfig};
 use tonic_health::ServingStatus;
 
+mod config;
 pub mod incoming;
 pub mod metrics;
 pub mod service;
+mod signals;
+mod tls;
+
+pub use config::{Drain, IssuerConfig, Limits, ServerConfig, TlsFiles};
+pub use signals::{shutdown_signal, stop_signals};
 
 /// Code generated from `proto/authgate/v1/private.proto`.
 #[allow(missing_docs, unreachable_pub, missing_debug_implementations)]
@@ -24,186 +30,13 @@ pub mod pb {
 
 use crate::{
     error::StartupError,
-    gate::auth::{AuthInterceptor, Clock, ScopePolicy, TrustedIssuer},
-    gate::validate::{ValidationConfig, Validator},
-    keys::{JwksSource, KeyStore, RefreshConfig, Refresher},
+    gate::auth::{AuthInterceptor, Clock, TrustedIssuer},
+    gate::validate::Validator,
+    keys::{KeyStore, Refresher},
     server::metrics::{GrpcMetrics, GrpcMetricsLayer, Metrics},
     server::pb::private_service_server::PrivateServiceServer,
     server::service::PrivateService,
 };
-
-/// Everything `authgate serve` needs, parsed and checked at the edge.
-#[derive(Debug, Clone)]
-pub struct ServerConfig {
-    /// Where gRPC is served.
-    pub listen: SocketAddr,
-    /// The issuers trusted, each with its own key set; at least one.
-    pub issuers: Vec<IssuerConfig>,
-    /// How each issuer's key set is refreshed.
-    pub refresh: RefreshConfig,
-    /// Which scopes each method needs.
-    pub policy: ScopePolicy,
-    /// Serve TLS with this certificate chain and key (PEM files).
-    pub tls: Option<TlsFiles>,
-    /// Bounds a client cannot push the server past.
-    pub limits: Limits,
-    /// How many verified tokens to remember (0: verify every call).
-    pub token_cache_entries: usize,
-    /// Serve Prometheus metrics at `GET /metrics` on this address.
-    pub metrics_listen: Option<SocketAddr>,
-    /// How the server stops.
-    pub drain: Drain,
-}
-
-/// One trusted issuer: what its tokens must say, and where its keys come from.
-#[derive(Debug, Clone)]
-pub struct IssuerConfig {
-    /// The exact `iss`, the audiences accepted and the leeway.
-    pub validation: ValidationConfig,
-    /// Where its key set comes from.
-    pub jwks: JwksSource,
-}
-
-impl IssuerConfig {
-    /// An issuer whose keys come through its OIDC discovery (the usual
-    /// `{issuer}.well-known/jwks.json` when it has none).
-    pub fn discovered(
-        issuer: &str,
-        audiences: Vec<String>,
-        leeway: Duration,
-    ) -> Result<IssuerConfig, crate::error::UrlError> {
-        let url = crate::net::parse_issuer_url("issuer", issuer)?;
-        Ok(IssuerConfig {
-            validation: ValidationConfig {
-                issuer: issuer.to_owned(),
-                audiences,
-                leeway,
-                require_typ: None,
-            },
-            jwks: JwksSource::Discovery {
-                issuer: issuer.to_owned(),
-                url,
-            },
-        })
-    }
-}
-
-impl ServerConfig {
-    /// Checks what can be checked without the network or binding: the
-    /// issuers (at least one, none twice, each with an audience), the
-    /// refresh intervals, and the TLS files, which are read and parsed.
-    pub fn check(&self) -> Result<(), StartupError> {
-        self.check_and_load_tls().map(drop)
-    }
-
-    fn check_and_load_tls(&self) -> Result<Option<ServerTlsConfig>, StartupError> {
-        if self.refresh.min_interval > self.refresh.interval {
-            return Err(StartupError::Config(format!(
-                "--jwks-min-refresh-interval ({:?}) exceeds --jwks-refresh-interval ({:?})",
-                self.refresh.min_interval, self.refresh.interval
-            )));
-        }
-        if self.refresh.max_stale < self.refresh.interval.saturating_mul(2) {
-            return Err(StartupError::Config(format!(
-                "--jwks-max-stale ({:?}) must be at least twice --jwks-refresh-interval ({:?}), \
-                 or one late refresh would drop the key set",
-                self.refresh.max_stale, self.refresh.interval
-            )));
-        }
-        if self.issuers.is_empty() {
-            return Err(StartupError::Config(
-                "at least one issuer is required".into(),
-            ));
-        }
-        for (i, issuer) in self.issuers.iter().enumerate() {
-            let name = &issuer.validation.issuer;
-            if self.issuers[..i]
-                .iter()
-                .any(|o| o.validation.issuer == *name)
-            {
-                return Err(StartupError::Config(format!(
-                    "issuer `{name}` is configured twice"
-                )));
-            }
-            if issuer.validation.audiences.is_empty() {
-                return Err(StartupError::Config(format!(
-                    "at least one audience is required (issuer `{name}` has none)"
-                )));
-            }
-        }
-        self.tls
-            .as_ref()
-            .map(|files| load_tls(files, self.limits.handshake_timeout))
-            .transpose()
-    }
-}
-
-/// How the server stops once asked: health turns `NOT_SERVING` at once,
-/// calls keep being served for `delay` so that load balancers and kubelets
-/// see it and send no more, then the listener closes and calls in flight
-/// have `timeout` to finish.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Drain {
-    /// How long to keep serving while reporting `NOT_SERVING`.
-    pub delay: Duration,
-    /// How long calls in flight may take once the listener has closed.
-    pub timeout: Duration,
-}
-
-impl Default for Drain {
-    fn default() -> Self {
-        Drain {
-            delay: Duration::ZERO,
-            timeout: Duration::from_secs(30),
-        }
-    }
-}
-
-/// A PEM certificate chain and its private key.
-#[derive(Debug, Clone)]
-pub struct TlsFiles {
-    /// The certificate chain, leaf first.
-    pub cert: PathBuf,
-    /// The private key.
-    pub key: PathBuf,
-}
-
-/// Server limits, each a defence against a client that would exhaust us.
-#[derive(Debug, Clone)]
-pub struct Limits {
-    /// Connections open at once; past it, accepting waits for one to close.
-    pub max_connections: usize,
-    /// How long a new connection may stay silent before it is closed.
-    pub handshake_timeout: Duration,
-    /// Largest header block a client may send (HTTP/2 `SETTINGS_MAX_HEADER_LIST_SIZE`).
-    pub max_header_list_bytes: u32,
-    /// Largest request message decoded.
-    pub max_message_bytes: usize,
-    /// Streams a connection may have open at once.
-    pub max_concurrent_streams: u32,
-    /// Longest a call may run before it is cancelled.
-    pub request_timeout: Duration,
-    /// HTTP/2 ping interval on idle connections; a peer that does not answer
-    /// within `keepalive_timeout` is dropped.
-    pub keepalive_interval: Duration,
-    /// How long to wait for a ping's answer.
-    pub keepalive_timeout: Duration,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            max_connections: 4096,
-            handshake_timeout: Duration::from_secs(10),
-            max_header_list_bytes: 16 * 1024,
-            max_message_bytes: 64 * 1024,
-            max_concurrent_streams: 256,
-            request_timeout: Duration::from_secs(30),
-            keepalive_interval: Duration::from_secs(60),
-            keepalive_timeout: Duration::from_secs(20),
-        }
-    }
-}
 
 /// A bound, not yet serving authgate server.
 #[derive(Debug)]
@@ -547,105 +380,4 @@ fn bind_now(addr: SocketAddr, what: &str) -> Result<(TcpListener, SocketAddr), S
     let local = listener.local_addr().map_err(bind_error)?;
     let listener = TcpListener::from_std(listener).map_err(bind_error)?;
     Ok((listener, local))
-}
-
-fn load_tls(
-    files: &TlsFiles,
-    handshake_timeout: Duration,
-) -> Result<ServerTlsConfig, StartupError> {
-    let read = |path: &PathBuf| {
-        std::fs::read(path)
-            .map_err(|e| StartupError::Tls(format!("cannot read {}: {e}", path.display())))
-    };
-    let identity = Identity::from_pem(read(&files.cert)?, read(&files.key)?);
-    let config = ServerTlsConfig::new()
-        .identity(identity)
-        .timeout(handshake_timeout);
-    // Parse the certificate and key now, so a bad file stops start-up
-    // instead of the first handshake.
-    Server::builder()
-        .tls_config(config.clone())
-        .map_err(|e| StartupError::Tls(e.to_string()))?;
-    Ok(config)
-}
-
-/// The first and the second SIGTERM or SIGINT (Ctrl-C), for
-/// [`Application::run_draining`]: the first starts the drain, and a second
-/// ends its delay at once (`stop` = the delay or the second signal, whichever
-/// comes first). Both signals are listened for from this call on, so a
-/// second that follows quickly is not lost. Call it within a Tokio runtime.
-pub fn stop_signals() -> (
-    impl Future<Output = ()> + Send + 'static,
-    impl Future<Output = ()> + Send + 'static,
-) {
-    let (each_tx, mut each) = tokio::sync::mpsc::unbounded_channel::<&'static str>();
-    let mut listeners = Vec::new();
-    #[cfg(unix)]
-    for (kind, name) in [
-        (tokio::signal::unix::SignalKind::terminate(), "SIGTERM"),
-        (tokio::signal::unix::SignalKind::interrupt(), "SIGINT"),
-    ] {
-        match tokio::signal::unix::signal(kind) {
-            Ok(mut signal) => {
-                let each_tx = each_tx.clone();
-                listeners.push(tokio::spawn(async move {
-                    while signal.recv().await.is_some() && each_tx.send(name).is_ok() {}
-                }));
-            }
-            Err(error) => tracing::warn!(%error, "cannot listen for {name}"),
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let each_tx = each_tx.clone();
-        listeners.push(tokio::spawn(async move {
-            while tokio::signal::ctrl_c().await.is_ok() && each_tx.send("Ctrl-C").is_ok() {}
-        }));
-    }
-    drop(each_tx);
-    let (first_tx, first) = tokio::sync::oneshot::channel::<()>();
-    let (second_tx, second) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(async move {
-        if let Some(name) = each.recv().await {
-            tracing::info!(signal = name, "asked to stop");
-            let _ = first_tx.send(());
-        }
-        if let Some(name) = each.recv().await {
-            tracing::info!(signal = name, "asked again: ending the drain delay now");
-            let _ = second_tx.send(());
-        }
-        for listener in listeners {
-            listener.abort();
-        }
-    });
-    // A sender dropped unsent (no signal can be listened for) never resolves.
-    let resolve = |rx: tokio::sync::oneshot::Receiver<()>| async move {
-        if rx.await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
-    (resolve(first), resolve(second))
-}
-
-/// Resolves on SIGTERM or SIGINT (Ctrl-C).
-pub async fn shutdown_signal() {
-    let interrupt = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = interrupt => {}
-        () = terminate => {}
-    }
-    tracing::info!("asked to stop");
 }
