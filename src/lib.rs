@@ -39,6 +39,7 @@ pub mod error;
 pub mod gate;
 pub mod keys;
 pub mod net;
+mod util;
 
 #[cfg(feature = "cli")]
 pub mod cli;

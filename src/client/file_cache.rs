@@ -2,7 +2,14 @@
 //! `~/.cache/authgate/`, one file per token endpoint, client, audience and
 //! scope, mode 0600, holding the token and its expiry but never the secret.
 
-use super::*;
+use std::{
+    path::PathBuf,
+    time::{Duration, UNIX_EPOCH},
+};
+
+use serde::{Deserialize, Serialize};
+
+use super::{AccessToken, TokenEndpoint, TokenSourceConfig};
 
 /// The default directory, if the environment names a home.
 pub fn default_dir() -> Option<PathBuf> {

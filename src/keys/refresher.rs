@@ -15,6 +15,7 @@ use crate::{
     error::FetchError,
     keys::{JwksError, KeySet},
     net,
+    util::random_fraction,
 };
 
 /// Where the key set comes from.
@@ -350,15 +351,6 @@ fn log_skipped(skipped: &[super::SkippedKey]) {
     for key in skipped {
         tracing::warn!(kid = ?key.kid, reason = %key.reason, "skipped a JWKS key");
     }
-}
-
-/// A number in [0, 1) from the system's random source, for jitter.
-fn random_fraction() -> f64 {
-    let mut bytes = [0u8; 8];
-    if aws_lc_rs::rand::fill(&mut bytes).is_err() {
-        return 0.5;
-    }
-    (u64::from_le_bytes(bytes) >> 11) as f64 / (1u64 << 53) as f64
 }
 
 #[cfg(test)]
