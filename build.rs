@@ -35,5 +35,17 @@ fn compile_proto() -> Result<(), Box<dyn std::error::Error>> {
     let mut example = protox::Compiler::new(["examples/proto"])?;
     example.open_file("ticker.proto")?;
     tonic_prost_build::configure().compile_fds(example.file_descriptor_set())?;
+
+    // The library example's Greeter (examples/greeter), compiled exactly
+    // as the README tells a user to compile their own proto.
+    let mut greeter = protox::Compiler::new(["examples/proto"])?;
+    greeter
+        .include_source_info(true)
+        .open_file("greeter.proto")?;
+    fs::write(
+        out_dir.join("greeter_descriptor.bin"),
+        greeter.encode_file_descriptor_set(),
+    )?;
+    tonic_prost_build::configure().compile_fds(greeter.file_descriptor_set())?;
     Ok(())
 }

@@ -211,7 +211,7 @@ impl From<AuthError> for Status {
 /// whose text is already said (thiserror's `{source}`), or that repeats its
 /// parent word for word (hyper's nested connect errors), is left out. So
 /// "error sending request" goes on to say "Connection refused".
-pub fn error_chain(error: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut parent = text.clone();
     let mut source = error.source();

@@ -10,7 +10,7 @@ use crate::error::{FetchError, UrlError};
 
 /// Parses a URL authgate fetches from or trusts as an issuer: `https://`, or
 /// `http://` on a loopback host (`localhost`, 127.0.0.0/8, `::1`).
-pub fn parse_issuer_url(what: &'static str, url: &str) -> Result<Url, UrlError> {
+pub(crate) fn parse_issuer_url(what: &'static str, url: &str) -> Result<Url, UrlError> {
     let parsed = Url::parse(url).map_err(|e| UrlError::Invalid {
         what,
         url: url.to_owned(),
@@ -43,7 +43,7 @@ pub fn parse_issuer_url(what: &'static str, url: &str) -> Result<Url, UrlError> 
 }
 
 /// Whether a URL's host is loopback.
-pub fn is_loopback(url: &Url) -> bool {
+pub(crate) fn is_loopback(url: &Url) -> bool {
     match url.host() {
         Some(url::Host::Domain(domain)) => domain.eq_ignore_ascii_case("localhost"),
         Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
@@ -60,7 +60,7 @@ fn same_origin(a: &Url, b: &Url) -> bool {
 
 /// An HTTP client for the issuer: each request ends within `timeout`, and a
 /// redirect is followed only within the same origin (at most five).
-pub fn issuer_client(timeout: Duration) -> reqwest::Result<reqwest::Client> {
+pub(crate) fn issuer_client(timeout: Duration) -> reqwest::Result<reqwest::Client> {
     let policy = redirect::Policy::custom(|attempt| {
         let first = &attempt.previous()[0];
         if attempt.previous().len() > 5 {
@@ -81,7 +81,7 @@ pub fn issuer_client(timeout: Duration) -> reqwest::Result<reqwest::Client> {
 
 /// Reads a 2xx response's body, refusing one over `limit` bytes without
 /// reading further.
-pub async fn read_limited(
+pub(crate) async fn read_limited(
     url: &Url,
     response: Response,
     limit: usize,
@@ -97,7 +97,7 @@ pub async fn read_limited(
 
 /// Reads a response's body, whatever its status, refusing one over `limit`
 /// bytes without reading further.
-pub async fn read_body(
+pub(crate) async fn read_body(
     url: &Url,
     mut response: Response,
     limit: usize,

@@ -12,7 +12,6 @@ pub(crate) fn unix_now() -> i64 {
 
 /// Locks `mutex`, taking the value even if a holder panicked: every value
 /// these mutexes guard stays whole between statements.
-#[cfg(any(feature = "client", feature = "dev-issuer"))]
 pub(crate) fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex
         .lock()

@@ -12,7 +12,7 @@ use std::{
 
 use authgate::{
     keys::Algorithm,
-    server::metrics::{GrpcMetrics, GrpcMetricsLayer},
+    server::{GrpcMetrics, GrpcMetricsLayer},
 };
 use authgate_bench::{Fixture, METHOD};
 use tower_service::Service;
@@ -84,13 +84,13 @@ fn main() {
         }),
     );
     report(
-        "AuthInterceptor::check, cache hit",
+        "Gate::check, cache hit",
         per_call(20000, |_| {
             assert!(cached.check(METHOD, [value.as_bytes()]).is_ok())
         }),
     );
     report(
-        "AuthInterceptor::check, no cache (RS256)",
+        "Gate::check, no cache (RS256)",
         per_call(2000, |_| {
             assert!(uncached.check(METHOD, [value.as_bytes()]).is_ok())
         }),
@@ -110,7 +110,7 @@ fn main() {
         }),
     );
     report(
-        "AuthInterceptor::check, distinct tokens (insert)",
+        "Gate::check, distinct tokens (insert)",
         per_call(1900, |i| {
             assert!(
                 cached
@@ -124,7 +124,7 @@ fn main() {
         Ok::<_, std::convert::Infallible>(http::Response::new(()))
     });
     let mut cx = Context::from_waker(Waker::noop());
-    let mut call = |interceptor: &authgate::gate::auth::AuthInterceptor, build: bool| {
+    let mut call = |interceptor: &authgate::Gate, build: bool| {
         let mut service = tower_layer::Layer::layer(&interceptor.layer(), inner);
         let request = || {
             http::Request::builder()
@@ -154,11 +154,11 @@ fn main() {
         (full.0 - empty.0, full.1 - empty.1)
     };
     report(
-        "AuthService::call, cache hit (beyond the request)",
+        "GateService::call, cache hit (beyond the request)",
         call(&cached, true),
     );
     report(
-        "AuthService::call, no cache (beyond the request)",
+        "GateService::call, no cache (beyond the request)",
         call(&uncached, false),
     );
 
@@ -185,7 +185,7 @@ fn main() {
         drop(response);
     });
     report(
-        "metrics layer + AuthService::call, cache hit",
+        "metrics layer + GateService::call, cache hit",
         (full.0 - empty.0, full.1 - empty.1),
     );
     let counted = grpc.methods()[0].started();

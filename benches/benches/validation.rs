@@ -9,7 +9,7 @@
 //! - `<alg>/jsonwebtoken_verify_<backend>`: jsonwebtoken's signature check
 //!   alone, through each crypto backend.
 //! - `gate/*`: a cache hit, and the interceptor's whole call (an HTTP request
-//!   through `AuthService` to a service that answers at once), hit and cold.
+//!   through `GateService` to a service that answers at once), hit and cold.
 //!
 //! `cargo bench -p authgate-bench --bench validation`
 
@@ -214,12 +214,7 @@ fn gate(c: &mut Criterion) {
 
     // The whole call through the tower layer, to a service that answers at once.
     let inner = tower::service_fn(|request: http::Request<()>| async move {
-        assert!(
-            request
-                .extensions()
-                .get::<authgate::gate::validate::Principal>()
-                .is_some()
-        );
+        assert!(request.extensions().get::<authgate::Principal>().is_some());
         Ok::<_, std::convert::Infallible>(http::Response::new(()))
     });
     let mut waker_cx = Context::from_waker(Waker::noop());

@@ -4,11 +4,10 @@
 use std::sync::Arc;
 
 use authgate::{
-    gate::auth::{AuthInterceptor, ScopePolicy, TrustedIssuer},
-    gate::validate::{ValidationConfig, Validator},
     issuer::{DevIssuer, DevIssuerConfig},
     keys::KeyStore,
     keys::{Algorithm, KeySet},
+    {Gate, ScopePolicy, TrustedIssuer}, {ValidationConfig, Validator},
 };
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 
@@ -99,9 +98,9 @@ impl Fixture {
     }
 
     /// The gate over this key set, remembering `cache_entries` tokens.
-    pub fn interceptor(&self, cache_entries: usize) -> AuthInterceptor {
+    pub fn interceptor(&self, cache_entries: usize) -> Gate {
         let policy = ScopePolicy::new([format!("{METHOD}={SCOPE}").parse().unwrap()]);
-        AuthInterceptor::with_token_cache(
+        Gate::with_token_cache(
             self.validator.clone(),
             self.store.clone(),
             policy,
@@ -112,7 +111,7 @@ impl Fixture {
     /// The gate trusting `n` issuers, this fixture's last: a token is
     /// matched against all the others' `iss` before its own. The others'
     /// key sets hold the same keys, parsed on their own.
-    pub fn interceptor_trusting(&self, n: usize, cache_entries: usize) -> AuthInterceptor {
+    pub fn interceptor_trusting(&self, n: usize, cache_entries: usize) -> Gate {
         let policy = ScopePolicy::new([format!("{METHOD}={SCOPE}").parse().unwrap()]);
         let jwks: Vec<_> = self
             .kids
@@ -140,7 +139,7 @@ impl Fixture {
             self.validator.clone(),
             self.store.clone(),
         ));
-        AuthInterceptor::with_issuers(issuers, policy, cache_entries)
+        Gate::with_issuers(issuers, policy, cache_entries)
     }
 
     /// The current key set.

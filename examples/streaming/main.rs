@@ -2,7 +2,7 @@
 //!
 //! The gate checks a call once, when it starts. A stream opened with a token
 //! that lives three seconds would otherwise tick on for as long as the
-//! client likes; `AuthLayer` ends it with `UNAUTHENTICATED` (`token has
+//! client likes; `GateLayer` ends it with `UNAUTHENTICATED` (`token has
 //! expired`) when the token's `exp` plus the leeway passes.
 //!
 //! ```sh
@@ -15,9 +15,9 @@
 use std::time::Duration;
 
 use authgate::{
-    gate::{AuthInterceptor, ScopePolicy, ValidationConfig, Validator},
     issuer::{DevIssuer, DevIssuerConfig},
     keys::{Algorithm, JwksSource, KeyStore, RefreshConfig, Refresher},
+    {Gate, ScopePolicy, ValidationConfig, Validator},
 };
 use tonic::{Request, transport::Server};
 
@@ -39,7 +39,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let source = JwksSource::Url(issuer.jwks_url().parse()?);
     tokio::spawn(Refresher::new(keys.clone(), source, RefreshConfig::default())?.run());
     keys.wait_loaded().await;
-    let gate = AuthInterceptor::new(
+    let gate = Gate::new(
         Validator::new(ValidationConfig {
             issuer: issuer.url().into(),
             audiences: vec![issuer.audience().into()],

@@ -3,7 +3,7 @@
 
 use std::{pin::Pin, time::Duration};
 
-use authgate::gate::Principal;
+use authgate::Principal;
 use tokio_stream::{Stream, StreamExt, wrappers::IntervalStream};
 use tonic::{Request, Response, Status};
 

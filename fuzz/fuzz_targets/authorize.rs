@@ -6,8 +6,8 @@
 use std::{sync::OnceLock, time::Duration};
 
 use authgate::{
-    gate::auth::{AuthInterceptor, ScopePolicy, bearer_token},
-    gate::validate::{ValidationConfig, Validator},
+    {Gate, ScopePolicy, bearer_token},
+    {ValidationConfig, Validator},
     keys::KeySet,
     keys::refresher::KeyStore,
 };
@@ -25,7 +25,7 @@ fn fixed_now() -> i64 {
 }
 
 struct Gate {
-    gate: AuthInterceptor,
+    gate: Gate,
     issued: Vec<&'static str>,
 }
 
@@ -43,7 +43,7 @@ fn gate() -> &'static Gate {
         let policy = ScopePolicy::new([format!("{METHOD}=read:private").parse().unwrap()]);
         Gate {
             // A small cache, so that the fuzzer also runs hits and evictions.
-            gate: AuthInterceptor::with_token_cache(validator, store, policy, 16)
+            gate: Gate::with_token_cache(validator, store, policy, 16)
                 .with_clock(fixed_now),
             issued: TOKENS.lines().filter(|l| !l.is_empty()).collect(),
         }

@@ -9,7 +9,7 @@ use std::{fmt, path::Path, str::FromStr};
 use serde::{Deserialize, Deserializer, Serialize, Serializer, de};
 
 use super::*;
-use crate::server::IssuerConfig;
+use crate::IssuerConfig;
 
 /// Every `serve` setting, as the file writes it; `None` (or an empty list)
 /// is a setting not given. After [`Settings::with_defaults`], the effective
@@ -212,7 +212,7 @@ impl Settings {
         d(&mut self.shutdown_timeout, default::SHUTDOWN_TIMEOUT);
         let limits = Limits::default();
         self.token_cache_entries
-            .get_or_insert(crate::gate::auth::DEFAULT_TOKEN_CACHE_ENTRIES);
+            .get_or_insert(crate::DEFAULT_TOKEN_CACHE_ENTRIES);
         self.max_connections.get_or_insert(limits.max_connections);
         self.max_header_list_size
             .get_or_insert(limits.max_header_list_bytes);

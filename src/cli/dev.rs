@@ -112,7 +112,9 @@ pub(super) async fn dev(args: DevArgs) -> Result<(), StartupError> {
         .map(|issuer| IssuerSettings::new(issuer.url()))
         .collect();
     let config = settings.server_config()?;
-    let app = Application::build(config.clone())
+    let app = Application::builder(config.clone())
+        .add_demo_service()
+        .bind()
         .await
         .map_err(|e| match e {
             StartupError::Bind { addr, source } => StartupError::Bind {

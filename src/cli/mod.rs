@@ -11,7 +11,7 @@ use crate::{
         ClientAuth, Secret, TokenEndpoint, TokenError, TokenSource, TokenSourceConfig, file_cache,
     },
     error::{StartupError, error_chain},
-    gate::auth::{ScopePolicy, ScopeRule},
+    gate::{ScopePolicy, ScopeRule},
     issuer::{DevClient, DevIssuer, DevIssuerConfig, random_secret},
     keys::Algorithm,
     keys::{JwksSource, RefreshConfig},

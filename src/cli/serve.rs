@@ -291,7 +291,10 @@ pub(super) async fn serve(args: ServeArgs) -> Result<(), StartupError> {
         print!("{}", settings.render_redacted());
         return Ok(());
     }
-    let app = Application::build(config.clone()).await?;
+    let app = Application::builder(config.clone())
+        .add_demo_service()
+        .bind()
+        .await?;
     log_start(&config, app.local_addr(), app.metrics_addr());
     // A second SIGTERM or SIGINT while draining ends the drain delay at
     // once: Ctrl-C twice, or an operator who will not wait.

@@ -48,7 +48,7 @@ pub enum ClientAuth {
     Basic,
 }
 
-/// What a [`TokenSource`] asks for, and how.
+/// What a [`TokenSource`](super::TokenSource) asks for, and how.
 #[derive(Debug, Clone)]
 pub struct TokenSourceConfig {
     /// Where to ask.

@@ -12,7 +12,8 @@ use serde::{Deserialize, Serialize};
 use super::{AccessToken, TokenEndpoint, TokenSourceConfig};
 
 /// The default directory, if the environment names a home.
-pub fn default_dir() -> Option<PathBuf> {
+#[cfg_attr(not(feature = "cli"), allow(dead_code))]
+pub(crate) fn default_dir() -> Option<PathBuf> {
     std::env::var_os("XDG_CACHE_HOME")
         .filter(|v| !v.is_empty())
         .map(PathBuf::from)
@@ -57,7 +58,7 @@ fn secret_fingerprint(config: &TokenSourceConfig) -> String {
 
 /// The cache file for this config: one per token endpoint, client,
 /// audience, scope and client secret.
-pub fn path(dir: &std::path::Path, config: &TokenSourceConfig) -> PathBuf {
+pub(crate) fn path(dir: &std::path::Path, config: &TokenSourceConfig) -> PathBuf {
     let name = hex_sha256(&[
         endpoint_key(config).as_str(),
         &config.client_id,

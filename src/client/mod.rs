@@ -4,7 +4,7 @@
 //! the background, and a [`BearerInterceptor`] that attaches it to calls.
 
 mod config;
-pub mod file_cache;
+pub(crate) mod file_cache;
 mod interceptor;
 mod source;
 mod token;

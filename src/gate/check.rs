@@ -8,21 +8,28 @@ use std::{
     time::Duration,
 };
 
-use tokio::time::Instant;
+use std::sync::Mutex;
 
+use tokio::{task::AbortHandle, time::Instant};
+
+use super::GateBuilder;
 use super::stats::RefusalLog;
-use super::{AuthLayer, Clock, GateStats, ScopePolicy, TrustedIssuer, bearer_token, system_clock};
+use super::{
+    Clock, GateLayer, GateStats, ScopePolicy, TrustedIssuer, bearer::bearer_token, system_clock,
+};
 use crate::{
+    StartupError,
     error::AuthError,
     gate::cache::TokenCache,
     gate::validate::{Principal, Validator, claimed_issuer},
     keys::KeyStore,
+    keys::Refresher,
 };
 
 /// Authenticates and authorizes calls. Cheap to clone: clones share the key
 /// store, the validator and the policy.
 #[derive(Clone)]
-pub struct AuthInterceptor {
+pub struct Gate {
     pub(super) shared: Arc<Shared>,
     /// Where `exp` and `nbf` are compared against: [`system_clock`] but in tests.
     clock: Clock,
@@ -40,14 +47,35 @@ pub(super) struct Shared {
     pub(super) refusal_log: RefusalLog,
     /// Decisions and cache lookups, counted for metrics.
     pub(super) stats: GateStats,
+    /// The refreshers [`GateBuilder::build`] started, stopped with the gate.
+    refreshers: Refreshers,
+}
+
+/// The background refreshers of a gate's issuers: aborted by
+/// [`Gate::stop_refreshing`], or when the last clone of the gate goes.
+#[derive(Default)]
+struct Refreshers(Mutex<Vec<AbortHandle>>);
+
+impl Refreshers {
+    fn stop(&self) {
+        for task in crate::util::lock(&self.0).drain(..) {
+            task.abort();
+        }
+    }
+}
+
+impl Drop for Refreshers {
+    fn drop(&mut self) {
+        self.stop();
+    }
 }
 
 /// How many verified tokens the gate remembers by default.
 pub const DEFAULT_TOKEN_CACHE_ENTRIES: usize = 4096;
 
-impl fmt::Debug for AuthInterceptor {
+impl fmt::Debug for Gate {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AuthInterceptor")
+        f.debug_struct("Gate")
             .field("issuers", &self.shared.issuers)
             .field("policy", &self.shared.policy)
             .field("cache", &self.shared.cache)
@@ -55,42 +83,81 @@ impl fmt::Debug for AuthInterceptor {
     }
 }
 
-impl AuthInterceptor {
+impl Gate {
+    /// A builder: the issuers, audiences and scope rules, with documented
+    /// defaults for the rest; its `build` starts the key refreshers.
+    pub fn builder() -> GateBuilder {
+        GateBuilder::default()
+    }
+
+    /// A gate for one OIDC issuer (`https://tenant.auth0.com/`) and one
+    /// audience (the API identifier), every other setting at its default:
+    /// [`Gate::builder`]`().issuer(issuer).audience(audience).build()`.
+    /// Call it within a Tokio runtime.
+    pub fn from_oidc(issuer: &str, audience: &str) -> Result<Gate, StartupError> {
+        Gate::builder().issuer(issuer).audience(audience).build()
+    }
+
+    /// Spawns `refreshers`, each in a span that names its issuer; they stop
+    /// with the gate.
+    pub(crate) fn start(&self, refreshers: Vec<Refresher>) {
+        let mut tasks = crate::util::lock(&self.shared.refreshers.0);
+        for refresher in refreshers {
+            let span = tracing::info_span!("jwks", issuer = %refresher.issuer());
+            let task = tokio::spawn(tracing::Instrument::instrument(refresher.run(), span));
+            tasks.push(task.abort_handle());
+        }
+    }
+
+    /// Stops the key refreshers that [`GateBuilder::build`] started: the
+    /// key sets stay as they are, and go stale in time.
+    pub fn stop_refreshing(&self) {
+        self.shared.refreshers.stop();
+    }
+
+    /// Waits until some issuer's key set can check tokens: the first fetch
+    /// has succeeded with at least one usable key.
+    pub async fn ready(&self) {
+        let mut waits = tokio::task::JoinSet::new();
+        for issuer in self.issuers() {
+            let keys = issuer.keys().clone();
+            waits.spawn(async move { keys.wait_for(|a| a.is_usable()).await });
+        }
+        waits.join_next().await;
+    }
+
     /// A gate for one issuer: validates with `validator` against whatever key
     /// set `keys` holds at the time of each call, remembering up to
     /// [`DEFAULT_TOKEN_CACHE_ENTRIES`] verified tokens.
-    pub fn new(validator: Validator, keys: Arc<KeyStore>, policy: ScopePolicy) -> AuthInterceptor {
-        AuthInterceptor::with_token_cache(validator, keys, policy, DEFAULT_TOKEN_CACHE_ENTRIES)
+    pub fn new(validator: Validator, keys: Arc<KeyStore>, policy: ScopePolicy) -> Gate {
+        Gate::with_token_cache(validator, keys, policy, DEFAULT_TOKEN_CACHE_ENTRIES)
     }
 
-    /// As [`AuthInterceptor::new`], remembering up to `entries` verified
+    /// As [`Gate::new`], remembering up to `entries` verified
     /// tokens (rounded up to a power of two; 0 verifies every call).
     pub fn with_token_cache(
         validator: Validator,
         keys: Arc<KeyStore>,
         policy: ScopePolicy,
         entries: usize,
-    ) -> AuthInterceptor {
-        AuthInterceptor::with_issuers(vec![TrustedIssuer::new(validator, keys)], policy, entries)
+    ) -> Gate {
+        Gate::with_issuers(vec![TrustedIssuer::new(validator, keys)], policy, entries)
     }
 
     /// A gate for several issuers: a token is checked only with the key set
     /// and rules of the issuer its `iss` names exactly, and refused, before
     /// any key is looked up, when it names none of them. Should two have the
     /// same `iss`, the first counts. `entries` as for
-    /// [`AuthInterceptor::with_token_cache`].
-    pub fn with_issuers(
-        issuers: Vec<TrustedIssuer>,
-        policy: ScopePolicy,
-        entries: usize,
-    ) -> AuthInterceptor {
-        AuthInterceptor {
+    /// [`Gate::with_token_cache`].
+    pub fn with_issuers(issuers: Vec<TrustedIssuer>, policy: ScopePolicy, entries: usize) -> Gate {
+        Gate {
             shared: Arc::new(Shared {
                 issuers: issuers.into_boxed_slice(),
                 policy,
                 cache: TokenCache::new(entries),
                 refusal_log: RefusalLog::default(),
                 stats: GateStats::default(),
+                refreshers: Refreshers::default(),
             }),
             clock: system_clock,
         }
@@ -103,7 +170,7 @@ impl AuthInterceptor {
 
     /// The same gate, reading the time from `clock` instead of the system
     /// clock: for tests of expiry at the second it happens.
-    pub fn with_clock(mut self, clock: Clock) -> AuthInterceptor {
+    pub fn with_clock(mut self, clock: Clock) -> Gate {
         self.clock = clock;
         self
     }
@@ -168,7 +235,7 @@ impl AuthInterceptor {
     }
 
     /// Authenticates, then applies the scope policy for `method`. The
-    /// decision is counted in [`AuthInterceptor::stats`].
+    /// decision is counted in [`Gate::stats`].
     pub fn check<'a>(
         &self,
         method: &str,
@@ -201,7 +268,7 @@ impl AuthInterceptor {
     }
 
     /// Logs a refusal at `info` (who, why, never the token), at most
-    /// [`REFUSALS_LOGGED_PER_SECOND`] a second.
+    /// [`REFUSALS_LOGGED_PER_SECOND`](crate::REFUSALS_LOGGED_PER_SECOND) a second.
     pub fn log_refusal(&self, method: &str, peer: Option<SocketAddr>, refusal: &Refusal) {
         if self.shared.refusal_log.admit((self.clock)()) {
             tracing::info!(
@@ -225,8 +292,8 @@ impl AuthInterceptor {
 
     /// A layer that guards every method of a tonic server but health and
     /// reflection.
-    pub fn layer(&self) -> AuthLayer {
-        AuthLayer::new(self.clone())
+    pub fn layer(&self) -> GateLayer {
+        GateLayer::new(self.clone())
     }
 }
 

@@ -2,14 +2,14 @@
 
 use tonic::Status;
 
-use super::{AuthInterceptor, Refusal};
+use super::{Gate, Refusal};
 use crate::error::AuthError;
 
 /// For a single service (`FooServer::with_interceptor(svc, auth)`): validates
-/// the token and puts the [`Principal`] in the request's extensions. tonic
+/// the token and puts the [`Principal`](crate::Principal) in the request's extensions. tonic
 /// does not tell an interceptor which method is called, so when the policy
-/// names any method this refuses rather than guess: use [`AuthLayer`] there.
-impl tonic::service::Interceptor for AuthInterceptor {
+/// names any method this refuses rather than guess: use [`GateLayer`](crate::GateLayer) there.
+impl tonic::service::Interceptor for Gate {
     fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, Status> {
         let values = request.metadata().get_all("authorization");
         let refuse = |error: AuthError, subject: Option<Box<str>>| {

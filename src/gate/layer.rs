@@ -1,4 +1,4 @@
-//! [`AuthLayer`]: the gate in front of a whole tonic server, deny by
+//! [`GateLayer`]: the gate in front of a whole tonic server, deny by
 //! default, health and reflection open; its service and response future.
 
 use std::{
@@ -16,7 +16,7 @@ use tonic::{
     transport::server::{TcpConnectInfo, TlsConnectInfo},
 };
 
-use super::AuthInterceptor;
+use super::Gate;
 use crate::gate::expiry::ExpiringBody;
 
 /// Services anyone may call without a token: health and reflection.
@@ -29,16 +29,16 @@ pub const PUBLIC_SERVICES: [&str; 3] = [
 /// A tower layer that guards a whole tonic server: every method but the
 /// public ones needs a valid token, including methods added later.
 #[derive(Clone, Debug)]
-pub struct AuthLayer {
-    interceptor: AuthInterceptor,
+pub struct GateLayer {
+    interceptor: Gate,
     /// Path prefixes (`/grpc.health.v1.Health/`) open without a token.
     public: Arc<[Box<str>]>,
 }
 
-impl AuthLayer {
+impl GateLayer {
     /// Guards everything but [`PUBLIC_SERVICES`].
-    pub fn new(interceptor: AuthInterceptor) -> AuthLayer {
-        AuthLayer {
+    pub fn new(interceptor: Gate) -> GateLayer {
+        GateLayer {
             interceptor,
             public: PUBLIC_SERVICES
                 .iter()
@@ -48,7 +48,7 @@ impl AuthLayer {
     }
 
     /// Also leaves `service` (`package.Service`) open without a token.
-    pub fn allow_unauthenticated(mut self, service: &str) -> AuthLayer {
+    pub fn allow_unauthenticated(mut self, service: &str) -> GateLayer {
         let mut public = self.public.to_vec();
         public.push(format!("/{service}/").into_boxed_str());
         self.public = public.into();
@@ -60,31 +60,31 @@ impl AuthLayer {
     }
 }
 
-impl<S> tower_layer::Layer<S> for AuthLayer {
-    type Service = AuthService<S>;
-    fn layer(&self, inner: S) -> AuthService<S> {
-        AuthService {
+impl<S> tower_layer::Layer<S> for GateLayer {
+    type Service = GateService<S>;
+    fn layer(&self, inner: S) -> GateService<S> {
+        GateService {
             inner,
             layer: self.clone(),
         }
     }
 }
 
-/// The service [`AuthLayer`] wraps around a server.
+/// The service [`GateLayer`] wraps around a server.
 #[derive(Clone, Debug)]
-pub struct AuthService<S> {
+pub struct GateService<S> {
     inner: S,
-    layer: AuthLayer,
+    layer: GateLayer,
 }
 
-impl<S, B, R> tower_service::Service<http::Request<B>> for AuthService<S>
+impl<S, B, R> tower_service::Service<http::Request<B>> for GateService<S>
 where
     S: tower_service::Service<http::Request<B>, Response = http::Response<R>>,
     R: Default,
 {
     type Response = http::Response<ExpiringBody<R>>;
     type Error = S::Error;
-    type Future = AuthFuture<S::Future, R>;
+    type Future = GateFuture<S::Future, R>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
         self.inner.poll_ready(cx)
@@ -93,7 +93,7 @@ where
     fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
         let path = request.uri().path();
         if self.layer.is_public(path) {
-            return AuthFuture::Inner {
+            return GateFuture::Inner {
                 future: self.inner.call(request),
                 deadline: None,
             };
@@ -108,7 +108,7 @@ where
                 // The call, streams included, ends when its token does.
                 let deadline = self.layer.interceptor.deadline(&principal);
                 request.extensions_mut().insert(principal);
-                AuthFuture::Inner {
+                GateFuture::Inner {
                     future: self.inner.call(request),
                     deadline: Some(deadline),
                 }
@@ -117,7 +117,7 @@ where
                 self.layer
                     .interceptor
                     .log_refusal(path, peer(&request), &refusal);
-                AuthFuture::Refused {
+                GateFuture::Refused {
                     response: Some(Status::from(&refusal.error).into_http()),
                 }
             }
@@ -138,11 +138,11 @@ pub(super) fn peer<B>(request: &http::Request<B>) -> Option<SocketAddr> {
 }
 
 pin_project_lite::pin_project! {
-    /// The response of [`AuthService`]: the inner call, or a refusal.
+    /// The response of [`GateService`]: the inner call, or a refusal.
     // pin-project-lite takes no docs on variant fields; the variants say it.
     #[allow(missing_docs)]
-    #[project = AuthFutureProj]
-    pub enum AuthFuture<F, R> {
+    #[project = GateFutureProj]
+    pub enum GateFuture<F, R> {
         /// The call went through; its response ends at the deadline.
         Inner { #[pin] future: F, deadline: Option<Instant> },
         /// The call was refused with this gRPC status.
@@ -150,7 +150,7 @@ pin_project_lite::pin_project! {
     }
 }
 
-impl<F, R, E> Future for AuthFuture<F, R>
+impl<F, R, E> Future for GateFuture<F, R>
 where
     F: Future<Output = Result<http::Response<R>, E>>,
 {
@@ -158,10 +158,10 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project() {
-            AuthFutureProj::Inner { future, deadline } => future
+            GateFutureProj::Inner { future, deadline } => future
                 .poll(cx)
                 .map_ok(|response| response.map(|body| ExpiringBody::new(body, *deadline))),
-            AuthFutureProj::Refused { response } => {
+            GateFutureProj::Refused { response } => {
                 Poll::Ready(Ok(response.take().expect("polled after completion")))
             }
         }

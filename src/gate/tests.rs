@@ -1,6 +1,6 @@
 //! Unit tests of the gate's parts together.
-use super::layer::peer;
 use super::*;
+use super::{bearer::bearer_token, layer::peer};
 use crate::{error::AuthError, gate::validate::MAX_TOKEN_BYTES, keys::KeyStore};
 use std::{
     net::SocketAddr,
@@ -33,14 +33,14 @@ fn bearer_scheme_is_case_insensitive_and_strict() {
 }
 
 /// A gate with no keys and no rules, reading the time from `clock`.
-fn gate(clock: Clock) -> AuthInterceptor {
-    let validator = Validator::new(crate::gate::validate::ValidationConfig {
+fn gate(clock: Clock) -> Gate {
+    let validator = Validator::new(crate::ValidationConfig {
         issuer: "https://issuer.test/".into(),
         audiences: vec!["api".into()],
         leeway: std::time::Duration::ZERO,
         require_typ: None,
     });
-    AuthInterceptor::new(validator, KeyStore::new(), ScopePolicy::default()).with_clock(clock)
+    Gate::new(validator, KeyStore::new(), ScopePolicy::default()).with_clock(clock)
 }
 
 #[test]
@@ -154,7 +154,7 @@ fn refusals_name_the_peer_and_debug_names_the_parts() {
         0
     }
     let debug = format!("{:?}", gate(clock));
-    assert!(debug.starts_with("AuthInterceptor"), "{debug}");
+    assert!(debug.starts_with("Gate"), "{debug}");
     assert!(debug.contains("https://issuer.test/"), "{debug}");
     assert!(debug.contains("policy"), "{debug}");
 }

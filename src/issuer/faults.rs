@@ -21,7 +21,7 @@ pub enum JwksFault {
     Redirect(String),
     /// Redirect this many times within the issuer's origin (to the JWKS path
     /// with `?hop=N`), then answer with the key set. Only the first request
-    /// of a fetch counts in [`DevIssuer::jwks_hits`].
+    /// of a fetch counts in [`DevIssuer::jwks_hits`](super::DevIssuer::jwks_hits).
     Redirects(usize),
     /// Answer 200 with the JWKS padded to exactly this many bytes (an
     /// unread member added), sent with its `Content-Length`.

@@ -1,15 +1,15 @@
-//! The issuer's keys: JWKS documents parsed key by key ([`jwk`]) into
-//! verifying keys parsed once ([`key`], [`algorithm`]), the immutable
-//! [`KeySet`] ([`set`]), the [`KeyStore`] the request path reads without
-//! waiting ([`store`]), and the background [`Refresher`] that alone fetches,
-//! retries, backs off and publishes ([`refresher`]).
+//! The issuer's keys: JWKS documents parsed key by key (`jwk`) into
+//! verifying keys parsed once (`key`, `algorithm`), the immutable
+//! [`KeySet`] (`set`), the [`KeyStore`] the request path reads without
+//! waiting (`store`), and the background [`Refresher`] that alone fetches,
+//! retries, backs off and publishes (`refresher`).
 
-pub mod algorithm;
-pub mod jwk;
-pub mod key;
-pub mod refresher;
-pub mod set;
-pub mod store;
+mod algorithm;
+mod jwk;
+mod key;
+mod refresher;
+mod set;
+mod store;
 
 pub use algorithm::{Algorithm, MAX_RSA_BITS, MIN_RSA_BITS};
 pub use key::VerifyingKey;

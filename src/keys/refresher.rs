@@ -12,6 +12,7 @@ use tokio::time::{Instant, sleep_until};
 
 use super::{Availability, KeyStore};
 use crate::{
+    StartupError,
     error::FetchError,
     keys::{JwksError, KeySet},
     net,
@@ -62,6 +63,27 @@ pub struct RefreshConfig {
 /// `--jwks-max-stale`'s default: a day of failed fetches.
 pub const DEFAULT_MAX_STALE: Duration = Duration::from_secs(24 * 60 * 60);
 
+impl RefreshConfig {
+    /// Refuses a minimum interval above the interval, and a `max_stale`
+    /// under twice the interval (one late refresh would drop the keys).
+    pub fn check(&self) -> Result<(), StartupError> {
+        if self.min_interval > self.interval {
+            return Err(StartupError::Config(format!(
+                "--jwks-min-refresh-interval ({:?}) exceeds --jwks-refresh-interval ({:?})",
+                self.min_interval, self.interval
+            )));
+        }
+        if self.max_stale < self.interval.saturating_mul(2) {
+            return Err(StartupError::Config(format!(
+                "--jwks-max-stale ({:?}) must be at least twice --jwks-refresh-interval ({:?}), \
+                 or one late refresh would drop the key set",
+                self.max_stale, self.interval
+            )));
+        }
+        Ok(())
+    }
+}
+
 impl Default for RefreshConfig {
     fn default() -> Self {
         RefreshConfig {
@@ -102,6 +124,11 @@ impl Refresher {
             client,
             discovered: None,
         })
+    }
+
+    /// The issuer whose key store this refresher writes.
+    pub fn issuer(&self) -> &str {
+        self.store.issuer()
     }
 
     /// Fetches at once, then forever: every `interval`, early when a request
@@ -220,7 +247,7 @@ impl Refresher {
 
     /// One fetch: discovery when needed, then the JWKS, parsed key by key.
     /// A JWKS that parses yields a set, even an empty one. Each fetch is
-    /// counted in the store's [`KeyStatus`].
+    /// counted in the store's [`KeyStatus`](super::KeyStatus).
     pub async fn fetch(&mut self) -> Result<KeySet, FetchError> {
         let result = self.try_fetch().await;
         match &result {

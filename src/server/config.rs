@@ -7,10 +7,8 @@ use tonic::transport::ServerTlsConfig;
 
 use super::tls::load_tls;
 use crate::{
-    error::StartupError,
-    gate::auth::ScopePolicy,
-    gate::validate::ValidationConfig,
-    keys::{JwksSource, RefreshConfig},
+    DEFAULT_TOKEN_CACHE_ENTRIES, Gate, GateBuilder, IssuerConfig, ScopePolicy, StartupError,
+    keys::RefreshConfig,
 };
 
 /// Everything `authgate serve` needs, parsed and checked at the edge.
@@ -36,82 +34,58 @@ pub struct ServerConfig {
     pub drain: Drain,
 }
 
-/// One trusted issuer: what its tokens must say, and where its keys come from.
-#[derive(Debug, Clone)]
-pub struct IssuerConfig {
-    /// The exact `iss`, the audiences accepted and the leeway.
-    pub validation: ValidationConfig,
-    /// Where its key set comes from.
-    pub jwks: JwksSource,
-}
-
-impl IssuerConfig {
-    /// An issuer whose keys come through its OIDC discovery (the usual
-    /// `{issuer}.well-known/jwks.json` when it has none).
-    pub fn discovered(
-        issuer: &str,
-        audiences: Vec<String>,
-        leeway: Duration,
-    ) -> Result<IssuerConfig, crate::error::UrlError> {
-        let url = crate::net::parse_issuer_url("issuer", issuer)?;
-        Ok(IssuerConfig {
-            validation: ValidationConfig {
-                issuer: issuer.to_owned(),
-                audiences,
-                leeway,
-                require_typ: None,
-            },
-            jwks: JwksSource::Discovery {
-                issuer: issuer.to_owned(),
-                url,
-            },
-        })
+impl Default for ServerConfig {
+    /// Serving on `127.0.0.1:50051`, plaintext, metrics off, every limit
+    /// and the drain at their defaults, and no issuer: give the
+    /// [`Application`](super::Application) a gate, or push issuers here.
+    fn default() -> Self {
+        ServerConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
+            issuers: Vec::new(),
+            refresh: RefreshConfig::default(),
+            policy: ScopePolicy::default(),
+            tls: None,
+            limits: Limits::default(),
+            token_cache_entries: DEFAULT_TOKEN_CACHE_ENTRIES,
+            metrics_listen: None,
+            drain: Drain::default(),
+        }
     }
 }
 
 impl ServerConfig {
+    /// The defaults, serving on `listen`.
+    pub fn listening(listen: SocketAddr) -> ServerConfig {
+        ServerConfig {
+            listen,
+            ..ServerConfig::default()
+        }
+    }
+
+    /// The gate these settings describe, not yet built.
+    pub fn gate(&self) -> GateBuilder {
+        self.issuers
+            .iter()
+            .fold(Gate::builder(), |builder, issuer| {
+                builder.issuer_config(issuer.clone())
+            })
+            .refresh(self.refresh.clone())
+            .scope_policy(self.policy.clone())
+            .token_cache_entries(self.token_cache_entries)
+    }
+
     /// Checks what can be checked without the network or binding: the
     /// issuers (at least one, none twice, each with an audience), the
-    /// refresh intervals, and the TLS files, which are read and parsed.
+    /// refresh intervals, the limits, and the TLS files, which are read and
+    /// parsed.
     pub fn check(&self) -> Result<(), StartupError> {
+        self.gate().check()?;
         self.check_and_load_tls().map(drop)
     }
 
+    /// The limits checked and the TLS files loaded.
     pub(super) fn check_and_load_tls(&self) -> Result<Option<ServerTlsConfig>, StartupError> {
-        if self.refresh.min_interval > self.refresh.interval {
-            return Err(StartupError::Config(format!(
-                "--jwks-min-refresh-interval ({:?}) exceeds --jwks-refresh-interval ({:?})",
-                self.refresh.min_interval, self.refresh.interval
-            )));
-        }
-        if self.refresh.max_stale < self.refresh.interval.saturating_mul(2) {
-            return Err(StartupError::Config(format!(
-                "--jwks-max-stale ({:?}) must be at least twice --jwks-refresh-interval ({:?}), \
-                 or one late refresh would drop the key set",
-                self.refresh.max_stale, self.refresh.interval
-            )));
-        }
-        if self.issuers.is_empty() {
-            return Err(StartupError::Config(
-                "at least one issuer is required".into(),
-            ));
-        }
-        for (i, issuer) in self.issuers.iter().enumerate() {
-            let name = &issuer.validation.issuer;
-            if self.issuers[..i]
-                .iter()
-                .any(|o| o.validation.issuer == *name)
-            {
-                return Err(StartupError::Config(format!(
-                    "issuer `{name}` is configured twice"
-                )));
-            }
-            if issuer.validation.audiences.is_empty() {
-                return Err(StartupError::Config(format!(
-                    "at least one audience is required (issuer `{name}` has none)"
-                )));
-            }
-        }
+        self.limits.check()?;
         self.tls
             .as_ref()
             .map(|files| load_tls(files, self.limits.handshake_timeout))
@@ -169,6 +143,18 @@ pub struct Limits {
     pub keepalive_interval: Duration,
     /// How long to wait for a ping's answer.
     pub keepalive_timeout: Duration,
+}
+
+impl Limits {
+    /// Refuses limits that would stop every call.
+    pub fn check(&self) -> Result<(), StartupError> {
+        if self.max_connections == 0 || self.max_concurrent_streams == 0 {
+            return Err(StartupError::Config(
+                "--max-connections and --max-concurrent-streams must be at least 1".into(),
+            ));
+        }
+        Ok(())
+    }
 }
 
 impl Default for Limits {

@@ -28,7 +28,7 @@ use tonic::transport::server::{Connected, TcpConnectInfo};
 const HANDSHAKE_BYTES: usize = 24;
 
 /// Connections from `listener`, at most `max` open at once.
-pub fn bounded(
+pub(super) fn bounded(
     listener: TcpListener,
     max: usize,
     handshake_timeout: Duration,
@@ -57,7 +57,7 @@ pub fn bounded(
 /// A connection holding one of the server's connection slots until it
 /// closes.
 #[derive(Debug)]
-pub struct BoundedStream {
+pub(super) struct BoundedStream {
     stream: TcpStream,
     _slot: OwnedSemaphorePermit,
     /// Until the first `HANDSHAKE_BYTES` arrive: when to give up on the peer.

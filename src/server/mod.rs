@@ -1,42 +1,189 @@
-//! Server assembly: binds first (so port 0 works), then serves the guarded
-//! service with health and reflection, the refresher in the background, until
-//! a shutdown future resolves.
+//! Server assembly: health, reflection, TLS, limits, metrics and draining
+//! around any tonic services, behind the gate. It binds first (so port 0
+//! works), then serves until a shutdown future resolves.
+//!
+//! ```no_run
+//! # use authgate::{Gate, server::{Application, ServerConfig}};
+//! # async fn run(my_service: authgate::pb::private_service_server::PrivateServiceServer<authgate::server::PrivateService>) -> Result<(), authgate::StartupError> {
+//! let gate = Gate::from_oidc("https://tenant.auth0.com/", "https://api.example.com")?;
+//! Application::builder(ServerConfig::default())
+//!     .gate(gate)
+//!     .add_service(my_service)
+//!     .serve(authgate::server::shutdown_signal())
+//!     .await
+//! # }
+//! ```
 
-use std::{future::Future, net::SocketAddr, sync::Arc};
+use std::{convert::Infallible, future::Future, net::SocketAddr, sync::Arc};
 
 use tokio::net::TcpListener;
-use tonic::transport::{Server, ServerTlsConfig};
-use tonic_health::ServingStatus;
+use tonic::{
+    body::Body,
+    server::NamedService,
+    service::{Routes, RoutesBuilder},
+    transport::{Server, ServerTlsConfig},
+};
 
 mod config;
-pub mod incoming;
-pub mod metrics;
-pub mod service;
+mod health;
+mod incoming;
+mod metrics;
+mod service;
 mod signals;
 mod tls;
 
-pub use config::{Drain, IssuerConfig, Limits, ServerConfig, TlsFiles};
+pub use config::{Drain, Limits, ServerConfig, TlsFiles};
+pub use health::LIVENESS_SERVICE;
+pub use metrics::{GrpcMetrics, GrpcMetricsLayer};
+pub use service::{PRIVATE_MESSAGE, PrivateService};
 pub use signals::{shutdown_signal, stop_signals};
 
-/// Code generated from `proto/authgate/v1/private.proto`.
-#[allow(missing_docs, unreachable_pub, missing_debug_implementations)]
-pub mod pb {
-    tonic::include_proto!("authgate.v1");
+use crate::{Clock, Gate, StartupError, keys::KeyStore, keys::Refresher};
+use health::Readiness;
+use metrics::Metrics;
 
-    /// The encoded descriptor set that reflection serves.
-    pub const FILE_DESCRIPTOR_SET: &[u8] =
-        include_bytes!(concat!(env!("OUT_DIR"), "/authgate_descriptor.bin"));
+/// Reflection's own descriptor sets, for the metrics' method table.
+const REFLECTION_SETS: [&[u8]; 2] = [
+    tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET,
+    tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
+];
+
+/// Assembles a server around your services; see the [module docs](self).
+#[derive(Debug)]
+pub struct ApplicationBuilder {
+    config: ServerConfig,
+    /// A gate built elsewhere, instead of one from `config.gate`.
+    gate: Option<Gate>,
+    routes: RoutesBuilder,
+    /// The guarded services' names, whose health follows the keys.
+    guarded: Vec<&'static str>,
+    descriptor_sets: Vec<&'static [u8]>,
+    clock: Option<Clock>,
 }
 
-use crate::{
-    error::StartupError,
-    gate::auth::{AuthInterceptor, Clock, TrustedIssuer},
-    gate::validate::Validator,
-    keys::{KeyStore, Refresher},
-    server::metrics::{GrpcMetrics, GrpcMetricsLayer, Metrics},
-    server::pb::private_service_server::PrivateServiceServer,
-    server::service::PrivateService,
-};
+impl ApplicationBuilder {
+    /// Serves `service` behind the gate; its health (by its full name)
+    /// follows the keys and the drain.
+    pub fn add_service<S>(mut self, service: S) -> Self
+    where
+        S: tower_service::Service<http::Request<Body>, Error = Infallible>
+            + NamedService
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Response: axum::response::IntoResponse,
+        S::Future: Send + 'static,
+    {
+        self.guarded.push(S::NAME);
+        self.routes.add_service(service);
+        self
+    }
+
+    /// Adds authgate's demo service, `authgate.v1.PrivateService`, with its
+    /// descriptor set and the configured message size limit: what
+    /// `authgate serve` serves.
+    pub fn add_demo_service(self) -> Self {
+        let demo = PrivateService::server(&self.config.limits);
+        self.add_service(demo)
+            .descriptor_set(crate::pb::FILE_DESCRIPTOR_SET)
+    }
+
+    /// An encoded `FileDescriptorSet` of your services (what
+    /// `tonic_prost_build`'s `file_descriptor_set_path` writes): reflection
+    /// serves it, so grpcurl needs no `.proto`, and the metrics name each
+    /// method from it.
+    pub fn descriptor_set(mut self, encoded: &'static [u8]) -> Self {
+        self.descriptor_sets.push(encoded);
+        self
+    }
+
+    /// Guards with `gate`, built elsewhere (and already refreshing its
+    /// keys), instead of building one from the configuration's `gate`.
+    pub fn gate(mut self, gate: Gate) -> Self {
+        self.gate = Some(gate);
+        self
+    }
+
+    /// Makes the gate read the time from `clock`: for tests of expiry edges.
+    pub fn clock(mut self, clock: Clock) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+
+    /// Binds `config.listen` and prepares everything; fails on bad TLS
+    /// files and on anything the configuration cannot mean.
+    pub async fn bind(self) -> Result<Application, StartupError> {
+        let listen = self.config.listen;
+        let listener = TcpListener::bind(listen)
+            .await
+            .map_err(|source| StartupError::Bind {
+                addr: listen.to_string(),
+                source,
+            })?;
+        self.with_listener(listener)
+    }
+
+    /// Binds, then serves until `shutdown` resolves and drains as the
+    /// configuration says: [`ApplicationBuilder::bind`], then
+    /// [`Application::run_until`].
+    pub async fn serve(self, shutdown: impl Future<Output = ()>) -> Result<(), StartupError> {
+        self.bind().await?.run_until(shutdown).await
+    }
+
+    /// Prepares to serve on a listener the caller bound.
+    pub fn with_listener(self, listener: TcpListener) -> Result<Application, StartupError> {
+        let ApplicationBuilder {
+            config,
+            gate,
+            routes,
+            guarded,
+            mut descriptor_sets,
+            clock,
+        } = self;
+        let local_addr = listener.local_addr().map_err(|source| StartupError::Bind {
+            addr: config.listen.to_string(),
+            source,
+        })?;
+        let tls = config.check_and_load_tls()?;
+        let (gate, refreshers) = match gate {
+            Some(gate) => (gate, Vec::new()),
+            None => config.gate().build_unstarted()?,
+        };
+        let gate = match clock {
+            Some(clock) => gate.with_clock(clock),
+            None => gate,
+        };
+        let metrics_listener = config
+            .metrics_listen
+            .map(|addr| bind_now(addr, "metrics"))
+            .transpose()?;
+        // Reflection lists your services and health; the metrics know
+        // reflection's methods too.
+        descriptor_sets.push(tonic_health::pb::FILE_DESCRIPTOR_SET);
+        let all: Vec<&[u8]> = descriptor_sets
+            .iter()
+            .copied()
+            .chain(REFLECTION_SETS)
+            .collect();
+        let grpc_metrics = GrpcMetrics::from_descriptor_sets(&all)
+            .map_err(|e| StartupError::Config(format!("descriptor sets: {e}")))?;
+        Ok(Application {
+            listener,
+            local_addr,
+            metrics_listener,
+            refreshers,
+            gate,
+            routes: routes.routes(),
+            guarded: guarded.into(),
+            descriptor_sets,
+            grpc_metrics: Arc::new(grpc_metrics),
+            tls,
+            limits: config.limits,
+            drain: config.drain,
+        })
+    }
+}
 
 /// A bound, not yet serving authgate server.
 #[derive(Debug)]
@@ -45,89 +192,53 @@ pub struct Application {
     local_addr: SocketAddr,
     /// The metrics listener and its address, when metrics are on.
     metrics_listener: Option<(TcpListener, SocketAddr)>,
-    /// Each issuer's refresher, which alone writes its key store.
-    refreshers: Vec<(String, Refresher)>,
-    interceptor: AuthInterceptor,
+    /// The refreshers of a gate built here, started when serving starts and
+    /// stopped when it ends (a gate given to the builder refreshes itself).
+    refreshers: Vec<Refresher>,
+    gate: Gate,
+    routes: Routes,
+    guarded: Arc<[&'static str]>,
+    descriptor_sets: Vec<&'static [u8]>,
     grpc_metrics: Arc<GrpcMetrics>,
     tls: Option<ServerTlsConfig>,
     limits: Limits,
     drain: Drain,
 }
 
-/// The health service name that answers SERVING while the process runs: the
-/// one liveness probes ask for (`""` and the guarded service follow the keys
-/// and the drain, for readiness).
-pub const LIVENESS_SERVICE: &str = "grpc.health.v1.Health";
-
-/// The descriptor sets of every service the server has: reflection serves
-/// them, and the gRPC metrics know each method from them.
-fn descriptor_sets() -> [&'static [u8]; 4] {
-    [
-        pb::FILE_DESCRIPTOR_SET,
-        tonic_health::pb::FILE_DESCRIPTOR_SET,
-        tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET,
-        tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
-    ]
-}
-
 impl Application {
-    /// Binds `config.listen` and prepares everything; fails on bad TLS files.
-    pub async fn build(config: ServerConfig) -> Result<Application, StartupError> {
-        let listener =
-            TcpListener::bind(config.listen)
-                .await
-                .map_err(|source| StartupError::Bind {
-                    addr: config.listen.to_string(),
-                    source,
-                })?;
-        Application::with_listener(listener, config)
+    /// A server for `config`, to which you add your services.
+    pub fn builder(config: ServerConfig) -> ApplicationBuilder {
+        ApplicationBuilder {
+            config,
+            gate: None,
+            routes: RoutesBuilder::default(),
+            guarded: Vec::new(),
+            descriptor_sets: Vec::new(),
+            clock: None,
+        }
     }
 
-    /// Prepares to serve on a listener the caller bound.
+    /// The demo server: `authgate.v1.PrivateService` and nothing else.
+    #[deprecated(
+        since = "0.2.0",
+        note = "use `Application::builder(config).add_demo_service().bind()`"
+    )]
+    pub async fn build(config: ServerConfig) -> Result<Application, StartupError> {
+        Application::builder(config).add_demo_service().bind().await
+    }
+
+    /// The demo server on a listener the caller bound.
+    #[deprecated(
+        since = "0.2.0",
+        note = "use `Application::builder(config).add_demo_service().with_listener(listener)`"
+    )]
     pub fn with_listener(
         listener: TcpListener,
         config: ServerConfig,
     ) -> Result<Application, StartupError> {
-        let local_addr = listener.local_addr().map_err(|source| StartupError::Bind {
-            addr: config.listen.to_string(),
-            source,
-        })?;
-        let tls = config.check_and_load_tls()?;
-        let metrics_listener = config
-            .metrics_listen
-            .map(|addr| bind_now(addr, "metrics"))
-            .transpose()?;
-        let grpc_metrics = GrpcMetrics::from_descriptor_sets(&descriptor_sets())
-            .map_err(|e| StartupError::Config(format!("descriptor sets: {e}")))?;
-        let mut refreshers = Vec::with_capacity(config.issuers.len());
-        let mut trusted = Vec::with_capacity(config.issuers.len());
-        for issuer in &config.issuers {
-            let keys = KeyStore::for_issuer(&issuer.validation.issuer);
-            let refresher =
-                Refresher::new(keys.clone(), issuer.jwks.clone(), config.refresh.clone())
-                    .map_err(StartupError::HttpClient)?;
-            refreshers.push((issuer.validation.issuer.clone(), refresher));
-            trusted.push(TrustedIssuer::new(
-                Validator::new(issuer.validation.clone()),
-                keys,
-            ));
-        }
-        let interceptor = AuthInterceptor::with_issuers(
-            trusted,
-            config.policy.clone(),
-            config.token_cache_entries,
-        );
-        Ok(Application {
-            listener,
-            local_addr,
-            metrics_listener,
-            refreshers,
-            interceptor,
-            grpc_metrics: Arc::new(grpc_metrics),
-            tls,
-            limits: config.limits,
-            drain: config.drain,
-        })
+        Application::builder(config)
+            .add_demo_service()
+            .with_listener(listener)
     }
 
     /// The address actually bound (useful with port 0).
@@ -137,12 +248,12 @@ impl Application {
 
     /// The key store the gate reads for the first issuer configured.
     pub fn keys(&self) -> Arc<KeyStore> {
-        self.interceptor.issuers()[0].keys().clone()
+        self.gate.issuers()[0].keys().clone()
     }
 
     /// Each issuer configured, with the key store the gate reads for it.
     pub fn key_stores(&self) -> impl Iterator<Item = (&str, &Arc<KeyStore>)> {
-        self.interceptor
+        self.gate
             .issuers()
             .iter()
             .map(|issuer| (issuer.issuer(), issuer.keys()))
@@ -153,14 +264,20 @@ impl Application {
         self.metrics_listener.as_ref().map(|(_, addr)| *addr)
     }
 
-    /// The gate, whose [`stats`](AuthInterceptor::stats) count its decisions.
-    pub fn interceptor(&self) -> &AuthInterceptor {
-        &self.interceptor
+    /// The gate, whose [`stats`](Gate::stats) count its decisions.
+    pub fn gate(&self) -> &Gate {
+        &self.gate
+    }
+
+    /// The gate.
+    #[deprecated(since = "0.2.0", note = "renamed to `gate`")]
+    pub fn interceptor(&self) -> &Gate {
+        &self.gate
     }
 
     /// Makes the gate read the time from `clock`: for tests of expiry edges.
     pub fn with_clock(mut self, clock: Clock) -> Application {
-        self.interceptor = self.interceptor.with_clock(clock);
+        self.gate = self.gate.with_clock(clock);
         self
     }
 
@@ -187,7 +304,10 @@ impl Application {
             listener,
             metrics_listener,
             refreshers,
-            interceptor,
+            gate,
+            routes,
+            guarded,
+            descriptor_sets,
             grpc_metrics,
             tls,
             limits,
@@ -195,7 +315,7 @@ impl Application {
             ..
         } = self;
 
-        let stores: Vec<Arc<KeyStore>> = interceptor
+        let stores: Vec<Arc<KeyStore>> = gate
             .issuers()
             .iter()
             .map(|issuer| issuer.keys().clone())
@@ -203,76 +323,17 @@ impl Application {
         let metrics_server = metrics_listener.map(|(listener, _)| {
             let metrics = Arc::new(Metrics::new(
                 grpc_metrics.clone(),
-                interceptor.clone(),
+                gate.clone(),
                 stores.clone(),
             ));
             tokio::spawn(metrics::serve(listener, metrics, std::future::pending()))
         });
 
         let (reporter, health) = tonic_health::server::health_reporter();
-        // Not serving until the first key set has loaded: before that every
-        // guarded call would be refused with UNAVAILABLE.
-        reporter
-            .set_service_status("", ServingStatus::NotServing)
-            .await;
-        reporter
-            .set_not_serving::<PrivateServiceServer<PrivateService>>()
-            .await;
-        // For liveness probes: SERVING for as long as the process answers,
-        // whatever the keys and the drain. A pod whose issuer is down must
-        // not be restarted: it would lose the last good key set.
-        reporter
-            .set_service_status(LIVENESS_SERVICE, ServingStatus::Serving)
-            .await;
-        let refreshers: Vec<_> = refreshers
-            .into_iter()
-            .map(|(issuer, refresher)| {
-                let span = tracing::info_span!("jwks", issuer = %issuer);
-                tokio::spawn(tracing::Instrument::instrument(refresher.run(), span))
-            })
-            .collect();
-        // Serving exactly while some issuer's key set can check tokens: from
-        // the first usable set, not while every issuer lists no usable key or
-        // has gone stale, and again once keys are back. A change in any
-        // store wakes the task, which then looks at them all.
-        let changed = Arc::new(tokio::sync::Notify::new());
-        let mut watchers = tokio::task::JoinSet::new();
-        for store in &stores {
-            let (mut availability, changed) = (store.watch(), changed.clone());
-            watchers.spawn(async move {
-                // The sender lives in the key store, which `stores` holds.
-                while availability.changed().await.is_ok() {
-                    changed.notify_one();
-                }
-            });
-        }
-        let ready = {
-            let reporter = reporter.clone();
-            tokio::spawn(async move {
-                // Dropping the set (when this task is aborted) stops the watchers.
-                let _watchers = watchers;
-                let mut serving = false;
-                loop {
-                    let usable = stores.iter().any(|s| s.availability().is_usable());
-                    if usable != serving {
-                        serving = usable;
-                        type Guarded = PrivateServiceServer<PrivateService>;
-                        if usable {
-                            reporter.set_serving::<Guarded>().await;
-                            reporter
-                                .set_service_status("", ServingStatus::Serving)
-                                .await;
-                        } else {
-                            reporter.set_not_serving::<Guarded>().await;
-                            reporter
-                                .set_service_status("", ServingStatus::NotServing)
-                                .await;
-                        }
-                    }
-                    changed.notified().await;
-                }
-            })
-        };
+        let readiness = Readiness::new(reporter, guarded).await;
+        let built_here = !refreshers.is_empty();
+        gate.start(refreshers);
+        let ready = readiness.clone().follow(stores);
         let ready_abort = ready.abort_handle();
         // Told when the listener has closed: the shutdown timeout runs from then.
         let (closed_tx, closed_rx) = tokio::sync::oneshot::channel::<()>();
@@ -280,12 +341,7 @@ impl Application {
             drain.await;
             // Nothing may turn health back to SERVING from here on.
             ready_abort.abort();
-            reporter
-                .set_service_status("", ServingStatus::NotServing)
-                .await;
-            reporter
-                .set_not_serving::<PrivateServiceServer<PrivateService>>()
-                .await;
+            readiness.set(false).await;
             tracing::info!(
                 drain_delay = ?drain_config.delay,
                 "draining: health reports NOT_SERVING; still serving calls"
@@ -299,12 +355,13 @@ impl Application {
         };
 
         let reflection = || {
-            tonic_reflection::server::Builder::configure()
-                .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
-                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            descriptor_sets.iter().fold(
+                tonic_reflection::server::Builder::configure(),
+                |builder, set| builder.register_encoded_file_descriptor_set(set),
+            )
         };
-        // The public services get the same message limit as the guarded one:
-        // they are the ones anyone may call.
+        // The public services get the same message limit as the guarded
+        // ones: they are the ones anyone may call.
         let max_message = limits.max_message_bytes;
         let health = health.max_decoding_message_size(max_message);
         let reflection_v1 = reflection()
@@ -315,6 +372,10 @@ impl Application {
             .build_v1alpha()
             .map_err(|e| StartupError::Config(format!("reflection: {e}")))?
             .max_decoding_message_size(max_message);
+        let routes = routes
+            .add_service(health)
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha);
 
         let mut server = Server::builder()
             .timeout(limits.request_timeout)
@@ -332,13 +393,8 @@ impl Application {
         // Metrics outermost, so that refusals are counted with their code.
         let serving = server
             .layer(GrpcMetricsLayer::new(grpc_metrics))
-            .layer(interceptor.layer())
-            .add_service(health)
-            .add_service(reflection_v1)
-            .add_service(reflection_v1alpha)
-            .add_service(
-                PrivateServiceServer::new(PrivateService).max_decoding_message_size(max_message),
-            )
+            .layer(gate.layer())
+            .add_routes(routes)
             .serve_with_incoming_shutdown(incoming, shutdown);
         let timeout = drain_config.timeout;
         let timed_out = async move {
@@ -358,8 +414,8 @@ impl Application {
                 Ok(())
             }
         };
-        for refresher in refreshers {
-            refresher.abort();
+        if built_here {
+            gate.stop_refreshing();
         }
         ready.abort();
         if let Some(metrics_server) = metrics_server {

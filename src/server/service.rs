@@ -5,7 +5,7 @@ use tonic::{Request, Response, Status};
 
 use crate::{
     gate::validate::Principal,
-    server::pb::{GetPrivateRequest, GetPrivateResponse, private_service_server},
+    pb::{GetPrivateRequest, GetPrivateResponse, private_service_server},
 };
 
 /// What `GetPrivate` answers with.
@@ -16,6 +16,15 @@ pub const PRIVATE_MESSAGE: &str = "This is private";
 /// without the gate fails closed.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct PrivateService;
+
+impl PrivateService {
+    /// The demo service as a server would add it, with the request size
+    /// limit of `limits`.
+    pub fn server(limits: &super::Limits) -> private_service_server::PrivateServiceServer<Self> {
+        private_service_server::PrivateServiceServer::new(PrivateService)
+            .max_decoding_message_size(limits.max_message_bytes)
+    }
+}
 
 #[tonic::async_trait]
 impl private_service_server::PrivateService for PrivateService {

@@ -3,7 +3,7 @@
 use std::future::Future;
 
 /// The first and the second SIGTERM or SIGINT (Ctrl-C), for
-/// [`Application::run_draining`]: the first starts the drain, and a second
+/// [`Application::run_draining`](super::Application::run_draining): the first starts the drain, and a second
 /// ends its delay at once (`stop` = the delay or the second signal, whichever
 /// comes first). Both signals are listened for from this call on, so a
 /// second that follows quickly is not lost. Call it within a Tokio runtime.

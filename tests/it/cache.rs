@@ -4,9 +4,9 @@
 use std::time::Duration;
 
 use authgate::{
-    gate::cache::TokenCache,
-    gate::validate::{ValidationConfig, Validator},
     keys::{Algorithm, KeySet, KeyStore},
+    test_util::TokenCache,
+    {ValidationConfig, Validator},
 };
 use serde_json::json;
 

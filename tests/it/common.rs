@@ -10,13 +10,12 @@ use std::{
 };
 
 use authgate::{
-    error::StartupError,
-    gate::auth::{Clock, ScopePolicy, ScopeRule},
-    gate::validate::ValidationConfig,
+    StartupError, ValidationConfig,
     issuer::{DevIssuer, DevIssuerConfig, RsaKeyPool},
     keys::{JwksSource, KeyStore, RefreshConfig},
     pb::{GetPrivateRequest, GetPrivateResponse, private_service_client::PrivateServiceClient},
-    server::{Application, Drain, IssuerConfig, Limits, ServerConfig, TlsFiles},
+    server::{Application, Drain, Limits, ServerConfig, TlsFiles},
+    {Clock, IssuerConfig, ScopePolicy, ScopeRule},
 };
 use base64::{Engine, engine::general_purpose::STANDARD};
 use futures_util::FutureExt;
@@ -77,7 +76,7 @@ macro_rules! manual_clock {
             NOW.load(std::sync::atomic::Ordering::SeqCst)
         }
         NOW.store($start, std::sync::atomic::Ordering::SeqCst);
-        (&NOW, read as authgate::gate::auth::Clock)
+        (&NOW, read as authgate::Clock)
     }};
 }
 pub(crate) use manual_clock;
@@ -266,7 +265,10 @@ async fn spawn_server(
         drain: options.drain,
     };
     let listener = TcpListener::bind(config.listen).await.unwrap();
-    let mut app = Application::with_listener(listener, config).expect("the server builds");
+    let mut app = Application::builder(config)
+        .add_demo_service()
+        .with_listener(listener)
+        .expect("the server builds");
     if let Some(clock) = options.clock {
         app = app.with_clock(clock);
     }

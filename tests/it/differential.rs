@@ -17,8 +17,8 @@
 use std::{collections::BTreeMap, path::Path, time::Duration};
 
 use authgate::{
-    gate::{ValidationConfig, Validator, auth::bearer_token},
     keys::{Algorithm, KeySet},
+    {ValidationConfig, Validator, bearer_token},
 };
 use aws_lc_rs::hmac;
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};

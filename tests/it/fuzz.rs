@@ -7,10 +7,9 @@
 use std::{path::Path, time::Duration};
 
 use authgate::{
-    gate::auth::{AuthInterceptor, ScopePolicy, TrustedIssuer, bearer_token},
-    gate::validate::{ValidationConfig, Validator},
     keys::KeySet,
     keys::KeyStore,
+    {Gate, ScopePolicy, TrustedIssuer, bearer_token}, {ValidationConfig, Validator},
 };
 
 const JWKS: &str = include_str!("../fixtures/fuzz/jwks.json");
@@ -173,7 +172,7 @@ fn fuzzing_regressions_neither_panic_nor_pass() {
     fn fixed_now() -> i64 {
         NOW
     }
-    let gate = AuthInterceptor::with_token_cache(
+    let gate = Gate::with_token_cache(
         validator(),
         store,
         ScopePolicy::new([format!("{METHOD}=read:private").parse().unwrap()]),
@@ -182,7 +181,7 @@ fn fuzzing_regressions_neither_panic_nor_pass() {
     .with_clock(fixed_now);
     // The same key set trusted as a second issuer too: the inputs also go
     // through finding the issuer a token claims.
-    let two = AuthInterceptor::with_issuers(
+    let two = Gate::with_issuers(
         vec![
             TrustedIssuer::new(
                 Validator::new(ValidationConfig {

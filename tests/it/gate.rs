@@ -94,7 +94,7 @@ async fn an_rsa_jwk_without_alg_verifies_every_rsa_algorithm_and_nothing_else() 
 }
 
 /// A server whose gate reads the time from `clock`, with 30 s of leeway.
-async fn app_with_clock(clock: authgate::gate::auth::Clock) -> TestApp {
+async fn app_with_clock(clock: authgate::Clock) -> TestApp {
     spawn_app_with(Options {
         clock: Some(clock),
         ..Options::default()
@@ -1088,7 +1088,7 @@ async fn fractions_of_a_second_count_against_the_token() {
             .unwrap()
             .0
     };
-    let validator = authgate::gate::Validator::new(authgate::gate::ValidationConfig {
+    let validator = authgate::Validator::new(authgate::ValidationConfig {
         issuer: issuer.url().to_owned(),
         audiences: vec![issuer.audience().to_owned()],
         leeway: std::time::Duration::from_secs(30),
@@ -1105,13 +1105,13 @@ async fn fractions_of_a_second_count_against_the_token() {
     // exp + leeway must be after now: 1969.9 + 30 rounds down to 1999 + 30.
     assert_eq!(
         check(&token("exp", (at - 30) as f64 + 0.9)),
-        Err(authgate::error::AuthError::Expired)
+        Err(authgate::AuthError::Expired)
     );
     assert_eq!(check(&token("exp", (at - 29) as f64 + 0.1)), Ok(()));
     // nbf - leeway must not be after now: at + 30.1 rounds up to at + 31.
     assert_eq!(
         check(&token("nbf", (at + 30) as f64 + 0.1)),
-        Err(authgate::error::AuthError::NotYetValid)
+        Err(authgate::AuthError::NotYetValid)
     );
     assert_eq!(check(&token("nbf", (at + 30) as f64)), Ok(()));
 }
@@ -1129,7 +1129,7 @@ async fn the_claims_a_handler_reads_are_the_claims_the_gate_checked() {
             .unwrap()
             .0
     };
-    let validator = authgate::gate::Validator::new(authgate::gate::ValidationConfig {
+    let validator = authgate::Validator::new(authgate::ValidationConfig {
         issuer: issuer.url().to_owned(),
         audiences: vec![issuer.audience().to_owned()],
         leeway: std::time::Duration::from_secs(30),
@@ -1199,28 +1199,27 @@ async fn a_token_of_8192_bytes_passes_and_one_of_8193_does_not() {
     assert_eq!(status.message(), "token is longer than 8192 bytes");
     // ...and the validator alone, which must not rely on the gate's own check.
     let keys = app.keys.load().clone().expect("the key set loaded");
-    let validator =
-        authgate::gate::validate::Validator::new(authgate::gate::validate::ValidationConfig {
-            issuer: app.issuer.url().to_owned(),
-            audiences: vec![app.issuer.audience().to_owned()],
-            leeway: std::time::Duration::from_secs(30),
-            require_typ: None,
-        });
+    let validator = authgate::Validator::new(authgate::ValidationConfig {
+        issuer: app.issuer.url().to_owned(),
+        audiences: vec![app.issuer.audience().to_owned()],
+        leeway: std::time::Duration::from_secs(30),
+        require_typ: None,
+    });
     assert_eq!(validator.leeway(), 30);
     assert!(validator.validate(&longest, &keys, now()).is_ok());
     assert_eq!(
         validator.validate(&too_long, &keys, now()).unwrap_err(),
-        authgate::error::AuthError::TooLong { max: 8192 }
+        authgate::AuthError::TooLong { max: 8192 }
     );
     // ...and the look at `iss` that picks among several issuers, which reads
     // the payload before anything else does.
     let claimed = |token: &str| {
-        authgate::gate::validate::claimed_issuer(token.as_bytes(), |iss| Some(iss.to_owned()))
+        authgate::test_util::claimed_issuer(token.as_bytes(), |iss| Some(iss.to_owned()))
     };
     assert_eq!(claimed(&longest).as_deref(), Ok(app.issuer.url()));
     assert_eq!(
         claimed(&too_long),
-        Err(authgate::error::AuthError::TooLong { max: 8192 })
+        Err(authgate::AuthError::TooLong { max: 8192 })
     );
 }
 
@@ -1229,13 +1228,13 @@ async fn a_token_of_8192_bytes_passes_and_one_of_8193_does_not() {
 /// `issuer`'s JWKS, as a user of the library would assemble it.
 async fn serve_with_interceptor(
     issuer: &DevIssuer,
-    policy: authgate::gate::ScopePolicy,
+    policy: authgate::ScopePolicy,
 ) -> (std::net::SocketAddr, tokio::sync::oneshot::Sender<()>) {
     use authgate::{
-        gate::{AuthInterceptor, ValidationConfig, Validator},
         keys::{JwksSource, KeyStore, RefreshConfig, Refresher},
         pb::private_service_server::PrivateServiceServer,
-        server::service::PrivateService,
+        server::PrivateService,
+        {Gate, ValidationConfig, Validator},
     };
     let store = KeyStore::new();
     let refresher = Refresher::new(
@@ -1244,7 +1243,7 @@ async fn serve_with_interceptor(
         RefreshConfig::default(),
     )
     .unwrap();
-    let gate = AuthInterceptor::new(
+    let gate = Gate::new(
         Validator::new(ValidationConfig {
             issuer: issuer.url().to_owned(),
             audiences: vec![issuer.audience().to_owned()],
@@ -1309,8 +1308,7 @@ async fn the_one_service_interceptor_refuses_rather_than_skip_scope_rules() {
     let rules = [format!("{}={SCOPE}", crate::common::GET_PRIVATE)
         .parse()
         .unwrap()];
-    let (addr, _stop) =
-        serve_with_interceptor(&issuer, authgate::gate::ScopePolicy::new(rules)).await;
+    let (addr, _stop) = serve_with_interceptor(&issuer, authgate::ScopePolicy::new(rules)).await;
     let status = call_one_service(addr, &token).await.unwrap_err();
     assert_eq!(status.code(), Code::PermissionDenied);
     assert_eq!(
@@ -1326,9 +1324,9 @@ async fn the_one_service_interceptor_refuses_rather_than_skip_scope_rules() {
 #[tokio::test]
 async fn a_calls_deadline_is_what_its_token_has_left_and_decisions_are_counted() {
     use authgate::{
-        error::AuthError,
-        gate::{AuthInterceptor, ScopePolicy, ValidationConfig, Validator},
+        AuthError,
         keys::{JwksSource, KeyStore, RefreshConfig, Refresher},
+        {Gate, ScopePolicy, ValidationConfig, Validator},
     };
     use tokio::time::Instant;
     let issuer = spawn_issuer().await;
@@ -1341,7 +1339,7 @@ async fn a_calls_deadline_is_what_its_token_has_left_and_decisions_are_counted()
     );
     keys.wait_loaded().await;
     let (clock, read) = manual_clock!(now());
-    let gate = AuthInterceptor::new(
+    let gate = Gate::new(
         Validator::new(ValidationConfig {
             issuer: issuer.url().into(),
             audiences: vec![issuer.audience().into()],

@@ -12,6 +12,7 @@ mod docs;
 mod drain;
 mod fuzz;
 mod gate;
+mod greeter;
 mod issuers;
 mod keys;
 mod limits;

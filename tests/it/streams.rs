@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use authgate::{
-    gate::{AuthInterceptor, ScopePolicy, ValidationConfig, Validator},
     keys::{JwksSource, KeyStore, RefreshConfig, Refresher},
+    {Gate, ScopePolicy, ValidationConfig, Validator},
 };
 use tonic::{Code, Request, Status, transport::Server};
 
@@ -35,7 +35,7 @@ async fn watch_with_token_lifetime(lifetime: i64) -> (u64, Status) {
             .run(),
     );
     keys.wait_loaded().await;
-    let gate = AuthInterceptor::new(
+    let gate = Gate::new(
         Validator::new(ValidationConfig {
             issuer: issuer.url().into(),
             audiences: vec![issuer.audience().into()],

@@ -4,7 +4,7 @@
 
 use std::process::{Command, Output, Stdio};
 
-use authgate::{error::AuthError, keys::Algorithm};
+use authgate::{AuthError, keys::Algorithm};
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 
 use crate::{

@@ -13,7 +13,7 @@ use std::{
 
 use authgate::{
     keys::Algorithm,
-    server::metrics::{GrpcMetrics, GrpcMetricsLayer},
+    server::{GrpcMetrics, GrpcMetricsLayer},
 };
 use authgate_bench::{Fixture, METHOD, member, signed_parts};
 use aws_lc_rs::signature::{self, ParsedPublicKey, RsaPublicKeyComponents};

@@ -15,7 +15,7 @@ use crate::error::AuthError;
 ///
 /// This reads the payload before the signature is verified, and only to
 /// choose a key set: nothing else is taken from it, and the chosen
-/// [`Validator`] checks `iss` again once the signature has verified, so a
+/// [`Validator`](crate::Validator) checks `iss` again once the signature has verified, so a
 /// token can only pick the issuer whose key must have signed it. A token that
 /// names no configured issuer is refused here, before any key is looked up,
 /// so it cannot make the gate fetch anything.

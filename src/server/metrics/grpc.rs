@@ -24,10 +24,10 @@ use http_body::{Body, Frame, SizeHint};
 use prost::Message;
 
 /// The label that stands for any service or method the server does not have.
-pub const UNKNOWN: &str = "unknown";
+pub(crate) const UNKNOWN: &str = "unknown";
 
 /// gRPC code names as go-grpc-prometheus writes them, indexed by the code.
-pub const CODE_NAMES: [&str; 17] = [
+pub(crate) const CODE_NAMES: [&str; 17] = [
     "OK",
     "Canceled",
     "Unknown",
@@ -53,7 +53,7 @@ const UNKNOWN_CODE: usize = 2;
 /// Upper bounds of the latency histogram's buckets, in seconds as rendered.
 /// Finer than Prometheus's defaults at the low end: a call through the gate
 /// takes tens of microseconds to a few milliseconds.
-pub const BUCKETS: [&str; 16] = [
+pub(crate) const BUCKETS: [&str; 16] = [
     "0.0001", "0.00025", "0.0005", "0.001", "0.0025", "0.005", "0.01", "0.025", "0.05", "0.1",
     "0.25", "0.5", "1", "2.5", "5", "10",
 ];

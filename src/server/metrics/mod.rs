@@ -2,7 +2,7 @@
 //! exposition format, with the names and labels of the contract.
 //!
 //! The counters are plain atomics owned by what they count: the gate's
-//! [`GateStats`](crate::gate::auth::GateStats), each [`KeyStore`]'s status and
+//! [`GateStats`](crate::GateStats), each [`KeyStore`]'s status and
 //! the [`grpc`] layer's per-method table. A scrape reads them and writes the
 //! text; nothing is registered, locked or allocated on the request path.
 //! (A metrics crate would put its own registry between the two: the
@@ -22,17 +22,17 @@ use hyper::{Method, StatusCode, body::Incoming, server::conn::http1, service::se
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::{net::TcpListener, sync::Semaphore};
 
-use crate::{gate::auth::AuthInterceptor, keys::KeyStore};
+use crate::{gate::Gate, keys::KeyStore};
 
-pub mod grpc;
+pub(super) mod grpc;
 
 pub use grpc::{GrpcMetrics, GrpcMetricsLayer};
 
 /// Everything `GET /metrics` shows.
 #[derive(Debug)]
-pub struct Metrics {
+pub(super) struct Metrics {
     grpc: Arc<GrpcMetrics>,
-    gate: AuthInterceptor,
+    gate: Gate,
     keys: Vec<Arc<KeyStore>>,
 }
 
@@ -43,12 +43,12 @@ const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl Metrics {
     /// Metrics of a server: its gRPC calls, its gate, and each issuer's keys.
-    pub fn new(grpc: Arc<GrpcMetrics>, gate: AuthInterceptor, keys: Vec<Arc<KeyStore>>) -> Metrics {
+    pub(super) fn new(grpc: Arc<GrpcMetrics>, gate: Gate, keys: Vec<Arc<KeyStore>>) -> Metrics {
         Metrics { grpc, gate, keys }
     }
 
     /// The whole exposition, in the Prometheus text format (0.0.4).
-    pub fn render(&self) -> String {
+    pub(super) fn render(&self) -> String {
         let mut out = String::with_capacity(32 * 1024);
         self.write(&mut out)
             .expect("writing to a String cannot fail");
@@ -252,7 +252,7 @@ impl fmt::Display for Escaped<'_> {
 
 /// Serves `GET /metrics` on `listener` until `shutdown` resolves: HTTP/1.1,
 /// a few scrapes at a time, each connection given a deadline for its headers.
-pub async fn serve(
+pub(super) async fn serve(
     listener: TcpListener,
     metrics: Arc<Metrics>,
     shutdown: impl Future<Output = ()>,
