@@ -11,102 +11,154 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer, de};
 use super::*;
 use crate::IssuerConfig;
 
-/// Every `serve` setting, as the file writes it; `None` (or an empty list)
-/// is a setting not given. After [`Settings::with_defaults`], the effective
-/// configuration, which `serve --check` prints in this same form.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+/// Every setting of the gate and the server, defined once for the flags,
+/// the environment and the config file: clap reads it from the command line
+/// (each field a flag of the same name), serde from the file (each a key of
+/// the same name). `None` (or an empty list) is a setting not given. After
+/// [`Settings::with_defaults`], the effective configuration, which
+/// `serve --check` prints in this same form. The defaults are the
+/// library's (see [`Settings::defaults`]); the help repeats them.
+#[derive(Debug, Clone, Default, PartialEq, Args, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct Settings {
-    /// `--listen`: IP:PORT, or HOST:PORT.
+    /// Where gRPC is served: IP:PORT, or HOST:PORT (`localhost:50051`)
+    /// [default: 127.0.0.1:50051].
+    #[arg(long, env = "AUTHGATE_LISTEN", value_parser = parse_listen)]
     #[serde(
         default,
         deserialize_with = "listen",
         skip_serializing_if = "Option::is_none"
     )]
     pub listen: Option<SocketAddr>,
-    /// `--audience`: for every issuer that has none of its own.
+    /// Audiences for every issuer without its own (`--audience` on `serve`).
+    #[arg(skip)]
     #[serde(
         default,
         deserialize_with = "audiences",
         skip_serializing_if = "Vec::is_empty"
     )]
     pub audience: Vec<String>,
-    /// `--require-scope`: these rules and those of the command line all apply.
+    /// METHOD=SCOPE: the method needs the scope, e.g.
+    /// `/authgate.v1.PrivateService/GetPrivate=read:private`; METHOD=a|b: any
+    /// one of them; METHOD `/package.Service/*`: every method of the service.
+    /// Repeat for more (each rule must hold), or `;`-separate them in
+    /// AUTHGATE_REQUIRE_SCOPE. Rules from the file, the environment and
+    /// flags all apply.
+    #[arg(
+        long = "require-scope",
+        env = "AUTHGATE_REQUIRE_SCOPE",
+        value_delimiter = ';',
+        value_parser = parse_rule
+    )]
     #[serde(
         default,
         deserialize_with = "one_or_many",
         skip_serializing_if = "Vec::is_empty"
     )]
     pub require_scope: Vec<Parsed<ScopeRule>>,
-    /// `--leeway`: for every issuer that has none of its own.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// Clock skew allowed on `exp` and `nbf`, for every issuer without its own [default: 30s].
+    #[arg(long, value_parser = parse_dur)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub leeway: Option<Dur>,
-    /// `--require-typ`.
+    /// Accept only tokens whose `typ` is this (`at+jwt` also accepts
+    /// `application/at+jwt`) [default: absent, JWT, at+jwt or application/at+jwt].
+    #[arg(long, value_name = "TYP", value_parser = parse_typ)]
     #[serde(
         default,
         deserialize_with = "typ",
         skip_serializing_if = "Option::is_none"
     )]
     pub require_typ: Option<String>,
-    /// `--jwks-refresh-interval`.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// Background JWKS refresh period (Cache-Control max-age does not
+    /// shorten it) [default: 10m].
+    #[arg(long, value_parser = parse_dur)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jwks_refresh_interval: Option<Dur>,
-    /// `--jwks-min-refresh-interval`.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// The least time between two fetches that unknown `kid`s trigger [default: 30s].
+    #[arg(long, value_parser = parse_dur)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jwks_min_refresh_interval: Option<Dur>,
-    /// `--jwks-fetch-timeout`.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// How long one JWKS or discovery request may take [default: 10s].
+    #[arg(long, value_parser = parse_dur)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jwks_fetch_timeout: Option<Dur>,
-    /// `--jwks-max-stale`.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// After this long without a successful JWKS fetch, an issuer's last good
+    /// key set is dropped and its tokens get UNAVAILABLE until a fetch
+    /// succeeds [default: 24h].
+    #[arg(long, value_parser = parse_dur)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jwks_max_stale: Option<Dur>,
-    /// `--token-cache-entries`.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// How many verified tokens to remember, so a token is verified once
+    /// until it expires (0: verify every call) [default: 4096].
+    #[arg(long)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_cache_entries: Option<usize>,
-    /// `--max-connections`.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// Connections open at once; past it, accepting waits for one to close [default: 4096].
+    #[arg(long)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_connections: Option<usize>,
-    /// `--handshake-timeout`.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// How long a new connection may stay silent before it is closed [default: 10s].
+    #[arg(long, value_parser = parse_dur)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub handshake_timeout: Option<Dur>,
-    /// `--max-header-list-size`.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// Largest header block a client may send, in bytes (HTTP/2
+    /// SETTINGS_MAX_HEADER_LIST_SIZE) [default: 16384].
+    #[arg(long)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_header_list_size: Option<u32>,
-    /// `--max-message-size`.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// Largest request message, in bytes [default: 65536].
+    #[arg(long)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_message_size: Option<usize>,
-    /// `--max-concurrent-streams`.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// Streams one connection may have open at once [default: 256].
+    #[arg(long)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_concurrent_streams: Option<u32>,
-    /// `--request-timeout`.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// Longest a call may run [default: 30s].
+    #[arg(long, value_parser = parse_dur)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_timeout: Option<Dur>,
-    /// `--keepalive-interval`.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// HTTP/2 ping interval on idle connections [default: 60s].
+    #[arg(long, value_parser = parse_dur)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub keepalive_interval: Option<Dur>,
-    /// `--keepalive-timeout`.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// How long a ping may go unanswered before the connection is closed [default: 20s].
+    #[arg(long, value_parser = parse_dur)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub keepalive_timeout: Option<Dur>,
-    /// `--tls-cert`.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// Serve TLS with this PEM certificate chain (needs --tls-key).
+    #[arg(long)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls_cert: Option<PathBuf>,
-    /// `--tls-key`.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// The PEM private key for --tls-cert.
+    #[arg(long)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls_key: Option<PathBuf>,
-    /// `--metrics-listen`.
+    /// Serve Prometheus metrics at GET /metrics on this address, e.g.
+    /// 127.0.0.1:9090 (keep it off the public network) [default for serve:
+    /// off; for dev: 127.0.0.1:50053, or a free port when --listen asks for
+    /// one].
+    #[arg(long, env = "AUTHGATE_METRICS_LISTEN", value_parser = parse_listen)]
     #[serde(
         default,
         deserialize_with = "listen",
         skip_serializing_if = "Option::is_none"
     )]
     pub metrics_listen: Option<SocketAddr>,
-    /// `--drain-delay`.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// On SIGTERM or SIGINT, report NOT_SERVING at once and keep serving this
+    /// long, so load balancers and kubelets stop sending calls first; a second
+    /// signal ends it at once [default: 0s].
+    #[arg(long, value_parser = parse_dur)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drain_delay: Option<Dur>,
-    /// `--shutdown-timeout`.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// Then, with no new connections accepted, how long calls in flight may
+    /// take to finish before the server exits anyway [default: 30s].
+    #[arg(long, value_parser = parse_dur)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shutdown_timeout: Option<Dur>,
-    /// `--issuer`, one `[[issuer]]` table each, with its own settings.
+    /// The issuers, one `[[issuer]]` table each, with their own settings
+    /// (`--issuer` on `serve`).
+    #[arg(skip)]
     #[serde(rename = "issuer", default, skip_serializing_if = "Vec::is_empty")]
     pub issuers: Vec<IssuerSettings>,
 }
@@ -149,23 +201,6 @@ impl IssuerSettings {
     }
 }
 
-/// The defaults, which the flags' help repeats.
-mod default {
-    use super::*;
-    pub(super) const LISTEN: &str = "127.0.0.1:50051";
-    pub(super) const LEEWAY: Duration = Duration::from_secs(30);
-    pub(super) const REFRESH: Duration = Duration::from_secs(600);
-    pub(super) const MIN_REFRESH: Duration = Duration::from_secs(30);
-    pub(super) const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
-    pub(super) const MAX_STALE: Duration = Duration::from_secs(24 * 3600);
-    pub(super) const HANDSHAKE: Duration = Duration::from_secs(10);
-    pub(super) const REQUEST: Duration = Duration::from_secs(30);
-    pub(super) const KEEPALIVE: Duration = Duration::from_secs(60);
-    pub(super) const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
-    pub(super) const DRAIN_DELAY: Duration = Duration::ZERO;
-    pub(super) const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
-}
-
 impl Settings {
     /// Reads a config file. Its errors name the file, and for a key or value
     /// that is wrong, the line and column.
@@ -191,42 +226,85 @@ impl Settings {
         Ok(settings)
     }
 
-    /// Fills every setting not given with its default, and each issuer's
-    /// audiences and leeway with the top-level ones when it has none.
-    pub fn with_defaults(mut self) -> Settings {
-        let d = |v: &mut Option<Dur>, default: Duration| {
-            v.get_or_insert(Dur(default));
-        };
-        self.listen
-            .get_or_insert_with(|| default::LISTEN.parse().expect("the default address"));
-        d(&mut self.leeway, default::LEEWAY);
-        d(&mut self.jwks_refresh_interval, default::REFRESH);
-        d(&mut self.jwks_min_refresh_interval, default::MIN_REFRESH);
-        d(&mut self.jwks_fetch_timeout, default::FETCH_TIMEOUT);
-        d(&mut self.jwks_max_stale, default::MAX_STALE);
-        d(&mut self.handshake_timeout, default::HANDSHAKE);
-        d(&mut self.request_timeout, default::REQUEST);
-        d(&mut self.keepalive_interval, default::KEEPALIVE);
-        d(&mut self.keepalive_timeout, default::KEEPALIVE_TIMEOUT);
-        d(&mut self.drain_delay, default::DRAIN_DELAY);
-        d(&mut self.shutdown_timeout, default::SHUTDOWN_TIMEOUT);
-        let limits = Limits::default();
-        self.token_cache_entries
-            .get_or_insert(crate::DEFAULT_TOKEN_CACHE_ENTRIES);
-        self.max_connections.get_or_insert(limits.max_connections);
-        self.max_header_list_size
-            .get_or_insert(limits.max_header_list_bytes);
-        self.max_message_size
-            .get_or_insert(limits.max_message_bytes);
-        self.max_concurrent_streams
-            .get_or_insert(limits.max_concurrent_streams);
-        for issuer in &mut self.issuers {
-            if issuer.audience.is_empty() {
-                issuer.audience = self.audience.clone();
-            }
-            issuer.leeway = issuer.leeway.or(self.leeway);
+    /// Every setting at the library's default: what a setting given
+    /// nowhere takes.
+    pub fn defaults() -> Settings {
+        let server = ServerConfig::default();
+        let (refresh, limits, drain) = (&server.refresh, &server.limits, &server.drain);
+        Settings {
+            listen: Some(server.listen),
+            leeway: Some(Dur(crate::DEFAULT_LEEWAY)),
+            jwks_refresh_interval: Some(Dur(refresh.interval)),
+            jwks_min_refresh_interval: Some(Dur(refresh.min_interval)),
+            jwks_fetch_timeout: Some(Dur(refresh.fetch_timeout)),
+            jwks_max_stale: Some(Dur(refresh.max_stale)),
+            token_cache_entries: Some(server.token_cache_entries),
+            max_connections: Some(limits.max_connections),
+            handshake_timeout: Some(Dur(limits.handshake_timeout)),
+            max_header_list_size: Some(limits.max_header_list_bytes),
+            max_message_size: Some(limits.max_message_bytes),
+            max_concurrent_streams: Some(limits.max_concurrent_streams),
+            request_timeout: Some(Dur(limits.request_timeout)),
+            keepalive_interval: Some(Dur(limits.keepalive_interval)),
+            keepalive_timeout: Some(Dur(limits.keepalive_timeout)),
+            drain_delay: Some(Dur(drain.delay)),
+            shutdown_timeout: Some(Dur(drain.timeout)),
+            ..Settings::default()
         }
-        self
+    }
+
+    /// These settings over `below`'s: each one given here replaces
+    /// below's, but scope rules add up, since a rule can only narrow access
+    /// and none should vanish because another source also has rules. Merged
+    /// key by key as the config file writes them, so that no setting is
+    /// listed here again.
+    pub fn over(self, below: Settings) -> Settings {
+        let table = |s: &Settings| toml::Table::try_from(s).expect("settings serialize as TOML");
+        let mut merged = table(&below);
+        for (key, value) in table(&self) {
+            match (key.as_str(), merged.get_mut(&key), value) {
+                ("require-scope", Some(toml::Value::Array(rules)), toml::Value::Array(more)) => {
+                    for rule in more {
+                        if !rules.contains(&rule) {
+                            rules.push(rule);
+                        }
+                    }
+                }
+                (_, _, value) => {
+                    merged.insert(key, value);
+                }
+            }
+        }
+        merged.try_into().expect("merged settings read back")
+    }
+
+    /// The settings given here, by their config-file names, that replace
+    /// one that `file` gives: what `--check` says the flags and the
+    /// environment overrode.
+    pub fn overriding(&self, file: &Settings) -> Vec<String> {
+        let table = |s: &Settings| toml::Table::try_from(s).expect("settings serialize as TOML");
+        let file = table(file);
+        table(self)
+            .into_iter()
+            .filter(|(key, value)| {
+                key != "require-scope" && file.get(key).is_some_and(|f| f != value)
+            })
+            .map(|(key, _)| key)
+            .collect()
+    }
+
+    /// Fills every setting not given with the library's default, and each
+    /// issuer's audiences and leeway with the top-level ones when it has
+    /// none.
+    pub fn with_defaults(self) -> Settings {
+        let mut s = self.over(Settings::defaults());
+        for issuer in &mut s.issuers {
+            if issuer.audience.is_empty() {
+                issuer.audience = s.audience.clone();
+            }
+            issuer.leeway = issuer.leeway.or(s.leeway);
+        }
+        s
     }
 
     /// The server configuration these settings describe, checked: what
@@ -234,56 +312,6 @@ impl Settings {
     pub fn server_config(&self) -> Result<ServerConfig, StartupError> {
         let s = self.clone().with_defaults();
         let get = |v: Option<Dur>| v.expect("filled by with_defaults").0;
-        let (refresh, min_refresh) = (
-            get(s.jwks_refresh_interval),
-            get(s.jwks_min_refresh_interval),
-        );
-        if min_refresh > refresh {
-            return Err(StartupError::Config(
-                "--jwks-min-refresh-interval must not exceed --jwks-refresh-interval".into(),
-            ));
-        }
-        let at_least = |flag: &str, value: Duration, floor: Duration| {
-            if value < floor {
-                Err(StartupError::Config(format!(
-                    "{flag} must be at least {}",
-                    humantime::format_duration(floor)
-                )))
-            } else {
-                Ok(value)
-            }
-        };
-        let second = Duration::from_secs(1);
-        let tenth = Duration::from_millis(100);
-        at_least("--jwks-refresh-interval", refresh, second)?;
-        at_least("--jwks-min-refresh-interval", min_refresh, second)?;
-        let fetch_timeout = at_least("--jwks-fetch-timeout", get(s.jwks_fetch_timeout), tenth)?;
-        // One late refresh must never drop the key set.
-        let max_stale = at_least(
-            "--jwks-max-stale",
-            get(s.jwks_max_stale),
-            refresh.saturating_mul(2),
-        )?;
-        let handshake_timeout = at_least("--handshake-timeout", get(s.handshake_timeout), tenth)?;
-        let request_timeout = at_least("--request-timeout", get(s.request_timeout), tenth)?;
-        let keepalive_interval =
-            at_least("--keepalive-interval", get(s.keepalive_interval), second)?;
-        let keepalive_timeout = at_least("--keepalive-timeout", get(s.keepalive_timeout), tenth)?;
-        let token_cache_entries = s.token_cache_entries.unwrap_or_default();
-        if token_cache_entries > MAX_TOKEN_CACHE_ENTRIES {
-            return Err(StartupError::Config(format!(
-                "--token-cache-entries must be at most {MAX_TOKEN_CACHE_ENTRIES}"
-            )));
-        }
-        let (max_connections, max_concurrent_streams) = (
-            s.max_connections.unwrap_or_default(),
-            s.max_concurrent_streams.unwrap_or_default(),
-        );
-        if max_connections == 0 || max_concurrent_streams == 0 {
-            return Err(StartupError::Config(
-                "--max-connections and --max-concurrent-streams must be at least 1".into(),
-            ));
-        }
         let tls = match (&s.tls_cert, &s.tls_key) {
             (Some(cert), Some(key)) => Some(TlsFiles {
                 cert: cert.clone(),
@@ -318,31 +346,34 @@ impl Settings {
             listen: s.listen.expect("filled by with_defaults"),
             issuers,
             refresh: RefreshConfig {
-                interval: refresh,
-                min_interval: min_refresh,
-                fetch_timeout,
-                max_stale,
+                interval: get(s.jwks_refresh_interval),
+                min_interval: get(s.jwks_min_refresh_interval),
+                fetch_timeout: get(s.jwks_fetch_timeout),
+                max_stale: get(s.jwks_max_stale),
                 ..RefreshConfig::default()
             },
             policy: ScopePolicy::new(s.require_scope.iter().map(|r| r.0.clone())),
             tls,
             limits: Limits {
-                max_connections,
-                handshake_timeout,
+                max_connections: s.max_connections.unwrap_or_default(),
+                handshake_timeout: get(s.handshake_timeout),
                 max_header_list_bytes: s.max_header_list_size.unwrap_or_default(),
                 max_message_bytes: s.max_message_size.unwrap_or_default(),
-                max_concurrent_streams,
-                request_timeout,
-                keepalive_interval,
-                keepalive_timeout,
+                max_concurrent_streams: s.max_concurrent_streams.unwrap_or_default(),
+                request_timeout: get(s.request_timeout),
+                keepalive_interval: get(s.keepalive_interval),
+                keepalive_timeout: get(s.keepalive_timeout),
             },
-            token_cache_entries,
+            token_cache_entries: s.token_cache_entries.unwrap_or_default(),
             metrics_listen: s.metrics_listen,
             drain: Drain {
                 delay: get(s.drain_delay),
                 timeout: get(s.shutdown_timeout),
             },
         };
+        check_bounds(&config)?;
+        config.gate().check()?;
+        config.limits.check()?;
         Ok(config)
     }
 
@@ -359,14 +390,6 @@ impl Settings {
 }
 
 fn issuer_config(issuer: &IssuerSettings, leeway: Duration) -> Result<IssuerConfig, StartupError> {
-    if issuer.audience.is_empty() {
-        return Err(StartupError::Config(format!(
-            "no audience for issuer `{}`: pass --audience, or set AUTHGATE_AUDIENCE or \
-             AUTH0_AUDIENCE (the API identifier), or give its [[issuer]] table an `audience`; \
-             without one, tokens for any API of the issuer would pass",
-            issuer.url
-        )));
-    }
     let mut config = IssuerConfig::discovered(&issuer.url, issuer.audience.clone(), leeway)?;
     if let Some(url) = &issuer.jwks_url {
         config.jwks = JwksSource::Url(net::parse_issuer_url("JWKS URL", url)?);
@@ -380,6 +403,31 @@ fn redact_url(url: &str) -> String {
         Some((base, _)) => format!("{base}?<redacted>"),
         None => url.to_owned(),
     }
+}
+
+/// What an operator cannot mean, beyond what the library refuses: a refresh
+/// that would spin, timeouts too short for a handshake or a ping.
+fn check_bounds(config: &ServerConfig) -> Result<(), StartupError> {
+    let (refresh, limits) = (&config.refresh, &config.limits);
+    let second = Duration::from_secs(1);
+    let tenth = Duration::from_millis(100);
+    for (flag, value, floor) in [
+        ("--jwks-refresh-interval", refresh.interval, second),
+        ("--jwks-min-refresh-interval", refresh.min_interval, second),
+        ("--jwks-fetch-timeout", refresh.fetch_timeout, tenth),
+        ("--handshake-timeout", limits.handshake_timeout, tenth),
+        ("--request-timeout", limits.request_timeout, tenth),
+        ("--keepalive-interval", limits.keepalive_interval, second),
+        ("--keepalive-timeout", limits.keepalive_timeout, tenth),
+    ] {
+        if value < floor {
+            return Err(StartupError::Config(format!(
+                "{flag} must be at least {}",
+                humantime::format_duration(floor)
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// A duration written as `90s`, `10m`, `1h`.
@@ -397,6 +445,25 @@ impl Serialize for Dur {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.collect_str(&humantime::format_duration(self.0))
     }
+}
+
+/// A `typ` for `--require-typ`: a media type such as `at+jwt`.
+fn parse_typ(s: &str) -> Result<String, String> {
+    let typ = s.trim();
+    if typ.is_empty() || !typ.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(format!("`{s}` is not a media type such as at+jwt"));
+    }
+    Ok(typ.to_owned())
+}
+
+/// A duration as a flag takes it.
+fn parse_dur(s: &str) -> Result<Dur, String> {
+    parse_duration(s).map(Dur)
+}
+
+/// A scope rule as `--require-scope` takes it.
+fn parse_rule(s: &str) -> Result<Parsed<ScopeRule>, String> {
+    s.parse().map(Parsed)
 }
 
 /// A value written as the string its flag takes (a scope rule, say).
@@ -450,9 +517,7 @@ fn audiences<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
 /// A `typ` as `--require-typ` takes it.
 fn typ<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
     let text = String::deserialize(d)?;
-    super::serve::parse_typ(&text)
-        .map(Some)
-        .map_err(de::Error::custom)
+    parse_typ(&text).map(Some).map_err(de::Error::custom)
 }
 
 /// A listen address as `--listen` takes it.

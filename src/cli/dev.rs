@@ -39,7 +39,7 @@ pub struct DevArgs {
     /// Settings shared with `authgate serve`. With none given, GetPrivate
     /// requires `read:private`, which the dev client is granted.
     #[command(flatten)]
-    pub gate: GateArgs,
+    pub settings: Settings,
 }
 
 /// The scope rule `authgate dev` applies when none is given.
@@ -91,7 +91,7 @@ pub(super) async fn dev(args: DevArgs) -> Result<(), StartupError> {
         .as_ref()
         .map(|_| SampleKeys::add_to(&issuers[0]));
 
-    let mut settings = args.gate.over(Settings::default());
+    let mut settings = args.settings.clone();
     if settings.metrics_listen.is_none() {
         // Port 0 for gRPC asks for free ports: metrics follow, so that
         // several dev servers can run side by side.

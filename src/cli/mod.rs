@@ -27,7 +27,7 @@ mod serve;
 pub use client::{CallArgs, ClientArgs, TokenArgs};
 pub use config::{Dur, IssuerSettings, Parsed, Settings};
 pub use dev::{DEV_METRICS_LISTEN, DEV_SCOPE_RULE, DevArgs};
-pub use serve::{GateArgs, ServeArgs};
+pub use serve::ServeArgs;
 
 /// JWT authentication in front of a gRPC service.
 #[derive(Debug, Parser)]
@@ -104,10 +104,6 @@ fn parse_algorithm(s: &str) -> Result<Algorithm, String> {
         format!("`{s}` is not one of {}", names.join(", "))
     })
 }
-
-/// The largest verified-token cache the command line allows: at worst about
-/// 16 KiB an entry.
-pub const MAX_TOKEN_CACHE_ENTRIES: usize = 1 << 20;
 
 /// Why a command failed, and so how it exits.
 #[derive(Debug, thiserror::Error)]

@@ -37,111 +37,9 @@ pub struct ServeArgs {
     /// it, secrets redacted, and exit 0 if it is valid, 2 if not.
     #[arg(long)]
     pub check: bool,
-    /// Settings shared with `authgate dev`.
+    /// Settings shared with `authgate dev` and the config file.
     #[command(flatten)]
-    pub gate: GateArgs,
-}
-
-/// Settings of the gate and the server, the same for `serve` and `dev`.
-/// Each is optional here: one not given comes from the config file, else
-/// its default.
-#[derive(Debug, Args)]
-pub struct GateArgs {
-    /// Where gRPC is served: IP:PORT, or HOST:PORT (`localhost:50051`)
-    /// [default: 127.0.0.1:50051].
-    #[arg(long, env = "AUTHGATE_LISTEN", value_parser = parse_listen)]
-    pub listen: Option<SocketAddr>,
-    /// METHOD=SCOPE: the method needs the scope, e.g.
-    /// `/authgate.v1.PrivateService/GetPrivate=read:private`; METHOD=a|b: any
-    /// one of them; METHOD `/package.Service/*`: every method of the service.
-    /// Repeat for more (each rule must hold), or `;`-separate them in
-    /// AUTHGATE_REQUIRE_SCOPE.
-    #[arg(
-        long = "require-scope",
-        env = "AUTHGATE_REQUIRE_SCOPE",
-        value_delimiter = ';'
-    )]
-    pub require_scope: Vec<ScopeRule>,
-    /// Accept only tokens whose `typ` is this (`at+jwt` also accepts
-    /// `application/at+jwt`) [default: absent, JWT, at+jwt or application/at+jwt].
-    #[arg(long, value_name = "TYP", value_parser = parse_typ)]
-    pub require_typ: Option<String>,
-    /// Background JWKS refresh period (Cache-Control max-age does not
-    /// shorten it) [default: 10m].
-    #[arg(long, value_parser = parse_duration)]
-    pub jwks_refresh_interval: Option<Duration>,
-    /// The least time between two fetches that unknown `kid`s trigger [default: 30s].
-    #[arg(long, value_parser = parse_duration)]
-    pub jwks_min_refresh_interval: Option<Duration>,
-    /// How long one JWKS or discovery request may take [default: 10s].
-    #[arg(long, value_parser = parse_duration)]
-    pub jwks_fetch_timeout: Option<Duration>,
-    /// After this long without a successful JWKS fetch, an issuer's last good
-    /// key set is dropped and its tokens get UNAVAILABLE until a fetch
-    /// succeeds [default: 24h].
-    #[arg(long, value_parser = parse_duration)]
-    pub jwks_max_stale: Option<Duration>,
-    /// Clock skew allowed on `exp` and `nbf`, for every issuer without its own [default: 30s].
-    #[arg(long, value_parser = parse_duration)]
-    pub leeway: Option<Duration>,
-    /// How many verified tokens to remember, so a token is verified once
-    /// until it expires (0: verify every call) [default: 4096].
-    #[arg(long)]
-    pub token_cache_entries: Option<usize>,
-    /// Connections open at once; past it, accepting waits for one to close [default: 4096].
-    #[arg(long)]
-    pub max_connections: Option<usize>,
-    /// How long a new connection may stay silent before it is closed [default: 10s].
-    #[arg(long, value_parser = parse_duration)]
-    pub handshake_timeout: Option<Duration>,
-    /// Largest header block a client may send, in bytes (HTTP/2
-    /// SETTINGS_MAX_HEADER_LIST_SIZE) [default: 16384].
-    #[arg(long)]
-    pub max_header_list_size: Option<u32>,
-    /// Largest request message, in bytes [default: 65536].
-    #[arg(long)]
-    pub max_message_size: Option<usize>,
-    /// Streams one connection may have open at once [default: 256].
-    #[arg(long)]
-    pub max_concurrent_streams: Option<u32>,
-    /// Longest a call may run [default: 30s].
-    #[arg(long, value_parser = parse_duration)]
-    pub request_timeout: Option<Duration>,
-    /// HTTP/2 ping interval on idle connections [default: 60s].
-    #[arg(long, value_parser = parse_duration)]
-    pub keepalive_interval: Option<Duration>,
-    /// How long a ping may go unanswered before the connection is closed [default: 20s].
-    #[arg(long, value_parser = parse_duration)]
-    pub keepalive_timeout: Option<Duration>,
-    /// Serve TLS with this PEM certificate chain (needs --tls-key).
-    #[arg(long)]
-    pub tls_cert: Option<PathBuf>,
-    /// The PEM private key for --tls-cert.
-    #[arg(long)]
-    pub tls_key: Option<PathBuf>,
-    /// Serve Prometheus metrics at GET /metrics on this address, e.g. 0.0.0.0:9090
-    /// [default for serve: off; for dev: 127.0.0.1:50053, or a free port when
-    /// --listen asks for one].
-    #[arg(long, env = "AUTHGATE_METRICS_LISTEN")]
-    pub metrics_listen: Option<SocketAddr>,
-    /// On SIGTERM or SIGINT, report NOT_SERVING at once and keep serving this
-    /// long, so load balancers and kubelets stop sending calls first; a second
-    /// signal ends it at once [default: 0s].
-    #[arg(long, value_parser = parse_duration)]
-    pub drain_delay: Option<Duration>,
-    /// Then, with no new connections accepted, how long calls in flight may
-    /// take to finish before the server exits anyway [default: 30s].
-    #[arg(long, value_parser = parse_duration)]
-    pub shutdown_timeout: Option<Duration>,
-}
-
-/// A `typ` for `--require-typ`: a media type such as `at+jwt`.
-pub(super) fn parse_typ(s: &str) -> Result<String, String> {
-    let typ = s.trim();
-    if typ.is_empty() || !typ.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(format!("`{s}` is not a media type such as at+jwt"));
-    }
-    Ok(typ.to_owned())
+    pub settings: Settings,
 }
 
 impl ServeArgs {
@@ -161,8 +59,43 @@ impl ServeArgs {
         self.settings_over(file)
     }
 
+    /// The config file's settings that flags or the environment replace,
+    /// by their config-file names, each with the variable that set it when
+    /// one did: an `AUTHGATE_ISSUER` left in the environment silently
+    /// replacing the file's issuers is what this is for.
+    fn overriding(&self, file: &Settings) -> Vec<String> {
+        let mut overridden = self.settings.overriding(file);
+        if !file.issuers.is_empty() && self.issuers.iter().any(|i| !i.trim().is_empty()) {
+            overridden.push("issuer".into());
+        }
+        if !file.audience.is_empty() && self.audiences.iter().any(|a| !a.trim().is_empty()) {
+            overridden.push("audience".into());
+        }
+        if file.issuers.len() == 1 && file.issuers[0].jwks_url.is_some() && self.jwks_url.is_some()
+        {
+            overridden.push("jwks-url".into());
+        }
+        let variable = |key: &str| match key {
+            "issuer" => Some("AUTHGATE_ISSUER"),
+            "audience" => Some("AUTHGATE_AUDIENCE"),
+            "jwks-url" => Some("AUTHGATE_JWKS_URL"),
+            "listen" => Some("AUTHGATE_LISTEN"),
+            "metrics-listen" => Some("AUTHGATE_METRICS_LISTEN"),
+            _ => None,
+        };
+        overridden
+            .into_iter()
+            .map(
+                |key| match variable(&key).filter(|v| std::env::var_os(v).is_some()) {
+                    Some(var) => format!("{key} (from {var})"),
+                    None => key,
+                },
+            )
+            .collect()
+    }
+
     fn settings_over(&self, file: Settings) -> Result<Settings, StartupError> {
-        let mut settings = self.gate.over(file);
+        let mut settings = self.settings.clone().over(file);
         let audiences: Vec<String> = self
             .audiences
             .iter()
@@ -235,44 +168,6 @@ fn auth0_issuer(domain: &str) -> String {
     }
 }
 
-impl GateArgs {
-    /// These settings over `file`'s: each one given here replaces the
-    /// file's, but scope rules add up, since a rule can only narrow access
-    /// and none should vanish because another source also has rules.
-    pub(super) fn over(&self, file: Settings) -> Settings {
-        let mut s = file;
-        let dur = |flag: Option<Duration>, file: Option<Dur>| flag.map(Dur).or(file);
-        s.listen = self.listen.or(s.listen);
-        for rule in &self.require_scope {
-            if !s.require_scope.iter().any(|r| r.0 == *rule) {
-                s.require_scope.push(Parsed(rule.clone()));
-            }
-        }
-        s.jwks_refresh_interval = dur(self.jwks_refresh_interval, s.jwks_refresh_interval);
-        s.jwks_min_refresh_interval =
-            dur(self.jwks_min_refresh_interval, s.jwks_min_refresh_interval);
-        s.jwks_fetch_timeout = dur(self.jwks_fetch_timeout, s.jwks_fetch_timeout);
-        s.jwks_max_stale = dur(self.jwks_max_stale, s.jwks_max_stale);
-        s.require_typ = self.require_typ.clone().or(s.require_typ);
-        s.leeway = dur(self.leeway, s.leeway);
-        s.token_cache_entries = self.token_cache_entries.or(s.token_cache_entries);
-        s.max_connections = self.max_connections.or(s.max_connections);
-        s.handshake_timeout = dur(self.handshake_timeout, s.handshake_timeout);
-        s.max_header_list_size = self.max_header_list_size.or(s.max_header_list_size);
-        s.max_message_size = self.max_message_size.or(s.max_message_size);
-        s.max_concurrent_streams = self.max_concurrent_streams.or(s.max_concurrent_streams);
-        s.request_timeout = dur(self.request_timeout, s.request_timeout);
-        s.keepalive_interval = dur(self.keepalive_interval, s.keepalive_interval);
-        s.keepalive_timeout = dur(self.keepalive_timeout, s.keepalive_timeout);
-        s.tls_cert = self.tls_cert.clone().or(s.tls_cert);
-        s.tls_key = self.tls_key.clone().or(s.tls_key);
-        s.metrics_listen = self.metrics_listen.or(s.metrics_listen);
-        s.drain_delay = dur(self.drain_delay, s.drain_delay);
-        s.shutdown_timeout = dur(self.shutdown_timeout, s.shutdown_timeout);
-        s
-    }
-}
-
 pub(super) async fn serve(args: ServeArgs) -> Result<(), StartupError> {
     let settings = args.settings()?;
     let config = settings.server_config()?;
@@ -288,6 +183,15 @@ pub(super) async fn serve(args: ServeArgs) -> Result<(), StartupError> {
              # an issuer without `jwks-url` gets its keys through OIDC discovery.\n\
              # Secrets redacted: the query of every URL.\n"
         );
+        if let Some(path) = &args.config {
+            let overridden = args.overriding(&Settings::load(path)?);
+            if !overridden.is_empty() {
+                println!(
+                    "# Given by flags or the environment, over the config file's: {}\n",
+                    overridden.join(", ")
+                );
+            }
+        }
         print!("{}", settings.render_redacted());
         return Ok(());
     }

@@ -295,3 +295,42 @@ async fn a_server_from_a_file_trusts_each_issuer_with_its_own_audience() {
     let status = wait(&mut child).await;
     assert_eq!(status.code(), Some(0), "{status:?}");
 }
+
+/// An `AUTHGATE_ISSUER` left in the environment replaces the file's
+/// issuers: `--check` says so, naming the variable, and says nothing when
+/// only the file speaks.
+#[test]
+fn check_says_what_the_environment_overrode_in_the_file() {
+    let path = write(
+        "overridden.toml",
+        "listen = \"127.0.0.1:7101\"\naudience = \"a\"\nleeway = \"5s\"\n\
+         [[issuer]]\nurl = \"https://file.example/\"\n",
+    );
+    let config = path.to_str().unwrap();
+    let (code, stdout, stderr) = check(&["--config", config], &[]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(!stdout.contains("over the config file"), "{stdout}");
+
+    let (code, stdout, stderr) = check(
+        &["--config", config, "--leeway", "9s"],
+        &[
+            ("AUTHGATE_ISSUER", "https://env.example/"),
+            ("AUTHGATE_LISTEN", "127.0.0.1:7102"),
+        ],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let note = stdout
+        .lines()
+        .find(|l| l.contains("over the config file"))
+        .unwrap_or_else(|| panic!("no override note:\n{stdout}"));
+    for said in [
+        "issuer (from AUTHGATE_ISSUER)",
+        "listen (from AUTHGATE_LISTEN)",
+        "leeway",
+    ] {
+        assert!(note.contains(said), "{said}: {note}");
+    }
+    assert!(!note.contains("audience"), "{note}");
+    // The printout is still a config file that loads.
+    Settings::parse(&stdout).unwrap();
+}
