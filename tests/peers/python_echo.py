@@ -103,6 +103,8 @@ class Call:
         self.deadline = ""
         self.ended = threading.Event()
         self._finished = False
+        self._stream_ended = False
+        self._context = context
         self._events = events
         self._method = method
         remaining = context.time_remaining()
@@ -115,7 +117,7 @@ class Call:
             self._on_end()
 
     def _on_end(self):
-        if not self._finished:
+        if not self._finished or (self._stream_ended and self._cancelled_by_client()):
             passed = self._deadline_at is not None and time.monotonic() >= self._deadline_at - 0.05
             self._events.write(event="cancelled", method=self._method, deadline_passed=passed)
         self.ended.set()
@@ -123,6 +125,19 @@ class Call:
     def finish(self):
         """The handler is done: its end from here on is no cancellation."""
         self._finished = True
+
+    def stream_ended(self):
+        """The request stream ended and the handler is done. A caller's cancel
+        can look like that for a moment (the read ends empty before the cancel
+        is seen), so the call's end decides."""
+        self._stream_ended = True
+        self._finished = True
+
+    def _cancelled_by_client(self):
+        # grpcio has no public way to ask once the call is over; its state
+        # says "cancelled" when the caller cancelled or the deadline passed.
+        state = getattr(self._context, "_state", None)
+        return getattr(state, "client", None) == "cancelled"
 
     def reply(self, message):
         return echo_pb2.EchoReply(message=message, metadata=self.metadata, deadline=self.deadline)
@@ -149,14 +164,14 @@ class Echo(echo_pb2_grpc.EchoServicer):
     def ClientStream(self, request_iterator, context):
         call = self._call("ClientStream", context)
         joined = "".join(request.message for request in request_iterator)
-        call.finish()
+        call.stream_ended()
         return call.reply(joined)
 
     def Bidi(self, request_iterator, context):
         call = self._call("Bidi", context)
         for request in request_iterator:
             yield call.reply(request.message)
-        call.finish()
+        call.stream_ended()
 
     def Fail(self, request, context):
         call = self._call("Fail", context)

@@ -180,11 +180,16 @@ echo_suite() { # NAME COMMAND... (the server, without --events)
   wait_event "$name event: Hang ended by its deadline" "$events" cancelled /echo.v1.Echo/Hang '"deadline_passed":true'
   wait_event "$name event: ServerStream cancelled" "$events" cancelled /echo.v1.Echo/ServerStream
   wait_event "$name event: Bidi cancelled" "$events" cancelled /echo.v1.Echo/Bidi
-  echo "Unary cancelled $(event_count "$events" cancelled /echo.v1.Echo/Unary) times" >"$work/last"
-  if [ "$(event_count "$events" cancelled /echo.v1.Echo/Unary)" -eq 0 ]; then
-    pass "$name event: no cancel for calls that finished"
+  # Each cancel once, and none for the calls that finished (Fail included).
+  local counts="" want="Unary=0 ServerStream=1 ClientStream=0 Bidi=1 Fail=0 Hang=3" m
+  for m in Unary ServerStream ClientStream Bidi Fail Hang; do
+    counts="$counts $m=$(event_count "$events" cancelled "/echo.v1.Echo/$m")"
+  done
+  echo "cancelled events:$counts, want $want" >"$work/last"
+  if [ "${counts# }" = "$want" ]; then
+    pass "$name event: a cancel for each call cancelled, none for those that finished"
   else
-    fail "$name event: no cancel for calls that finished"
+    fail "$name event: a cancel for each call cancelled, none for those that finished"
   fi
   if grep -qF -- "$token" "$events" "$work/$name.out" "$work/$name.err"; then
     fail "$name never writes the token"
