@@ -106,9 +106,51 @@ impl ClientArgs {
 }
 
 pub(super) async fn token(args: TokenArgs) -> Result<(), Failure> {
-    let token = args.client.token_source()?.token().await?;
+    let source = args.client.token_source()?;
+    // A token read from the cache file may name a key the issuer no longer
+    // publishes (a restarted `authgate dev`): every server would refuse it.
+    // `call` finds out from the server; `token` asks the issuer's JWKS.
+    let cached = source.current();
+    let mut token = source.token().await?;
+    if cached.is_some_and(|c| c.secret() == token.secret())
+        && let Some(issuer) = &args.client.issuer
+        && !key_still_published(issuer, token.secret()).await
+    {
+        tracing::info!(
+            "the cached token's key is no longer published; asking the issuer for a new one"
+        );
+        token = source.renew(&token).await?;
+    }
     println!("{}", token.secret());
     Ok(())
+}
+
+/// Whether the issuer's JWKS still lists the `kid` in `token`'s header. Any
+/// doubt (no `kid`, the JWKS unreachable) counts as yes: the token is the
+/// issuer's to judge, and a fresh one is only worth asking for when the
+/// answer is a clear no.
+async fn key_still_published(issuer: &str, token: &str) -> bool {
+    use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+    let kid = token
+        .split('.')
+        .next()
+        .and_then(|header| URL_SAFE_NO_PAD.decode(header).ok())
+        .and_then(|header| serde_json::from_slice::<serde_json::Value>(&header).ok())
+        .and_then(|header| header.get("kid")?.as_str().map(str::to_owned));
+    let (Some(kid), Ok(url)) = (kid, net::parse_issuer_url("issuer", issuer)) else {
+        return true;
+    };
+    let source = JwksSource::Discovery {
+        issuer: issuer.to_owned(),
+        url,
+    };
+    let Ok(mut probe) = Refresher::new(KeyStore::new(), source, RefreshConfig::default()) else {
+        return true;
+    };
+    match probe.fetch().await {
+        Ok(keys) => keys.named(&kid).is_some(),
+        Err(_) => true,
+    }
 }
 
 pub(super) async fn call(args: CallArgs) -> Result<(), Failure> {

@@ -5,7 +5,8 @@ use super::*;
 /// `authgate dev`.
 #[derive(Debug, Args)]
 #[command(after_help = "Scopes: with no --require-scope, dev applies \
-    /authgate.v1.PrivateService/GetPrivate=read:private, and the dev client is granted read:private.")]
+    /authgate.v1.PrivateService/GetPrivate=read:private. The dev client is granted read:private, \
+    every scope the rules name, and each --grant-scope; it is refused (invalid_scope) any other.")]
 pub struct DevArgs {
     /// Where the dev issuer listens (loopback only): IP:PORT or HOST:PORT.
     #[arg(long, default_value = "127.0.0.1:50052", value_parser = parse_listen)]
@@ -32,6 +33,10 @@ pub struct DevArgs {
     /// The dev client's secret [default: a new random one each start].
     #[arg(long, env = "AUTHGATE_DEV_CLIENT_SECRET", hide_env_values = true, value_parser = parse_secret)]
     pub client_secret: Option<Secret>,
+    /// Also grant the dev client this scope (repeat for more); it is always
+    /// granted read:private and every scope the --require-scope rules name.
+    #[arg(long = "grant-scope", value_name = "SCOPE")]
+    pub grant_scope: Vec<String>,
     /// Write tokens of every shape issuers mint (and a few the gate must
     /// refuse) to FILE, one `NAME TOKEN` a line, for the interop checks.
     #[arg(long, value_name = "FILE", hide = true)]
@@ -48,6 +53,26 @@ pub const DEV_SCOPE_RULE: &str = "/authgate.v1.PrivateService/GetPrivate=read:pr
 /// Where `authgate dev` serves metrics unless told otherwise.
 pub const DEV_METRICS_LISTEN: &str = "127.0.0.1:50053";
 
+/// What the dev client may be granted: `read:private`, every scope a rule
+/// names (so that `--require-scope` on a method of yours works at once),
+/// and each `--grant-scope`, without repeats.
+fn granted_scopes(settings: &Settings, extra: &[String]) -> Vec<String> {
+    let named = settings
+        .require_scope
+        .iter()
+        .flat_map(|r| r.0.any_of.iter());
+    let mut scopes: Vec<String> = Vec::new();
+    for scope in std::iter::once(&"read:private".to_owned())
+        .chain(named)
+        .chain(extra)
+    {
+        if !scopes.contains(scope) {
+            scopes.push(scope.clone());
+        }
+    }
+    scopes
+}
+
 pub(super) async fn dev(args: DevArgs) -> Result<(), StartupError> {
     let mut listens = vec![("--issuer-listen", args.issuer_listen)];
     if args.second_issuer {
@@ -62,7 +87,13 @@ pub(super) async fn dev(args: DevArgs) -> Result<(), StartupError> {
         .client_secret
         .as_ref()
         .map_or_else(random_secret, |s| s.expose().to_owned());
-    let scopes = vec!["read:private".to_owned()];
+    let mut settings = args.settings.clone();
+    if settings.require_scope.is_empty() {
+        settings.require_scope.push(Parsed(
+            DEV_SCOPE_RULE.parse().expect("the dev scope rule parses"),
+        ));
+    }
+    let scopes = granted_scopes(&settings, &args.grant_scope);
     let mut issuers = Vec::new();
     for (flag, listen) in listens {
         let issuer = DevIssuer::start(DevIssuerConfig {
@@ -91,7 +122,6 @@ pub(super) async fn dev(args: DevArgs) -> Result<(), StartupError> {
         .as_ref()
         .map(|_| SampleKeys::add_to(&issuers[0]));
 
-    let mut settings = args.settings.clone();
     if settings.metrics_listen.is_none() {
         // Port 0 for gRPC asks for free ports: metrics follow, so that
         // several dev servers can run side by side.
@@ -100,11 +130,6 @@ pub(super) async fn dev(args: DevArgs) -> Result<(), StartupError> {
             metrics.set_port(0);
         }
         settings.metrics_listen = Some(metrics);
-    }
-    if settings.require_scope.is_empty() {
-        settings.require_scope.push(Parsed(
-            DEV_SCOPE_RULE.parse().expect("the dev scope rule parses"),
-        ));
     }
     settings.audience = vec![args.audience.clone()];
     settings.issuers = issuers
@@ -144,7 +169,8 @@ pub(super) async fn dev(args: DevArgs) -> Result<(), StartupError> {
 
     let subject = format!("{}@clients", args.client_id);
     let claims_of = |issuer: &DevIssuer| {
-        let mut claims = issuer.claims(&subject, &["read:private"]);
+        let granted: Vec<&str> = scopes.iter().map(String::as_str).collect();
+        let mut claims = issuer.claims(&subject, &granted);
         claims["azp"] = args.client_id.clone().into();
         claims["gty"] = "client-credentials".into();
         claims
@@ -174,6 +200,7 @@ pub(super) async fn dev(args: DevArgs) -> Result<(), StartupError> {
         metrics,
         tls: config.tls.is_some(),
         policy: &rules,
+        granted: &scopes.join(" "),
         ttl: args.token_ttl,
         program: &std::env::args().next().unwrap_or_else(|| "authgate".into()),
     });
@@ -293,6 +320,8 @@ struct DevBanner<'a> {
     metrics: Option<SocketAddr>,
     tls: bool,
     policy: &'a [ScopeRule],
+    /// The scopes the dev client is granted, space-separated.
+    granted: &'a str,
     ttl: Duration,
     /// How the user ran authgate, for commands they can paste.
     program: &'a str,
@@ -344,7 +373,7 @@ fn print_dev_banner(b: &DevBanner<'_>) {
          \x20 metrics        {metrics}\n\
          \x20 scopes         {rules}\n\
          \n\
-         {each} (valid {ttl}, scope read:private):\n\
+         {each} (valid {ttl}, scope {granted}):\n\
          \n\
          {minted}\
          Call GetPrivate with grpcurl (reflection is on, no .proto needed):\n\
@@ -384,6 +413,7 @@ fn print_dev_banner(b: &DevBanner<'_>) {
             rules.join("; ")
         },
         ttl = humantime::format_duration(b.ttl),
+        granted = b.granted,
         all = if b.tokens.len() > 1 {
             "them all"
         } else {

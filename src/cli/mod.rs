@@ -14,7 +14,7 @@ use crate::{
     gate::{ScopePolicy, ScopeRule},
     issuer::{DevClient, DevIssuer, DevIssuerConfig, random_secret},
     keys::Algorithm,
-    keys::{JwksSource, RefreshConfig},
+    keys::{JwksSource, KeyStore, RefreshConfig, Refresher},
     net,
     server::{Application, Drain, Limits, ServerConfig, TlsFiles, shutdown_signal, stop_signals},
 };

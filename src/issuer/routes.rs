@@ -268,14 +268,29 @@ pub(super) async fn token(
             "the client may not request tokens for this audience",
         );
     }
-    // As Auth0 does: the scopes asked for that the client was granted, or all
-    // of its scopes when it asks for none.
+    // The scopes asked for, or all of the client's when it asks for none. A
+    // scope the client may not be granted is refused, as RFC 6749 §5.2 says
+    // (`invalid_scope`), rather than dropped from a token that then fails
+    // every call that needs it.
     let scopes: Vec<&String> = match &request.scope {
-        Some(asked) => client
-            .scopes
-            .iter()
-            .filter(|s| asked.split(' ').any(|a| a == s.as_str()))
-            .collect(),
+        Some(asked) => {
+            let asked: Vec<&str> = asked.split(' ').filter(|a| !a.is_empty()).collect();
+            if let Some(refused) = asked
+                .iter()
+                .find(|a| !client.scopes.iter().any(|s| s == *a))
+            {
+                return oauth_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_scope",
+                    &format!("the client may not be granted scope `{refused}`"),
+                );
+            }
+            client
+                .scopes
+                .iter()
+                .filter(|s| asked.contains(&s.as_str()))
+                .collect()
+        }
         None => client.scopes.iter().collect(),
     };
     let scope = scopes

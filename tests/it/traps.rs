@@ -293,3 +293,117 @@ async fn tls_flags_and_help_say_what_is_needed() {
     let help = String::from_utf8(run(command).await.stdout).unwrap();
     assert!(help.contains(authgate::cli::DEV_SCOPE_RULE), "{help}");
 }
+
+/// The value `authgate dev` printed beside `name` in its banner.
+fn banner_value(lines: &[String], name: &str) -> String {
+    lines
+        .iter()
+        .find_map(|l| l.trim_start().strip_prefix(name))
+        .unwrap_or_else(|| panic!("the banner has no {name}: {lines:?}"))
+        .trim()
+        .to_owned()
+}
+
+/// The `scope` claim of a token, read without verifying (the test's own).
+fn scope_claim(token: &str) -> String {
+    let payload = URL_SAFE_NO_PAD
+        .decode(token.split('.').nth(1).unwrap())
+        .unwrap();
+    let claims: serde_json::Value = serde_json::from_slice(&payload).unwrap();
+    claims["scope"].as_str().unwrap_or_default().to_owned()
+}
+
+/// A newcomer guarding their own method ran `authgate dev --require-scope
+/// /greeter.v1.Greeter/SayHello=greet:hello`, asked `authgate token --scope
+/// greet:hello`, and got a token with an empty scope that every call
+/// refused. The dev client is now granted the scopes dev's rules name (and
+/// each `--grant-scope`), and a scope it cannot grant is refused as RFC 6749
+/// says, `invalid_scope`, instead of dropped.
+#[tokio::test]
+async fn dev_grants_the_scopes_its_rules_name_and_refuses_others() {
+    let (mut child, lines) = dev_banner(&[
+        "--require-scope",
+        "/greeter.v1.Greeter/SayHello=greet:hello",
+        "--grant-scope",
+        "greet:admin",
+    ])
+    .await;
+    let issuer = banner_value(&lines, "issuer");
+    let token = |scope: &str| {
+        let mut command = authgate();
+        command
+            .args(["token", "--no-cache", "--scope", scope])
+            .env("AUTHGATE_ISSUER", &issuer)
+            .env("AUTHGATE_AUDIENCE", banner_value(&lines, "audience"))
+            .env("AUTHGATE_CLIENT_ID", banner_value(&lines, "client id"))
+            .env(
+                "AUTHGATE_CLIENT_SECRET",
+                banner_value(&lines, "client secret"),
+            );
+        run(command)
+    };
+    let granted = token("greet:hello").await;
+    assert!(granted.status.success(), "{}", stderr(&granted));
+    let printed = String::from_utf8(granted.stdout).unwrap();
+    assert_eq!(scope_claim(printed.trim()), "greet:hello");
+    let extra = token("greet:admin read:private").await;
+    assert!(extra.status.success(), "{}", stderr(&extra));
+    let printed = String::from_utf8(extra.stdout).unwrap();
+    assert_eq!(scope_claim(printed.trim()), "read:private greet:admin");
+
+    let refused = token("greet:hello delete:everything").await;
+    assert!(!refused.status.success());
+    let said = stderr(&refused);
+    assert!(said.contains("invalid_scope"), "{said}");
+    assert!(said.contains("delete:everything"), "{said}");
+    // The banner's ready token carries every granted scope.
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("scope read:private greet:hello greet:admin")),
+        "{lines:?}"
+    );
+    signal(&child, libc::SIGINT);
+    wait(&mut child).await;
+}
+
+/// `authgate token` handed out a cached token whose key the issuer no
+/// longer published (a restarted `authgate dev`); `call` recovered by
+/// retrying, `token` did not. Now `token` checks the issuer's JWKS for the
+/// cached token's `kid` and asks for a new token when it is gone, and only
+/// then.
+#[tokio::test]
+async fn token_replaces_a_cached_token_whose_key_is_withdrawn() {
+    let issuer = spawn_issuer().await;
+    let cache = temp_dir("withdrawn-cache");
+    let token = || {
+        let mut command = client_command(&issuer, &cache);
+        command.arg("token");
+        run(command)
+    };
+    let first = token().await;
+    assert!(first.status.success(), "{}", stderr(&first));
+    let again = token().await;
+    assert_eq!(again.stdout, first.stdout, "the cached token is reused");
+    assert_eq!(issuer.token_hits(), 1);
+
+    let old = issuer.current_kid();
+    let new = issuer.rotate(Algorithm::RS256);
+    issuer.set_published(&old, false);
+    let replaced = token().await;
+    assert!(replaced.status.success(), "{}", stderr(&replaced));
+    assert_ne!(replaced.stdout, first.stdout, "a token of a withdrawn key");
+    assert_eq!(issuer.token_hits(), 2, "asked for once");
+    let header = String::from_utf8(replaced.stdout.clone()).unwrap();
+    let header = URL_SAFE_NO_PAD
+        .decode(header.trim().split('.').next().unwrap())
+        .unwrap();
+    assert!(String::from_utf8_lossy(&header).contains(&new));
+    let kept = token().await;
+    assert_eq!(
+        kept.stdout, replaced.stdout,
+        "a published key's token stays"
+    );
+    assert_eq!(issuer.token_hits(), 2);
+    let _ = std::fs::remove_dir_all(&cache);
+}
