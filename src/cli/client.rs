@@ -68,7 +68,7 @@ pub struct CallArgs {
 
 impl ClientArgs {
     /// The token source these flags describe.
-    pub fn token_source(&self) -> Result<TokenSource, Failure> {
+    pub(crate) fn token_source(&self) -> Result<TokenSource, Failure> {
         let missing = |what: &str, flag: &str, env: &str| {
             Failure::Usage(format!("no {what}: pass {flag} or set {env}"))
         };

@@ -107,7 +107,7 @@ fn parse_algorithm(s: &str) -> Result<Algorithm, String> {
 
 /// Why a command failed, and so how it exits.
 #[derive(Debug, thiserror::Error)]
-pub enum Failure {
+pub(crate) enum Failure {
     /// The server could not start (exit 2 for settings, 1 otherwise).
     #[error(transparent)]
     Startup(#[from] StartupError),
@@ -119,12 +119,7 @@ pub enum Failure {
     Usage(String),
     /// Connecting to the server failed (exit 1).
     #[error("cannot connect to {addr}: {detail}")]
-    Connect {
-        /// The address.
-        addr: String,
-        /// Why.
-        detail: String,
-    },
+    Connect { addr: String, detail: String },
     /// The call answered with an error (exit 64 + its gRPC code, as grpcurl does).
     #[error("ERROR:\n  Code: {:?}\n  Message: {}", .0.code(), .0.message())]
     Call(tonic::Status),
