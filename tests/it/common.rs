@@ -515,3 +515,27 @@ pub async fn spawn_tls_app(name: &str) -> (TestApp, std::path::PathBuf) {
     .await;
     (app, ca_path)
 }
+
+/// The services v1 reflection lists on `channel`, asked without a token.
+pub async fn reflected_services(channel: Channel) -> Vec<String> {
+    use tokio_stream::StreamExt;
+    use tonic_reflection::pb::v1::{
+        ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
+        server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
+    };
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut stream = ServerReflectionClient::new(channel)
+        .server_reflection_info(tokio_stream::iter([request]))
+        .await
+        .expect("v1 reflection answers without a token")
+        .into_inner();
+    let Some(MessageResponse::ListServicesResponse(list)) =
+        stream.next().await.unwrap().unwrap().message_response
+    else {
+        panic!("not a service list")
+    };
+    list.service.into_iter().map(|s| s.name).collect()
+}

@@ -131,26 +131,7 @@ async fn your_own_service_is_guarded_with_health_reflection_and_scopes() {
     );
 
     // Reflection serves your descriptor set.
-    use tonic_reflection::pb::v1::{
-        ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
-        server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
-    };
-    let mut reflection = ServerReflectionClient::new(channel);
-    let request = ServerReflectionRequest {
-        host: String::new(),
-        message_request: Some(MessageRequest::ListServices(String::new())),
-    };
-    let mut list = reflection
-        .server_reflection_info(tokio_stream::iter([request]))
-        .await
-        .unwrap()
-        .into_inner();
-    let Some(MessageResponse::ListServicesResponse(list)) =
-        list.next().await.unwrap().unwrap().message_response
-    else {
-        panic!("not a service list")
-    };
-    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+    let names = crate::common::reflected_services(channel).await;
     assert!(
         names.contains(&"greeter.v1.Greeter".to_owned()),
         "{names:?}"

@@ -25,36 +25,15 @@ async fn health_is_public_and_serving_once_keys_load() {
 async fn reflection_v1_and_v1alpha_are_public() {
     use tokio_stream::StreamExt;
     let app = spawn_app().await;
-    {
-        use tonic_reflection::pb::v1::{
-            ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
-            server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
-        };
-        let mut client = ServerReflectionClient::new(app.channel().await);
-        let request = ServerReflectionRequest {
-            host: String::new(),
-            message_request: Some(MessageRequest::ListServices(String::new())),
-        };
-        let mut stream = client
-            .server_reflection_info(tokio_stream::iter([request]))
-            .await
-            .expect("v1 reflection answers without a token")
-            .into_inner();
-        let Some(MessageResponse::ListServicesResponse(list)) =
-            stream.next().await.unwrap().unwrap().message_response
-        else {
-            panic!("not a service list")
-        };
-        let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
-        assert!(
-            names.contains(&"authgate.v1.PrivateService".to_owned()),
-            "{names:?}"
-        );
-        assert!(
-            names.contains(&"grpc.health.v1.Health".to_owned()),
-            "{names:?}"
-        );
-    }
+    let names = crate::common::reflected_services(app.channel().await).await;
+    assert!(
+        names.contains(&"authgate.v1.PrivateService".to_owned()),
+        "{names:?}"
+    );
+    assert!(
+        names.contains(&"grpc.health.v1.Health".to_owned()),
+        "{names:?}"
+    );
     {
         use tonic_reflection::pb::v1alpha::{
             ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
