@@ -406,24 +406,86 @@ fn redact_url(url: &str) -> String {
 }
 
 /// What an operator cannot mean, beyond what the library refuses: a refresh
-/// that would spin, timeouts too short for a handshake or a ping.
+/// that would spin, timeouts too short for a handshake or a ping, and
+/// values so large they switch a defence off (`--leeway 500y` is expiry
+/// not checked at all; `--jwks-max-stale 1000y` keeps withdrawn keys).
 fn check_bounds(config: &ServerConfig) -> Result<(), StartupError> {
-    let (refresh, limits) = (&config.refresh, &config.limits);
-    let second = Duration::from_secs(1);
-    let tenth = Duration::from_millis(100);
-    for (flag, value, floor) in [
-        ("--jwks-refresh-interval", refresh.interval, second),
-        ("--jwks-min-refresh-interval", refresh.min_interval, second),
-        ("--jwks-fetch-timeout", refresh.fetch_timeout, tenth),
-        ("--handshake-timeout", limits.handshake_timeout, tenth),
-        ("--request-timeout", limits.request_timeout, tenth),
-        ("--keepalive-interval", limits.keepalive_interval, second),
-        ("--keepalive-timeout", limits.keepalive_timeout, tenth),
-    ] {
+    let (refresh, limits, drain) = (&config.refresh, &config.limits, &config.drain);
+    let (tenth, second, minute, hour) = (
+        Duration::from_millis(100),
+        Duration::from_secs(1),
+        Duration::from_secs(60),
+        Duration::from_secs(3600),
+    );
+    let leeways = config
+        .issuers
+        .iter()
+        .map(|i| ("--leeway", i.validation.leeway, Duration::ZERO, 10 * minute));
+    let bounded = [
+        (
+            "--jwks-refresh-interval",
+            refresh.interval,
+            second,
+            24 * hour,
+        ),
+        (
+            "--jwks-min-refresh-interval",
+            refresh.min_interval,
+            second,
+            24 * hour,
+        ),
+        (
+            "--jwks-fetch-timeout",
+            refresh.fetch_timeout,
+            tenth,
+            5 * minute,
+        ),
+        (
+            "--jwks-max-stale",
+            refresh.max_stale,
+            Duration::ZERO,
+            30 * 24 * hour,
+        ),
+        (
+            "--handshake-timeout",
+            limits.handshake_timeout,
+            tenth,
+            minute,
+        ),
+        (
+            "--request-timeout",
+            limits.request_timeout,
+            tenth,
+            24 * hour,
+        ),
+        (
+            "--keepalive-interval",
+            limits.keepalive_interval,
+            second,
+            hour,
+        ),
+        (
+            "--keepalive-timeout",
+            limits.keepalive_timeout,
+            tenth,
+            5 * minute,
+        ),
+        ("--drain-delay", drain.delay, Duration::ZERO, hour),
+        ("--shutdown-timeout", drain.timeout, Duration::ZERO, hour),
+    ];
+    let show = |d: Duration| humantime::format_duration(d).to_string();
+    for (flag, value, floor, ceiling) in leeways.chain(bounded) {
         if value < floor {
             return Err(StartupError::Config(format!(
                 "{flag} must be at least {}",
-                humantime::format_duration(floor)
+                show(floor)
+            )));
+        }
+        if value > ceiling {
+            return Err(StartupError::Config(format!(
+                "{flag} ({}) must be at most {}: more is a defence switched off, not a setting",
+                show(value),
+                show(ceiling)
             )));
         }
     }

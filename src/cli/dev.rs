@@ -137,8 +137,11 @@ pub(super) async fn dev(args: DevArgs) -> Result<(), StartupError> {
         .map(|issuer| IssuerSettings::new(issuer.url()))
         .collect();
     let config = settings.server_config()?;
+    // Rules for methods of your own service only shape what the dev client
+    // is granted: warned about, not refused.
     let app = Application::builder(config.clone())
         .add_demo_service()
+        .warn_on_unknown_rules()
         .bind()
         .await
         .map_err(|e| match e {

@@ -172,7 +172,9 @@ pub(super) async fn serve(args: ServeArgs) -> Result<(), StartupError> {
     let settings = args.settings()?;
     let config = settings.server_config()?;
     if args.check {
-        config.check()?;
+        let warnings = Application::builder(config.clone())
+            .add_demo_service()
+            .check()?;
         let file = args
             .config
             .as_ref()
@@ -191,6 +193,9 @@ pub(super) async fn serve(args: ServeArgs) -> Result<(), StartupError> {
                     overridden.join(", ")
                 );
             }
+        }
+        for warning in warnings {
+            println!("# Warning, as serve would log it: {warning}\n");
         }
         print!("{}", settings.render_redacted());
         return Ok(());
@@ -265,13 +270,6 @@ pub(super) fn log_start(config: &ServerConfig, addr: SocketAddr, metrics: Option
         metrics = ?metrics,
         "authgate serving"
     );
-    if config.tls.is_none() && !addr.ip().is_loopback() {
-        tracing::warn!(
-            listen = %addr,
-            "serving plaintext on a non-loopback address: bearer tokens cross the network \
-             unencrypted; use --tls-cert/--tls-key or a TLS-terminating proxy"
-        );
-    }
 }
 
 #[cfg(test)]

@@ -262,6 +262,11 @@ impl Gate {
         decision
     }
 
+    /// The scope rules this gate applies.
+    pub fn scope_policy(&self) -> &ScopePolicy {
+        &self.shared.policy
+    }
+
     /// What this gate has decided so far.
     pub fn stats(&self) -> &GateStats {
         &self.shared.stats

@@ -111,6 +111,13 @@ impl ScopePolicy {
         }
     }
 
+    /// The paths the rules are for: each method's, and `/package.Service/*`
+    /// for each whole service.
+    pub fn paths(&self) -> impl Iterator<Item = String> + '_ {
+        let methods = self.methods.keys().map(|m| m.to_string());
+        methods.chain(self.services.keys().map(|s| format!("{s}*")))
+    }
+
     /// Whether no method needs a scope.
     pub fn is_empty(&self) -> bool {
         self.methods.is_empty() && self.services.is_empty()

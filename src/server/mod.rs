@@ -42,6 +42,50 @@ use crate::{Clock, Gate, StartupError, keys::KeyStore, keys::Refresher};
 use health::Readiness;
 use metrics::Metrics;
 
+/// Refuses a scope rule for a method this server does not have: one of a
+/// known service (its descriptor set given) that lists no such method, or
+/// a service that is neither served nor public.
+fn check_rules(
+    policy: &crate::ScopePolicy,
+    guarded: &[&str],
+    methods: &GrpcMetrics,
+) -> Result<(), StartupError> {
+    let known = |service: &str| methods.methods().iter().any(|m| *m.service == *service);
+    for path in policy.paths() {
+        let Some((service, method)) = path.strip_prefix('/').and_then(|p| p.split_once('/')) else {
+            continue;
+        };
+        let hosted = guarded.contains(&service) || crate::PUBLIC_SERVICES.contains(&service);
+        let missing = if known(service) {
+            method != "*"
+                && !methods
+                    .methods()
+                    .iter()
+                    .any(|m| *m.service == *service && *m.method == *method)
+        } else {
+            !guarded.is_empty() && !hosted
+        };
+        if missing {
+            let have: Vec<String> = methods
+                .methods()
+                .iter()
+                .filter(|m| guarded.contains(&&*m.service))
+                .map(|m| format!("/{}/{}", m.service, m.method))
+                .collect();
+            return Err(StartupError::Config(format!(
+                "the scope rule for `{path}` names a method this server does not have, so \
+                 it would guard nothing (its methods: {})",
+                if have.is_empty() {
+                    "none known".into()
+                } else {
+                    have.join(", ")
+                }
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Reflection's own descriptor sets, for the metrics' method table.
 const REFLECTION_SETS: [&[u8]; 2] = [
     tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET,
@@ -59,9 +103,21 @@ pub struct ApplicationBuilder {
     guarded: Vec<&'static str>,
     descriptor_sets: Vec<&'static [u8]>,
     clock: Option<Clock>,
+    /// Whether a scope rule for a method this server lacks is only warned
+    /// about (a proxy's upstream, `authgate dev`'s rules for your service).
+    warn_unknown_rules: bool,
 }
 
 impl ApplicationBuilder {
+    /// Warns about, rather than refuses, scope rules for methods this
+    /// server does not have: for a server whose methods are not all known
+    /// here (a proxy), or whose rules serve another purpose (`authgate
+    /// dev` grants the scopes its rules name).
+    pub fn warn_on_unknown_rules(mut self) -> Self {
+        self.warn_unknown_rules = true;
+        self
+    }
+
     /// Serves `service` behind the gate; its health (by its full name)
     /// follows the keys and the drain.
     pub fn add_service<S>(mut self, service: S) -> Self
@@ -131,8 +187,57 @@ impl ApplicationBuilder {
         self.bind().await?.run_until(shutdown).await
     }
 
+    /// Checks everything that can be checked without binding or the
+    /// network: the configuration, the TLS files, and that every scope rule
+    /// names a method this server has (a typo such as `GetPrivat` would
+    /// otherwise leave the real method open to any valid token). Returns
+    /// what start-up would warn about.
+    pub fn check(&self) -> Result<Vec<String>, StartupError> {
+        let policy = match &self.gate {
+            Some(gate) => gate.scope_policy().clone(),
+            None => {
+                self.config.check()?;
+                self.config.policy.clone()
+            }
+        };
+        self.config.check_and_load_tls()?;
+        let mut sets = self.descriptor_sets.clone();
+        sets.extend(REFLECTION_SETS);
+        sets.push(tonic_health::pb::FILE_DESCRIPTOR_SET);
+        let methods = GrpcMetrics::from_descriptor_sets(&sets)
+            .map_err(|e| StartupError::Config(format!("descriptor sets: {e}")))?;
+        let mut warnings = self.warnings();
+        match check_rules(&policy, &self.guarded, &methods) {
+            Err(StartupError::Config(why)) if self.warn_unknown_rules => warnings.push(why),
+            checked => checked?,
+        }
+        Ok(warnings)
+    }
+
+    /// What is allowed but likely a mistake.
+    fn warnings(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        let listen = self.config.listen;
+        if self.config.tls.is_none() && !listen.ip().is_loopback() {
+            warnings.push(format!(
+                "serving plaintext on {listen}, a non-loopback address: bearer tokens cross \
+                 the network unencrypted; use --tls-cert/--tls-key or a TLS-terminating proxy"
+            ));
+        }
+        if let Some(metrics) = self.config.metrics_listen.filter(|m| !m.ip().is_loopback()) {
+            warnings.push(format!(
+                "metrics on {metrics}, a non-loopback address: anyone who reaches it reads \
+                 them without a token; bind it to loopback or a private network"
+            ));
+        }
+        warnings
+    }
+
     /// Prepares to serve on a listener the caller bound.
     pub fn with_listener(self, listener: TcpListener) -> Result<Application, StartupError> {
+        for warning in self.check()? {
+            tracing::warn!("{warning}");
+        }
         let ApplicationBuilder {
             config,
             gate,
@@ -140,6 +245,7 @@ impl ApplicationBuilder {
             guarded,
             mut descriptor_sets,
             clock,
+            ..
         } = self;
         let local_addr = listener.local_addr().map_err(|source| StartupError::Bind {
             addr: config.listen.to_string(),
@@ -215,6 +321,7 @@ impl Application {
             guarded: Vec::new(),
             descriptor_sets: Vec::new(),
             clock: None,
+            warn_unknown_rules: false,
         }
     }
 

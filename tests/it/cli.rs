@@ -436,7 +436,7 @@ async fn token_and_call_reuse_one_cached_token_across_runs() {
     );
 
     // Other scopes are another cache entry, and another request.
-    let other = run(&["token", "--scope", "nothing"]).await.unwrap();
+    let other = run(&["token", "--scope", "read:private"]).await.unwrap();
     assert!(other.status.success());
     assert_eq!(app.issuer.token_hits(), 2);
     let _ = std::fs::remove_dir_all(&cache);
@@ -458,9 +458,18 @@ async fn call_prints_the_code_and_message_and_exits_non_zero() {
     assert!(stderr.contains("Message: token is malformed"), "{stderr}");
     assert!(!stderr.contains("not.a.token"));
 
-    // A token without the scope: PERMISSION_DENIED, named.
+    // A token without the scope: PERMISSION_DENIED, named. (The issuer
+    // refuses to grant a client a scope it lacks, so another client.)
+    app.issuer.add_client(authgate::issuer::DevClient {
+        id: "other-client".into(),
+        secret: "other-secret".into(),
+        scopes: vec!["read:other".into()],
+    });
     let mut command = client_command(&app.issuer, &cache);
-    command.args(["call", "--addr", &addr, "--scope", "other", "--no-cache"]);
+    command
+        .args(["call", "--addr", &addr, "--no-cache"])
+        .env("AUTHGATE_CLIENT_ID", "other-client")
+        .env("AUTHGATE_CLIENT_SECRET", "other-secret");
     let output = tokio::task::spawn_blocking(move || command.output().unwrap())
         .await
         .unwrap();

@@ -121,6 +121,9 @@ pub struct Options {
     pub drain: Drain,
     /// The gate reads the time here instead of the system clock.
     pub clock: Option<Clock>,
+    /// Scope rules for methods the server lacks are warned about instead
+    /// of refused: for tests of the policy on paths no handler serves.
+    pub rules_for_other_methods: bool,
 }
 
 impl Default for Options {
@@ -145,6 +148,7 @@ impl Default for Options {
             metrics: true,
             drain: Drain::default(),
             clock: None,
+            rules_for_other_methods: false,
         }
     }
 }
@@ -265,10 +269,11 @@ async fn spawn_server(
         drain: options.drain,
     };
     let listener = TcpListener::bind(config.listen).await.unwrap();
-    let mut app = Application::builder(config)
-        .add_demo_service()
-        .with_listener(listener)
-        .expect("the server builds");
+    let mut builder = Application::builder(config).add_demo_service();
+    if options.rules_for_other_methods {
+        builder = builder.warn_on_unknown_rules();
+    }
+    let mut app = builder.with_listener(listener).expect("the server builds");
     if let Some(clock) = options.clock {
         app = app.with_clock(clock);
     }

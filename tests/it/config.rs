@@ -104,7 +104,7 @@ fn flags_beat_environment_beat_the_file() {
         "listen = \"127.0.0.1:7001\"\n\
          audience = \"from-file\"\n\
          leeway = \"11s\"\n\
-         require-scope = \"/a.S/M=file\"\n\
+         require-scope = \"/authgate.v1.PrivateService/GetPrivate=file\"\n\
          [[issuer]]\nurl = \"https://one.example/\"\n\
          [[issuer]]\nurl = \"https://two.example/\"\naudience = \"two-own\"\nleeway = \"3s\"\n",
     );
@@ -174,9 +174,23 @@ fn flags_beat_environment_beat_the_file() {
     assert_eq!(s.issuers[1].url, "https://b.example/");
 
     // Scope rules add up: the command line's never drop the file's.
-    let s = effective(&["--config", config, "--require-scope", "/a.S/N=flag"], &[]);
+    let s = effective(
+        &[
+            "--config",
+            config,
+            "--require-scope",
+            "/authgate.v1.PrivateService/*=flag",
+        ],
+        &[],
+    );
     let rules: Vec<String> = s.require_scope.iter().map(|r| r.0.to_string()).collect();
-    assert_eq!(rules, ["/a.S/M=file", "/a.S/N=flag"]);
+    assert_eq!(
+        rules,
+        [
+            "/authgate.v1.PrivateService/GetPrivate=file",
+            "/authgate.v1.PrivateService/*=flag"
+        ]
+    );
 }
 
 #[test]
@@ -333,4 +347,100 @@ fn check_says_what_the_environment_overrode_in_the_file() {
     assert!(!note.contains("audience"), "{note}");
     // The printout is still a config file that loads.
     Settings::parse(&stdout).unwrap();
+}
+
+/// Issue 19, finding 5: a typo in a scope rule passed `--check` and serve
+/// started with GetPrivate open to any valid token. A rule must name a
+/// method the server has; both `--check` and start-up refuse one that does
+/// not, and say which methods there are.
+#[test]
+fn a_scope_rule_for_a_method_the_server_lacks_is_refused() {
+    let base = ["--issuer", "https://t.example/", "--audience", "a"];
+    for rule in [
+        "/authgate.v1.PrivateService/GetPrivat=read:private",
+        "/authgate.v1.PrivateServic/GetPrivate=read:private",
+        "/authgate.v1.PrivateServic/*=read:private",
+    ] {
+        let args: Vec<&str> = base
+            .iter()
+            .copied()
+            .chain(["--require-scope", rule])
+            .collect();
+        let (code, _, stderr) = check(&args, &[]);
+        assert_eq!(code, 2, "{rule} passed --check");
+        assert!(stderr.contains("does not have"), "{rule}: {stderr}");
+        assert!(
+            stderr.contains("/authgate.v1.PrivateService/GetPrivate"),
+            "{rule}: the message lists the methods: {stderr}"
+        );
+        let started = authgate()
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(&args)
+            .output()
+            .unwrap();
+        assert_eq!(started.status.code(), Some(2), "{rule} started serve");
+    }
+    for rule in [
+        "/authgate.v1.PrivateService/GetPrivate=read:private",
+        "/authgate.v1.PrivateService/*=read:private|admin",
+        "/grpc.health.v1.Health/Check=health",
+    ] {
+        let args: Vec<&str> = base
+            .iter()
+            .copied()
+            .chain(["--require-scope", rule])
+            .collect();
+        let (code, _, stderr) = check(&args, &[]);
+        assert_eq!(code, 0, "{rule}: {stderr}");
+    }
+}
+
+/// Issue 19, finding 6: values so large they switch a defence off passed
+/// `--check`: `--leeway 500y` (expiry never checked), `--jwks-max-stale
+/// 1000y` (withdrawn keys kept through any outage), `--handshake-timeout
+/// 100y`. And a plaintext listener off loopback was only warned about in
+/// serve's logs, never by `--check`.
+#[test]
+fn check_refuses_defences_switched_off_and_says_what_serve_would_warn() {
+    let base = ["--issuer", "https://t.example/", "--audience", "a"];
+    for extra in [
+        &["--leeway", "500y"][..],
+        &["--jwks-max-stale", "1000y"],
+        &["--handshake-timeout", "100y"],
+        &["--request-timeout", "100y"],
+        &["--keepalive-interval", "100y"],
+        &[
+            "--jwks-refresh-interval",
+            "100y",
+            "--jwks-max-stale",
+            "200y",
+        ],
+    ] {
+        let args: Vec<&str> = base.iter().chain(extra).copied().collect();
+        let (code, _, stderr) = check(&args, &[]);
+        assert_eq!(code, 2, "{extra:?} passed --check");
+        assert!(stderr.contains("must be at most"), "{extra:?}: {stderr}");
+    }
+    let per_issuer = write(
+        "leeway.toml",
+        "audience = \"a\"\n[[issuer]]\nurl = \"https://t.example/\"\nleeway = \"500y\"\n",
+    );
+    let (code, _, stderr) = check(&["--config", per_issuer.to_str().unwrap()], &[]);
+    assert_eq!(code, 2, "an issuer's own leeway of 500y passed");
+    assert!(stderr.contains("--leeway"), "{stderr}");
+
+    let args: Vec<&str> = base
+        .iter()
+        .chain(&["--listen", "0.0.0.0:50051", "--leeway", "10m"])
+        .copied()
+        .collect();
+    let (code, stdout, stderr) = check(&args, &[]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains("# Warning, as serve would log it: serving plaintext on 0.0.0.0:50051"),
+        "{stdout}"
+    );
+    Settings::parse(&stdout).unwrap();
+    let (_, stdout, _) = check(&base, &[]);
+    assert!(!stdout.contains("Warning"), "{stdout}");
 }

@@ -171,3 +171,26 @@ async fn the_builder_refuses_what_cannot_be_right_before_anything_starts() {
         assert!(error.contains(says), "{says}: {error}");
     }
 }
+
+/// A rule for a method your service does not have would guard nothing: the
+/// assembly refuses it before serving, naming the methods there are.
+#[tokio::test]
+async fn a_rule_for_a_method_your_service_lacks_stops_the_server() {
+    let issuer = spawn_issuer().await;
+    let gate = Gate::builder()
+        .issuer(issuer.url())
+        .audience(issuer.audience())
+        .require_scope("/greeter.v1.Greeter/SayHelo=greet:hello")
+        .build()
+        .unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let error = Application::builder(ServerConfig::default())
+        .gate(gate)
+        .add_service(GreeterServer::new(MyGreeter))
+        .descriptor_set(service::pb::FILE_DESCRIPTOR_SET)
+        .with_listener(listener)
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("/greeter.v1.Greeter/SayHelo"), "{error}");
+    assert!(error.contains("/greeter.v1.Greeter/SayHello,"), "{error}");
+}

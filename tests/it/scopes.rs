@@ -123,6 +123,9 @@ async fn a_scope_array_passes_where_no_scope_is_required() {
 fn rules(rules: &[&str]) -> Options {
     Options {
         rules: rules.iter().map(|r| r.parse().unwrap()).collect(),
+        // Some rules here are for methods no handler serves, to see the
+        // policy apply to any path.
+        rules_for_other_methods: true,
         ..Options::default()
     }
 }
