@@ -6,10 +6,8 @@
 use std::{sync::OnceLock, time::Duration};
 
 use authgate::{
-    {Gate, ScopePolicy, bearer_token},
-    {ValidationConfig, Validator},
-    keys::KeySet,
-    keys::refresher::KeyStore,
+    Gate, ScopePolicy, ValidationConfig, Validator, bearer_token,
+    keys::{KeySet, KeyStore},
 };
 use libfuzzer_sys::fuzz_target;
 
@@ -24,14 +22,15 @@ fn fixed_now() -> i64 {
     NOW
 }
 
-struct Gate {
+/// The gate under test, and the tokens its issuer signed.
+struct Fixture {
     gate: Gate,
     issued: Vec<&'static str>,
 }
 
-fn gate() -> &'static Gate {
-    static GATE: OnceLock<Gate> = OnceLock::new();
-    GATE.get_or_init(|| {
+fn fixture() -> &'static Fixture {
+    static FIXTURE: OnceLock<Fixture> = OnceLock::new();
+    FIXTURE.get_or_init(|| {
         let store = KeyStore::new();
         store.publish(KeySet::from_jwks(JWKS.as_bytes(), None).unwrap().0);
         let validator = Validator::new(ValidationConfig {
@@ -41,17 +40,16 @@ fn gate() -> &'static Gate {
             require_typ: None,
         });
         let policy = ScopePolicy::new([format!("{METHOD}=read:private").parse().unwrap()]);
-        Gate {
+        Fixture {
             // A small cache, so that the fuzzer also runs hits and evictions.
-            gate: Gate::with_token_cache(validator, store, policy, 16)
-                .with_clock(fixed_now),
+            gate: Gate::with_token_cache(validator, store, policy, 16).with_clock(fixed_now),
             issued: TOKENS.lines().filter(|l| !l.is_empty()).collect(),
         }
     })
 }
 
 fuzz_target!(|data: &[u8]| {
-    let gate = gate();
+    let gate = fixture();
     // A NUL splits the input into two authorization values, so the fuzzer
     // reaches the duplicate-header check too.
     let values: Vec<&[u8]> = data.splitn(2, |b| *b == 0).collect();
