@@ -34,7 +34,7 @@ def main():
         response = call(stub, token)
         assert response.message == "This is private", response
         assert response.subject == "authgate-dev@clients", response
-        assert list(response.scopes) == ["read:private"], response
+        assert list(response.scopes) == ["read:private", "other"], response
         print(f"ok: GetPrivate -> {response.message!r} for {response.subject}")
         expect_code(stub, None, grpc.StatusCode.UNAUTHENTICATED, "missing authorization")
         expect_code(stub, token[:-4] + "AAAA", grpc.StatusCode.UNAUTHENTICATED, "signature is invalid")

@@ -19,7 +19,7 @@ cargo build --quiet --bin authgate
 authgate=target/debug/authgate
 secret="interop-$RANDOM$RANDOM"
 "$authgate" dev --listen 127.0.0.1:0 --issuer-listen 127.0.0.1:0 --client-secret "$secret" \
-  --sample-tokens "$work/samples.txt" >"$work/dev.out" 2>"$work/dev.err" &
+  --grant-scope other --sample-tokens "$work/samples.txt" >"$work/dev.out" 2>"$work/dev.err" &
 dev=$!
 trap 'kill $dev 2>/dev/null || true' EXIT
 for _ in $(seq 600); do grep -q '^Ctrl-C' "$work/dev.out" 2>/dev/null && break; sleep 0.1; done
