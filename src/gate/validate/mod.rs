@@ -51,15 +51,15 @@ pub struct ValidationConfig {
     pub leeway: Duration,
     /// The only `typ` accepted (`--require-typ`), compared without case and
     /// with `application/` optional, so `at+jwt` also accepts
-    /// `application/at+jwt`. `None`: an absent `typ`, `JWT`, `at+jwt` and
-    /// `application/at+jwt`.
+    /// `application/at+jwt`. `None`: any of [`ACCEPTED_TYPS`], or no `typ`.
     pub require_typ: Option<String>,
 }
 
-/// The `typ` values accepted when none is required: an access token's
-/// (RFC 9068 §2.1) or a plain JWT's. A DPoP proof, a logout token and the
-/// like are never access tokens (RFC 8725 §3.11).
-pub const ACCEPTED_TYPS: [&str; 3] = ["JWT", "at+jwt", "application/at+jwt"];
+/// The `typ` values accepted when none is required, in any case: an access
+/// token's (RFC 9068 §2.1) or a plain JWT's, each with or without its
+/// optional `application/` (RFC 7515 §4.1.9). A DPoP proof, a logout token
+/// and the like are never access tokens (RFC 8725 §3.11).
+pub const ACCEPTED_TYPS: [&str; 4] = ["JWT", "application/jwt", "at+jwt", "application/at+jwt"];
 
 /// Checks tokens against one issuer's rules. Holds no keys: they come with
 /// each call from the key set the refresher last published.
@@ -479,6 +479,8 @@ mod tests {
             None,
             Some("JWT"),
             Some("jwt"),
+            Some("application/jwt"),
+            Some("Application/JWT"),
             Some("at+jwt"),
             Some("AT+JWT"),
             Some("application/at+jwt"),
