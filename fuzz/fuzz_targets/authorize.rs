@@ -39,6 +39,7 @@ fn gate() -> &'static Gate {
             audiences: vec!["https://api.fuzz.test".into()],
             leeway: Duration::from_secs(30),
             require_typ: None,
+            ..Default::default()
         });
         let policy = ScopePolicy::new([format!("{METHOD}=read:private").parse().unwrap()]);
         Gate {
