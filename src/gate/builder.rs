@@ -71,14 +71,17 @@ impl IssuerConfig {
     /// An issuer whose keys are at `jwks_url` (no discovery), every other
     /// rule at its [`ValidationConfig::default`]. `issuer` is only compared
     /// with `iss`, so it need not be a URL: Google's `accounts.google.com`,
-    /// or a service account's email. `jwks_url` must be `https://`, or
-    /// `http://` on loopback.
+    /// or a service account's email; but one written as a URL is held to
+    /// the same rule as `jwks_url`: `https://`, or `http://` on loopback.
     pub fn with_jwks(
         issuer: &str,
         jwks_url: &str,
         audiences: Vec<String>,
         leeway: Duration,
     ) -> Result<IssuerConfig, UrlError> {
+        if issuer.contains("://") {
+            net::parse_issuer_url("issuer", issuer)?;
+        }
         Ok(IssuerConfig {
             validation: ValidationConfig {
                 issuer: issuer.to_owned(),

@@ -346,6 +346,19 @@ async fn issuers_that_are_not_urls_pass_with_their_jwks_url() {
         .unwrap_err()
         .to_string();
     assert!(insecure.contains("must use https"), "{insecure}");
+    // So is an issuer written as a URL, though nothing is fetched from it.
+    let insecure = IssuerConfig::with_jwks(
+        "http://accounts.example.com/",
+        "http://127.0.0.1:9/certs",
+        vec![GOOGLE_CLIENT.into()],
+        LEEWAY,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        insecure.starts_with("issuer `http://accounts.example.com/` must use https"),
+        "{insecure}"
+    );
 }
 
 #[tokio::test]
