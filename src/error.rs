@@ -70,9 +70,14 @@ pub enum AuthError {
     /// `iss` is not the configured issuer.
     #[error("token issuer is not accepted")]
     WrongIssuer,
-    /// `aud` names none of the configured audiences.
+    /// `aud` (or the issuer's audience claim) names none of the configured
+    /// audiences.
     #[error("token audience is not accepted")]
     WrongAudience,
+    /// `token_use` is not the one the issuer's configuration requires: a
+    /// Cognito ID token (`id`) where access tokens (`access`) are expected.
+    #[error("token use (`token_use`) is not accepted")]
+    WrongTokenUse,
     /// A valid token that lacks a scope the method requires: none of the
     /// scopes one rule accepts was granted.
     #[error("{}", missing_scope(.0))]
@@ -80,6 +85,10 @@ pub enum AuthError {
     /// A method whose required scopes cannot be known, so the call is refused.
     #[error("the method being called is unknown, so its scopes cannot be checked")]
     UnknownMethod,
+    /// A valid token whose issuer may not call this method: it is not in the
+    /// issuer's `methods`. The issuer is named, as configured.
+    #[error("tokens of issuer `{0}` may not call this method")]
+    MethodNotAllowed(Arc<str>),
     /// The key set of the token's issuer has not loaded yet, so its tokens
     /// cannot be checked; the issuer is named, as configured.
     #[error("the signing keys of issuer `{0}` have not loaded yet")]
@@ -98,7 +107,9 @@ impl AuthError {
     /// The gRPC code for this refusal: the one place that decides it.
     pub fn code(&self) -> Code {
         match self {
-            AuthError::MissingScope(_) | AuthError::UnknownMethod => Code::PermissionDenied,
+            AuthError::MissingScope(_)
+            | AuthError::UnknownMethod
+            | AuthError::MethodNotAllowed(_) => Code::PermissionDenied,
             AuthError::KeysNotLoaded(_) | AuthError::NoUsableKey(_) | AuthError::KeysStale(_) => {
                 Code::Unavailable
             }
@@ -113,8 +124,9 @@ impl AuthError {
 
     /// Every label [`AuthError::reason`] can give, in the order of
     /// [`AuthError::reason_index`]: a finite set, so counters can be a fixed
-    /// array indexed without a map, a lock or an allocation.
-    pub const REASONS: [&'static str; 25] = [
+    /// array indexed without a map, a lock or an allocation. New reasons
+    /// are added at the end, so that an index, once given, keeps its reason.
+    pub const REASONS: [&'static str; 27] = [
         "missing_authorization",
         "duplicate_authorization",
         "not_bearer",
@@ -140,6 +152,8 @@ impl AuthError {
         "keys_not_loaded",
         "no_usable_key",
         "keys_stale",
+        "wrong_token_use",
+        "method_not_allowed",
     ];
 
     /// Where this refusal's reason stands in [`AuthError::REASONS`].
@@ -171,6 +185,8 @@ impl AuthError {
             AuthError::KeysNotLoaded(_) => 22,
             AuthError::NoUsableKey(_) => 23,
             AuthError::KeysStale(_) => 24,
+            AuthError::WrongTokenUse => 25,
+            AuthError::MethodNotAllowed(_) => 26,
         }
     }
 }
@@ -377,6 +393,11 @@ mod tests {
             (AuthError::KeysNotLoaded("i".into()), "keys_not_loaded"),
             (AuthError::NoUsableKey("i".into()), "no_usable_key"),
             (AuthError::KeysStale("i".into()), "keys_stale"),
+            (AuthError::WrongTokenUse, "wrong_token_use"),
+            (
+                AuthError::MethodNotAllowed("i".into()),
+                "method_not_allowed",
+            ),
         ];
         assert_eq!(all.len(), AuthError::REASONS.len());
         let mut seen = std::collections::HashSet::new();

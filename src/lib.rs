@@ -65,10 +65,11 @@ pub mod pb {
 pub use error::{AuthError, FetchError, StartupError, UrlError};
 pub use gate::bearer::bearer_token;
 pub use gate::{
-    ACCEPTED_TYPS, Clock, DEFAULT_LEEWAY, DEFAULT_TOKEN_CACHE_ENTRIES, Gate, GateBuilder,
-    GateFuture, GateLayer, GateService, GateStats, IssuerConfig, MAX_TOKEN_BYTES,
-    MAX_TOKEN_CACHE_ENTRIES, PUBLIC_SERVICES, Principal, REFUSALS_LOGGED_PER_SECOND, Refusal,
-    ScopePolicy, ScopeRule, TrustedIssuer, ValidationConfig, Validator, Verified, system_clock,
+    ACCEPTED_TYPS, Clock, DEFAULT_AUDIENCE_CLAIM, DEFAULT_LEEWAY, DEFAULT_SCOPE_CLAIMS,
+    DEFAULT_TOKEN_CACHE_ENTRIES, Gate, GateBuilder, GateFuture, GateLayer, GateService, GateStats,
+    IssuerConfig, MAX_SCOPE_CLAIMS, MAX_TOKEN_BYTES, MAX_TOKEN_CACHE_ENTRIES, PUBLIC_SERVICES,
+    Principal, REFUSALS_LOGGED_PER_SECOND, Refusal, ScopePolicy, ScopeRule, TrustedIssuer,
+    ValidationConfig, Validator, Verified, system_clock,
 };
 
 /// Internals the integration tests, the fuzz targets and the benchmarks

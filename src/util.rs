@@ -26,3 +26,36 @@ pub(crate) fn random_fraction() -> f64 {
     }
     (u64::from_le_bytes(bytes) >> 11) as f64 / (1u64 << 53) as f64
 }
+
+/// `name` as a `&'static str`, for claim names a refusal names
+/// (`AuthError::MissingClaim` takes one): the well-known names are literals,
+/// any other is leaked once per distinct name and process. Called when a
+/// validator is built, never on the request path, so the leak is bounded by
+/// the claim names ever configured.
+pub(crate) fn static_name(name: &str) -> &'static str {
+    const KNOWN: [&str; 12] = [
+        "aud",
+        "client_id",
+        "azp",
+        "appid",
+        "cid",
+        "scope",
+        "scp",
+        "permissions",
+        "roles",
+        "groups",
+        "token_use",
+        "token_type",
+    ];
+    if let Some(known) = KNOWN.into_iter().find(|k| *k == name) {
+        return known;
+    }
+    static LEAKED: std::sync::Mutex<Vec<&'static str>> = std::sync::Mutex::new(Vec::new());
+    let mut leaked = lock(&LEAKED);
+    if let Some(seen) = leaked.iter().find(|s| **s == name) {
+        return seen;
+    }
+    let name: &'static str = Box::leak(name.into());
+    leaked.push(name);
+    name
+}

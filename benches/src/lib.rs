@@ -66,6 +66,7 @@ impl Fixture {
             audiences: vec![issuer.audience().to_owned()],
             leeway: std::time::Duration::from_secs(30),
             require_typ: None,
+            ..Default::default()
         });
         Fixture {
             _runtime: runtime,
@@ -131,6 +132,7 @@ impl Fixture {
                     audiences: vec![self.issuer.audience().to_owned()],
                     leeway: std::time::Duration::from_secs(30),
                     require_typ: None,
+                    ..Default::default()
                 });
                 TrustedIssuer::new(validator, store)
             })

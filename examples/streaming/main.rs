@@ -45,6 +45,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             audiences: vec![issuer.audience().into()],
             leeway: Duration::ZERO,
             require_typ: None,
+            ..Default::default()
         }),
         keys,
         ScopePolicy::default(),

@@ -38,6 +38,7 @@ fn fixture() -> &'static Fixture {
             audiences: vec!["https://api.fuzz.test".into()],
             leeway: Duration::from_secs(30),
             require_typ: None,
+            ..Default::default()
         });
         let policy = ScopePolicy::new([format!("{METHOD}=read:private").parse().unwrap()]);
         Fixture {

@@ -187,6 +187,21 @@ pub struct IssuerSettings {
     /// Its own clock skew allowance, instead of the top-level `leeway`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub leeway: Option<Dur>,
+    /// The claim that must hold one of the audiences (`aud` unless given;
+    /// `client_id` for AWS Cognito access tokens).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audience_claim: Option<String>,
+    /// When given, the `token_use` claim must equal it (`access` for Cognito).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_use: Option<String>,
+    /// The claims scopes are read from (`["scope", "scp", "permissions"]`
+    /// unless given; add `roles` for Azure AD app-only tokens).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope_claims: Option<Vec<String>>,
+    /// When given, the only paths this issuer's tokens may call: exact, or
+    /// `/prefix/*`; any other is PERMISSION_DENIED, whatever the scopes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub methods: Option<Vec<String>>,
 }
 
 impl IssuerSettings {
@@ -197,6 +212,10 @@ impl IssuerSettings {
             audience: Vec::new(),
             jwks_url: None,
             leeway: None,
+            audience_claim: None,
+            token_use: None,
+            scope_claims: None,
+            methods: None,
         }
     }
 }
@@ -390,10 +409,22 @@ impl Settings {
 }
 
 fn issuer_config(issuer: &IssuerSettings, leeway: Duration) -> Result<IssuerConfig, StartupError> {
-    let mut config = IssuerConfig::discovered(&issuer.url, issuer.audience.clone(), leeway)?;
-    if let Some(url) = &issuer.jwks_url {
-        config.jwks = JwksSource::Url(net::parse_issuer_url("JWKS URL", url)?);
+    let audiences = issuer.audience.clone();
+    let mut config = match &issuer.jwks_url {
+        // With its JWKS URL, an issuer need not be a URL itself
+        // (`accounts.google.com`, a service account's email).
+        Some(jwks) => IssuerConfig::with_jwks(&issuer.url, jwks, audiences, leeway)?,
+        None => IssuerConfig::discovered(&issuer.url, audiences, leeway)?,
+    };
+    let validation = &mut config.validation;
+    if let Some(claim) = &issuer.audience_claim {
+        validation.audience_claim = claim.clone();
     }
+    validation.token_use = issuer.token_use.clone();
+    if let Some(claims) = &issuer.scope_claims {
+        validation.scope_claims = claims.clone();
+    }
+    validation.methods = issuer.methods.clone();
     Ok(config)
 }
 
@@ -592,8 +623,21 @@ fn listen<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Erro
 /// read so that the error points at its line.
 fn issuer_url<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
     let url = String::deserialize(d)?;
-    net::parse_issuer_url("issuer", &url).map_err(de::Error::custom)?;
+    check_issuer(&url).map_err(de::Error::custom)?;
     Ok(url)
+}
+
+/// An issuer written as a URL must pass the https-or-loopback rule; one
+/// that is not a URL (`accounts.google.com`) is judged once its JWKS URL is
+/// known (it needs one).
+pub(super) fn check_issuer(issuer: &str) -> Result<(), String> {
+    if issuer.trim().is_empty() {
+        return Err("an issuer must not be empty".into());
+    }
+    if issuer.contains("://") {
+        net::parse_issuer_url("issuer", issuer).map_err(|e| e.to_string())?;
+    }
+    Ok(())
 }
 
 fn jwks_url<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {

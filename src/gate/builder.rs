@@ -5,7 +5,10 @@
 
 use std::{sync::Arc, time::Duration};
 
-use super::{Clock, DEFAULT_TOKEN_CACHE_ENTRIES, Gate, ScopePolicy, ScopeRule, TrustedIssuer};
+use super::{
+    Clock, DEFAULT_TOKEN_CACHE_ENTRIES, Gate, MAX_SCOPE_CLAIMS, ScopePolicy, ScopeRule,
+    TrustedIssuer, policy::method_pattern_error,
+};
 use crate::{
     StartupError, UrlError, ValidationConfig, Validator,
     keys::{JwksSource, KeyStore, RefreshConfig, Refresher},
@@ -30,25 +33,63 @@ pub struct IssuerConfig {
 
 impl IssuerConfig {
     /// An issuer whose keys come through its OIDC discovery (the usual
-    /// `{issuer}.well-known/jwks.json` when it has none). `issuer` must be
-    /// `https://`, or `http://` on loopback.
+    /// `{issuer}.well-known/jwks.json` when it has none), every other rule
+    /// at its [`ValidationConfig::default`]. `issuer` must be `https://`, or
+    /// `http://` on loopback: an issuer that is not a URL
+    /// (`accounts.google.com`) needs [`IssuerConfig::with_jwks`].
     pub fn discovered(
         issuer: &str,
         audiences: Vec<String>,
         leeway: Duration,
     ) -> Result<IssuerConfig, UrlError> {
-        let url = net::parse_issuer_url("issuer", issuer)?;
+        let url = net::parse_issuer_url("issuer", issuer).map_err(|error| match error {
+            // No scheme at all: an `iss` that was never meant as a URL.
+            UrlError::Invalid { what, url, .. } if !url.contains("://") => UrlError::Invalid {
+                what,
+                url,
+                detail: "without one its keys cannot be discovered, so give its JWKS URL as \
+                         well (`--jwks-url`, `jwks-url` in its [[issuer]] table, or \
+                         `GateBuilder::issuer_with_jwks`)"
+                    .into(),
+            },
+            other => other,
+        })?;
         Ok(IssuerConfig {
             validation: ValidationConfig {
                 issuer: issuer.to_owned(),
                 audiences,
                 leeway,
-                require_typ: None,
+                ..ValidationConfig::default()
             },
             jwks: JwksSource::Discovery {
                 issuer: issuer.to_owned(),
                 url,
             },
+        })
+    }
+
+    /// An issuer whose keys are at `jwks_url` (no discovery), every other
+    /// rule at its [`ValidationConfig::default`]. `issuer` is only compared
+    /// with `iss`, so it need not be a URL: Google's `accounts.google.com`,
+    /// or a service account's email; but one written as a URL is held to
+    /// the same rule as `jwks_url`: `https://`, or `http://` on loopback.
+    pub fn with_jwks(
+        issuer: &str,
+        jwks_url: &str,
+        audiences: Vec<String>,
+        leeway: Duration,
+    ) -> Result<IssuerConfig, UrlError> {
+        if issuer.contains("://") {
+            net::parse_issuer_url("issuer", issuer)?;
+        }
+        Ok(IssuerConfig {
+            validation: ValidationConfig {
+                issuer: issuer.to_owned(),
+                audiences,
+                leeway,
+                ..ValidationConfig::default()
+            },
+            jwks: JwksSource::Url(net::parse_issuer_url("JWKS URL", jwks_url)?),
         })
     }
 }
@@ -67,7 +108,10 @@ impl IssuerConfig {
 /// ```
 ///
 /// Defaults: a leeway of [`DEFAULT_LEEWAY`] on `exp` and `nbf`; `typ`
-/// absent, `JWT` or `at+jwt`; no scope rules (a valid token suffices);
+/// absent, `JWT` or `at+jwt`; the audience in `aud`, scopes from `scope`,
+/// `scp` and `permissions`, `token_use` not read, and any method open to
+/// every issuer ([`ValidationConfig::default`]); no scope rules (a valid
+/// token suffices);
 /// [`DEFAULT_TOKEN_CACHE_ENTRIES`] verified tokens remembered; keys
 /// refreshed as [`RefreshConfig::default`] says.
 #[derive(Debug, Clone)]
@@ -76,6 +120,9 @@ pub struct GateBuilder {
     audiences: Vec<String>,
     leeway: Duration,
     require_typ: Option<String>,
+    audience_claim: String,
+    token_use: Option<String>,
+    scope_claims: Vec<String>,
     rules: Vec<ScopeRule>,
     /// A policy given whole, instead of rules.
     policy: Option<ScopePolicy>,
@@ -91,16 +138,20 @@ pub struct GateBuilder {
 enum Pending {
     Discovered(String),
     WithJwks(String, String),
-    Configured(IssuerConfig),
+    Configured(Box<IssuerConfig>),
 }
 
 impl Default for GateBuilder {
     fn default() -> Self {
+        let defaults = ValidationConfig::default();
         GateBuilder {
             issuers: Vec::new(),
-            audiences: Vec::new(),
-            leeway: DEFAULT_LEEWAY,
-            require_typ: None,
+            audiences: defaults.audiences,
+            leeway: defaults.leeway,
+            require_typ: defaults.require_typ,
+            audience_claim: defaults.audience_claim,
+            token_use: defaults.token_use,
+            scope_claims: defaults.scope_claims,
             rules: Vec::new(),
             policy: None,
             token_cache_entries: DEFAULT_TOKEN_CACHE_ENTRIES,
@@ -120,7 +171,9 @@ impl GateBuilder {
         self
     }
 
-    /// Trusts `issuer`, whose keys are at `jwks_url` (no discovery).
+    /// Trusts `issuer`, whose keys are at `jwks_url` (no discovery). As only
+    /// `iss` is compared with it, `issuer` need not be a URL:
+    /// `accounts.google.com`, or a service account's email.
     pub fn issuer_with_jwks(
         mut self,
         issuer: impl Into<String>,
@@ -131,10 +184,11 @@ impl GateBuilder {
         self
     }
 
-    /// Trusts an issuer configured in full: its audiences, leeway and `typ`
-    /// rule are its own, not the builder's.
+    /// Trusts an issuer configured in full: its audiences, leeway, `typ`
+    /// rule, audience claim, `token_use`, scope claims and methods are its
+    /// own, not the builder's.
     pub fn issuer_config(mut self, issuer: IssuerConfig) -> Self {
-        self.issuers.push(Pending::Configured(issuer));
+        self.issuers.push(Pending::Configured(Box::new(issuer)));
         self
     }
 
@@ -156,6 +210,28 @@ impl GateBuilder {
     /// `application/at+jwt`).
     pub fn require_typ(mut self, typ: impl Into<String>) -> Self {
         self.require_typ = Some(typ.into());
+        self
+    }
+
+    /// The claim that must name an audience, for every issuer given by
+    /// [`GateBuilder::issuer`] or [`GateBuilder::issuer_with_jwks`]: see
+    /// [`ValidationConfig::audience_claim`].
+    pub fn audience_claim(mut self, claim: impl Into<String>) -> Self {
+        self.audience_claim = claim.into();
+        self
+    }
+
+    /// The `token_use` those issuers' tokens must have: see
+    /// [`ValidationConfig::token_use`].
+    pub fn token_use(mut self, token_use: impl Into<String>) -> Self {
+        self.token_use = Some(token_use.into());
+        self
+    }
+
+    /// The claims those issuers' scopes come from, instead of `scope`, `scp`
+    /// and `permissions`: see [`ValidationConfig::scope_claims`].
+    pub fn scope_claims<S: Into<String>>(mut self, claims: impl IntoIterator<Item = S>) -> Self {
+        self.scope_claims = claims.into_iter().map(Into::into).collect();
         self
     }
 
@@ -203,31 +279,30 @@ impl GateBuilder {
     }
 
     /// The issuers as configured, checked: at least one, none twice, each
-    /// with an audience.
+    /// with an audience, and claims and methods that can be read.
     pub fn issuer_configs(&self) -> Result<Vec<IssuerConfig>, StartupError> {
         if let Some(why) = &self.error {
             return Err(StartupError::Config(why.clone()));
         }
         let mut issuers = Vec::with_capacity(self.issuers.len());
         for pending in &self.issuers {
-            let issuer = match pending {
-                Pending::Configured(config) => config.clone(),
-                Pending::Discovered(issuer) => {
-                    let mut config =
-                        IssuerConfig::discovered(issuer, self.audiences.clone(), self.leeway)?;
-                    config.validation.require_typ = self.require_typ.clone();
-                    config
+            let mut issuer = match pending {
+                Pending::Configured(config) => {
+                    issuers.push((**config).clone());
+                    continue;
                 }
-                Pending::WithJwks(issuer, jwks) => IssuerConfig {
-                    validation: ValidationConfig {
-                        issuer: issuer.clone(),
-                        audiences: self.audiences.clone(),
-                        leeway: self.leeway,
-                        require_typ: self.require_typ.clone(),
-                    },
-                    jwks: JwksSource::Url(net::parse_issuer_url("JWKS URL", jwks)?),
-                },
+                Pending::Discovered(issuer) => {
+                    IssuerConfig::discovered(issuer, self.audiences.clone(), self.leeway)?
+                }
+                Pending::WithJwks(issuer, jwks) => {
+                    IssuerConfig::with_jwks(issuer, jwks, self.audiences.clone(), self.leeway)?
+                }
             };
+            let validation = &mut issuer.validation;
+            validation.require_typ.clone_from(&self.require_typ);
+            validation.audience_claim.clone_from(&self.audience_claim);
+            validation.token_use.clone_from(&self.token_use);
+            validation.scope_claims.clone_from(&self.scope_claims);
             issuers.push(issuer);
         }
         check_issuers(&issuers)?;
@@ -317,6 +392,56 @@ fn check_issuers(issuers: &[IssuerConfig]) -> Result<(), StartupError> {
                  AUTH0_AUDIENCE (the API identifier), or give its [[issuer]] table an \
                  `audience`; without one, tokens for any API of the issuer would pass"
             )));
+        }
+        check_claims(&issuer.validation)
+            .map_err(|why| StartupError::Config(format!("issuer `{name}`: {why}")))?;
+    }
+    Ok(())
+}
+
+/// The claims a validator reads itself, which no setting may claim for
+/// another use.
+const REGISTERED_CLAIMS: [&str; 5] = ["iss", "sub", "exp", "nbf", "iat"];
+
+/// An audience claim, `token_use`, scope claims and methods that mean what
+/// they say: each claim put to one use, no more scope claims than are read,
+/// and every method a path.
+fn check_claims(config: &ValidationConfig) -> Result<(), String> {
+    let audience = config.audience_claim.as_str();
+    if audience.is_empty() || REGISTERED_CLAIMS.contains(&audience) {
+        return Err(format!(
+            "`{audience}` cannot be the audience claim (`aud`, or a claim such as `client_id`)"
+        ));
+    }
+    if config.token_use.as_deref() == Some("") {
+        return Err("`token-use` is empty: name the `token_use` required, such as `access`".into());
+    }
+    if config.token_use.is_some() && audience == "token_use" {
+        return Err("`token_use` cannot be both the audience claim and `token-use`".into());
+    }
+    if config.scope_claims.len() > MAX_SCOPE_CLAIMS {
+        return Err(format!(
+            "{} scope claims: at most {MAX_SCOPE_CLAIMS} are read",
+            config.scope_claims.len()
+        ));
+    }
+    for (i, claim) in config.scope_claims.iter().enumerate() {
+        let claim = claim.as_str();
+        let used = claim.is_empty()
+            || REGISTERED_CLAIMS.contains(&claim)
+            || claim == audience
+            || (claim == "token_use" && config.token_use.is_some())
+            || config.scope_claims[..i].iter().any(|c| c == claim);
+        if used {
+            return Err(format!(
+                "`{claim}` cannot be a scope claim: it is empty, repeated, or read as something \
+                 else"
+            ));
+        }
+    }
+    for method in config.methods.iter().flatten() {
+        if let Some(why) = method_pattern_error(method) {
+            return Err(format!("methods: {why}"));
         }
     }
     Ok(())

@@ -234,8 +234,17 @@ impl Gate {
         }
     }
 
-    /// Authenticates, then applies the scope policy for `method`. The
-    /// decision is counted in [`Gate::stats`].
+    /// Whether an authenticated `principal` may call `method`: its issuer's
+    /// list of methods, if it has one, then the scope policy.
+    #[inline]
+    fn authorize(&self, method: &str, principal: &Principal) -> Result<(), AuthError> {
+        principal.check_method(method)?;
+        self.shared.policy.check(method, principal)
+    }
+
+    /// Authenticates, then applies the token's issuer's list of methods, if
+    /// it has one, and the scope policy for `method`. The decision is
+    /// counted in [`Gate::stats`].
     pub fn check<'a>(
         &self,
         method: &str,
@@ -247,15 +256,13 @@ impl Gate {
                 error,
                 subject: None,
             })
-            .and_then(
-                |principal| match self.shared.policy.check(method, &principal) {
-                    Ok(()) => Ok(principal),
-                    Err(error) => Err(Refusal {
-                        error,
-                        subject: Some(principal.subject().into()),
-                    }),
-                },
-            );
+            .and_then(|principal| match self.authorize(method, &principal) {
+                Ok(()) => Ok(principal),
+                Err(error) => Err(Refusal {
+                    error,
+                    subject: Some(principal.subject().into()),
+                }),
+            });
         self.shared
             .stats
             .count(decision.as_ref().err().map(|r| &r.error));

@@ -27,7 +27,8 @@ pub use layer::{GateFuture, GateLayer, GateService, PUBLIC_SERVICES};
 pub use policy::{ScopePolicy, ScopeRule};
 pub use stats::{GateStats, REFUSALS_LOGGED_PER_SECOND};
 pub use validate::{
-    ACCEPTED_TYPS, MAX_TOKEN_BYTES, Principal, ValidationConfig, Validator, Verified,
+    ACCEPTED_TYPS, DEFAULT_AUDIENCE_CLAIM, DEFAULT_SCOPE_CLAIMS, MAX_SCOPE_CLAIMS, MAX_TOKEN_BYTES,
+    Principal, ValidationConfig, Validator, Verified,
 };
 
 #[cfg(test)]

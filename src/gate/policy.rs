@@ -155,3 +155,62 @@ fn holds(rules: &[AnyOf], principal: &Principal) -> Result<(), AuthError> {
     }
     Ok(())
 }
+
+/// The only request paths one issuer's tokens may call (its `methods`),
+/// whatever scopes they grant: scope rules are the same for every issuer, so
+/// a partner's token that is granted `admin` would otherwise pass a rule
+/// written for the company's own `admin`.
+#[derive(Debug)]
+pub(crate) struct IssuerMethods {
+    /// The issuer, as the refusal names it.
+    issuer: Arc<str>,
+    /// Paths allowed as they are.
+    exact: Box<[Box<str>]>,
+    /// `/prefix/` for each `/prefix/*`: every path under it is allowed.
+    prefixes: Box<[Box<str>]>,
+}
+
+impl IssuerMethods {
+    /// The list for `issuer`: each entry a path, or `/prefix/*`. An entry
+    /// [`method_pattern_error`] would refuse is kept as an exact path, which
+    /// no request path matches: a mistake refuses, never allows.
+    pub(crate) fn new(issuer: &str, entries: &[String]) -> IssuerMethods {
+        let (mut exact, mut prefixes) = (Vec::new(), Vec::new());
+        for entry in entries {
+            match entry.strip_suffix('*') {
+                Some(prefix) if prefix.ends_with('/') => prefixes.push(prefix.into()),
+                _ => exact.push(entry.as_str().into()),
+            }
+        }
+        IssuerMethods {
+            issuer: issuer.into(),
+            exact: exact.into_boxed_slice(),
+            prefixes: prefixes.into_boxed_slice(),
+        }
+    }
+
+    /// Whether `path` is on the list.
+    pub(crate) fn allows(&self, path: &str) -> bool {
+        self.exact.iter().any(|m| **m == *path)
+            || self.prefixes.iter().any(|p| path.starts_with(&**p))
+    }
+
+    /// The issuer whose list this is.
+    pub(crate) fn issuer(&self) -> &Arc<str> {
+        &self.issuer
+    }
+}
+
+/// Why `entry` cannot be one of an issuer's `methods`: it must be a path
+/// (`/pkg.Service/Method`, `/any/http/path`), or `/prefix/*` for every path
+/// under the prefix, with no other `*`.
+pub(crate) fn method_pattern_error(entry: &str) -> Option<String> {
+    let body = entry.strip_suffix("/*").unwrap_or(entry);
+    if !entry.starts_with('/') || entry.contains(char::is_whitespace) || body.contains('*') {
+        return Some(format!(
+            "`{entry}` is not a request path such as /authgate.v1.PrivateService/GetPrivate, \
+             or /prefix/* for every path under /prefix/"
+        ));
+    }
+    None
+}

@@ -39,6 +39,7 @@ fn gate(clock: Clock) -> Gate {
         audiences: vec!["api".into()],
         leeway: std::time::Duration::ZERO,
         require_typ: None,
+        ..Default::default()
     });
     Gate::new(validator, KeyStore::new(), ScopePolicy::default()).with_clock(clock)
 }

@@ -35,6 +35,7 @@ async fn the_cache_is_bounded_exact_and_follows_the_key_set() {
         audiences: vec![issuer.audience().to_owned()],
         leeway: Duration::from_secs(30),
         require_typ: None,
+        ..Default::default()
     });
     let cache = TokenCache::new(64).unwrap();
     let t = now();

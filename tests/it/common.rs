@@ -230,6 +230,19 @@ pub async fn spawn_app_trusting(
     spawn_server(first, issuers.collect(), configs, running, options).await
 }
 
+/// A server trusting the issuers `configs` describe in full, in this order;
+/// `issuer` and `others` are the dev issuers behind them, kept running. With
+/// `wait_for_keys`, returns once every one of `configs` has loaded.
+pub async fn spawn_app_configured(
+    issuer: DevIssuer,
+    others: Vec<DevIssuer>,
+    configs: Vec<IssuerConfig>,
+    options: Options,
+) -> TestApp {
+    let running = configs.len();
+    spawn_server(issuer, others, configs, running, options).await
+}
+
 fn discovery(url: &str) -> JwksSource {
     JwksSource::Discovery {
         issuer: url.to_owned(),
@@ -244,6 +257,7 @@ fn issuer_config(url: &str, audience: &str, options: &Options, jwks: JwksSource)
             audiences: vec![audience.to_owned()],
             leeway: options.leeway,
             require_typ: options.require_typ.clone(),
+            ..Default::default()
         },
         jwks,
     }

@@ -444,3 +444,43 @@ fn check_refuses_defences_switched_off_and_says_what_serve_would_warn() {
     let (_, stdout, _) = check(&base, &[]);
     assert!(!stdout.contains("Warning"), "{stdout}");
 }
+
+/// The issuers people use, as the config file writes them: Cognito's
+/// `client_id` and `token_use`, Azure AD's `roles`, a partner kept to its
+/// methods, and Google's `iss` that is not a URL (fine with its JWKS URL,
+/// refused without one).
+#[test]
+fn per_issuer_claims_and_methods_come_from_the_file() {
+    let path = write(
+        "shapes.toml",
+        "audience = \"a\"\n\
+         [[issuer]]\nurl = \"https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_x\"\n\
+         audience-claim = \"client_id\"\ntoken-use = \"access\"\n\
+         [[issuer]]\nurl = \"https://login.microsoftonline.com/t/v2.0\"\n\
+         scope-claims = [\"scp\", \"roles\"]\n\
+         methods = [\"/authgate.v1.PrivateService/*\"]\n\
+         [[issuer]]\nurl = \"accounts.google.com\"\n\
+         jwks-url = \"https://www.googleapis.com/oauth2/v3/certs\"\n",
+    );
+    let (code, stdout, stderr) = check(&["--config", path.to_str().unwrap()], &[]);
+    assert_eq!(code, 0, "{stderr}");
+    let s = Settings::parse(&stdout).unwrap();
+    assert_eq!(s.issuers[0].audience_claim.as_deref(), Some("client_id"));
+    assert_eq!(s.issuers[0].token_use.as_deref(), Some("access"));
+    assert_eq!(
+        s.issuers[1].scope_claims.as_deref(),
+        Some(&["scp".to_owned(), "roles".to_owned()][..])
+    );
+    assert_eq!(s.issuers[2].url, "accounts.google.com");
+
+    let bad = write(
+        "google-no-jwks.toml",
+        "audience = \"a\"\n[[issuer]]\nurl = \"accounts.google.com\"\n",
+    );
+    let (code, _, stderr) = check(&["--config", bad.to_str().unwrap()], &[]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("JWKS URL"), "{stderr}");
+    let (code, _, stderr) = check(&["--issuer", "http://idp.example/", "--audience", "a"], &[]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("must use https"), "{stderr}");
+}

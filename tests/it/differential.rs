@@ -72,6 +72,7 @@ impl Rules {
                 audiences: vec![audience.into()],
                 leeway: Duration::from_secs(LEEWAY),
                 require_typ: None,
+                ..Default::default()
             }),
             issuer: issuer.into(),
             audience: audience.into(),

@@ -29,6 +29,7 @@ fn validator() -> Validator {
         audiences: vec!["https://api.fuzz.test".into()],
         leeway: Duration::from_secs(30),
         require_typ: None,
+        ..Default::default()
     })
 }
 
@@ -189,6 +190,7 @@ fn fuzzing_regressions_neither_panic_nor_pass() {
                     audiences: vec!["https://api.fuzz.test".into()],
                     leeway: Duration::from_secs(30),
                     require_typ: None,
+                    ..Default::default()
                 }),
                 store_of(keys()),
             ),

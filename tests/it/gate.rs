@@ -1093,6 +1093,7 @@ async fn fractions_of_a_second_count_against_the_token() {
         audiences: vec![issuer.audience().to_owned()],
         leeway: std::time::Duration::from_secs(30),
         require_typ: None,
+        ..Default::default()
     });
     let at = 2_000_000_000i64;
     let token = |claim: &str, value: f64| {
@@ -1134,6 +1135,7 @@ async fn the_claims_a_handler_reads_are_the_claims_the_gate_checked() {
         audiences: vec![issuer.audience().to_owned()],
         leeway: std::time::Duration::from_secs(30),
         require_typ: None,
+        ..Default::default()
     });
     let mut claims = issuer.claims("u", &[SCOPE]);
     claims["org"] = json!({"id": "acme", "roles": ["a", "b"], "n": 1.5e300});
@@ -1204,6 +1206,7 @@ async fn a_token_of_8192_bytes_passes_and_one_of_8193_does_not() {
         audiences: vec![app.issuer.audience().to_owned()],
         leeway: std::time::Duration::from_secs(30),
         require_typ: None,
+        ..Default::default()
     });
     assert_eq!(validator.leeway(), 30);
     assert!(validator.validate(&longest, &keys, now()).is_ok());
@@ -1249,6 +1252,7 @@ async fn serve_with_interceptor(
             audiences: vec![issuer.audience().to_owned()],
             leeway: std::time::Duration::from_secs(30),
             require_typ: None,
+            ..Default::default()
         }),
         store.clone(),
         policy,
@@ -1345,6 +1349,7 @@ async fn a_calls_deadline_is_what_its_token_has_left_and_decisions_are_counted()
             audiences: vec![issuer.audience().into()],
             leeway: std::time::Duration::from_secs(30),
             require_typ: None,
+            ..Default::default()
         }),
         keys,
         ScopePolicy::default(),

@@ -20,5 +20,6 @@ mod metrics;
 mod refresh;
 mod scopes;
 mod server;
+mod shapes;
 mod streams;
 mod traps;

@@ -41,6 +41,7 @@ async fn watch_with_token_lifetime(lifetime: i64) -> (u64, Status) {
             audiences: vec![issuer.audience().into()],
             leeway: Duration::ZERO,
             require_typ: None,
+            ..Default::default()
         }),
         keys,
         ScopePolicy::default(),

@@ -8,19 +8,47 @@ use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use super::json::{Names, Str, Strict, Strings};
 use crate::error::AuthError;
 
-/// The registered claims authgate checks, plus the scopes: `scope`, `scp`
-/// and `permissions`.
+/// The most claims one issuer's scopes may come from: the claims are parsed
+/// into a fixed array, so that reading them allocates nothing.
+pub const MAX_SCOPE_CLAIMS: usize = 8;
+
+/// The claims an issuer's tokens carry beyond the registered ones, by name:
+/// which one names the audience, whether `token_use` is read, and which
+/// grant scopes. Names are `'static` so that a refusal can name them.
+#[derive(Debug, Clone)]
+pub(super) struct ClaimNames {
+    /// `aud`, or a claim holding one string (`client_id`).
+    pub(super) audience: &'static str,
+    /// Whether `token_use` is read (and so type-checked).
+    pub(super) token_use: bool,
+    /// At most [`MAX_SCOPE_CLAIMS`], in the order their scopes are granted.
+    pub(super) scopes: Box<[&'static str]>,
+}
+
+impl Default for ClaimNames {
+    fn default() -> Self {
+        ClaimNames {
+            audience: "aud",
+            token_use: false,
+            scopes: Box::new(["scope", "scp", "permissions"]),
+        }
+    }
+}
+
+/// The registered claims authgate checks, plus the issuer's audience claim,
+/// `token_use` and scope claims, as [`ClaimNames`] names them.
 #[derive(Default)]
 pub(super) struct Claims<'a> {
     pub(super) iss: Option<Cow<'a, str>>,
     pub(super) sub: Option<Cow<'a, str>>,
+    /// The audience claim: `aud`, or whichever [`ClaimNames::audience`] names.
     pub(super) aud: Option<OneOrMany<'a>>,
     pub(super) exp: Option<NumericDate>,
     pub(super) nbf: Option<NumericDate>,
     pub(super) iat: Option<NumericDate>,
-    pub(super) scope: Option<OneOrMany<'a>>,
-    pub(super) scp: Option<OneOrMany<'a>>,
-    pub(super) permissions: Option<Vec<Cow<'a, str>>>,
+    pub(super) token_use: Option<Cow<'a, str>>,
+    /// Each scope claim's value, at its place in [`ClaimNames::scopes`].
+    pub(super) scopes: [Option<OneOrMany<'a>>; MAX_SCOPE_CLAIMS],
 }
 
 /// What made the claims unreadable.
@@ -33,10 +61,11 @@ pub(super) enum ClaimFault {
 }
 
 impl<'a> Claims<'a> {
-    pub(super) fn parse(json: &'a [u8]) -> Result<Claims<'a>, AuthError> {
+    /// Parses the claims, reading the ones `names` names.
+    pub(super) fn parse(json: &'a [u8], names: &ClaimNames) -> Result<Claims<'a>, AuthError> {
         let bad = Cell::new(None);
         let mut de = serde_json::Deserializer::from_slice(json);
-        let claims = ClaimsVisitor { bad: &bad }
+        let claims = ClaimsVisitor { bad: &bad, names }
             .deserialize(&mut de)
             .and_then(|c| de.end().map(|()| c));
         claims.map_err(|_| match bad.get() {
@@ -54,6 +83,7 @@ impl<'a> Claims<'a> {
 /// can name it without quoting the token.
 pub(super) struct ClaimsVisitor<'s> {
     pub(super) bad: &'s Cell<Option<ClaimFault>>,
+    pub(super) names: &'s ClaimNames,
 }
 
 impl<'de> DeserializeSeed<'de> for ClaimsVisitor<'_> {
@@ -71,7 +101,7 @@ impl<'de> Visitor<'de> for ClaimsVisitor<'_> {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Claims<'de>, A::Error> {
         let mut c = Claims::default();
         macro_rules! claim {
-            ($slot:expr, $name:literal, $ty:ty, $map:expr) => {{
+            ($slot:expr, $name:expr, $ty:ty, $map:expr) => {{
                 let value = if $slot.is_some() {
                     None
                 } else {
@@ -90,34 +120,51 @@ impl<'de> Visitor<'de> for ClaimsVisitor<'_> {
         // checked: none repeated, all of them JSON that serde_json reads, so
         // that `Principal::claims` agrees with the gate.
         let mut unchecked = Names::new();
+        let names = self.names;
         while let Some(key) = map.next_key::<Str>()? {
             match &*key.0 {
                 "iss" => claim!(c.iss, "iss", Str, |s: Str<'de>| s.0),
                 "sub" => claim!(c.sub, "sub", Str, |s: Str<'de>| s.0),
-                "aud" => claim!(c.aud, "aud", OneOrMany, |a| a),
                 "exp" => claim!(c.exp, "exp", NumericDate, |d| d),
                 "nbf" => claim!(c.nbf, "nbf", NumericDate, |d| d),
                 "iat" => claim!(c.iat, "iat", NumericDate, |d| d),
-                "scope" => claim!(c.scope, "scope", OneOrMany, |s| s),
-                "scp" => claim!(c.scp, "scp", OneOrMany, |s| s),
-                "permissions" => {
-                    claim!(c.permissions, "permissions", Strings, |s: Strings<'de>| s.0)
+                // RFC 7519 lets `aud` be one string or several; any other
+                // audience claim (Cognito's `client_id`) is one string.
+                "aud" if names.audience == "aud" => claim!(c.aud, "aud", OneOrMany, |a| a),
+                name if name == names.audience => claim!(c.aud, names.audience, Str, one),
+                "token_use" if names.token_use => {
+                    claim!(c.token_use, "token_use", Str, |s: Str<'de>| s.0)
                 }
-                _ => {
-                    if !unchecked.insert(key.0) || map.next_value_seed(Strict).is_err() {
-                        self.bad.set(Some(ClaimFault::Unchecked));
-                        return Err(de::Error::custom("unchecked claim"));
+                name => match names.scopes.iter().position(|s| *s == name) {
+                    // As Auth0 writes it: an array, never a string.
+                    Some(i) if name == "permissions" => {
+                        claim!(c.scopes[i], "permissions", Strings, |s: Strings<'de>| {
+                            OneOrMany::Many(s.0)
+                        })
                     }
-                }
+                    Some(i) => claim!(c.scopes[i], names.scopes[i], OneOrMany, |s| s),
+                    None => {
+                        if !unchecked.insert(key.0) || map.next_value_seed(Strict).is_err() {
+                            self.bad.set(Some(ClaimFault::Unchecked));
+                            return Err(de::Error::custom("unchecked claim"));
+                        }
+                    }
+                },
             }
         }
         Ok(c)
     }
 }
 
-/// One string or an array of strings: `aud` (RFC 7519 §4.1.3), and `scope`
-/// and `scp`, which issuers write either way (a space-separated string, as
-/// Auth0 and Azure AD do, or an array, as Okta does).
+/// A claim that must be one string, read as one of [`OneOrMany`].
+fn one(s: Str<'_>) -> OneOrMany<'_> {
+    OneOrMany::One(s.0)
+}
+
+/// One string or an array of strings: `aud` (RFC 7519 §4.1.3), and scope
+/// claims, which issuers write either way (a space-separated string, as
+/// Auth0 and Azure AD do for `scope` and `scp`, or an array, as Okta does,
+/// and as Azure AD does for `roles`).
 pub(super) enum OneOrMany<'a> {
     One(Cow<'a, str>),
     Many(Vec<Cow<'a, str>>),

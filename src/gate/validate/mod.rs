@@ -15,7 +15,9 @@ use std::{sync::Arc, time::Duration};
 
 use crate::{
     error::AuthError,
+    gate::policy::IssuerMethods,
     keys::{Algorithm, KeySet, VerifyingKey},
+    util::static_name,
 };
 
 mod claims;
@@ -25,7 +27,8 @@ mod json;
 mod peek;
 mod principal;
 
-use claims::Claims;
+pub use claims::MAX_SCOPE_CLAIMS;
+use claims::{ClaimNames, Claims};
 use compact::{decode, split};
 use header::{Header, known_alg_name, media_subtype};
 pub use peek::claimed_issuer;
@@ -40,26 +43,80 @@ const STACK_DECODED: usize = 1024;
 /// Stack room for a signature up to RSA-4096.
 const STACK_SIGNATURE: usize = 512;
 
-/// What a token must say to be accepted.
+/// What a token must say to be accepted, and what it may call: one issuer's
+/// rules. [`ValidationConfig::default`] has every default below, with no
+/// issuer and no audience, so a config reads
+/// `ValidationConfig { issuer, audiences, ..Default::default() }`.
 #[derive(Debug, Clone)]
 pub struct ValidationConfig {
-    /// The exact `iss` required.
+    /// The exact `iss` required. It need not be a URL (`accounts.google.com`,
+    /// a service account's email) when the keys come from a JWKS URL given
+    /// outright; only discovery needs a URL.
     pub issuer: String,
-    /// `aud` must contain one of these.
+    /// The audience claim must contain one of these.
     pub audiences: Vec<String>,
-    /// Clock skew allowed on `exp` and `nbf`.
+    /// Clock skew allowed on `exp` and `nbf`; [`DEFAULT_LEEWAY`](crate::DEFAULT_LEEWAY) by default.
     pub leeway: Duration,
     /// The only `typ` accepted (`--require-typ`), compared without case and
     /// with `application/` optional, so `at+jwt` also accepts
-    /// `application/at+jwt`. `None`: an absent `typ`, `JWT`, `at+jwt` and
-    /// `application/at+jwt`.
+    /// `application/at+jwt`. `None`: any of [`ACCEPTED_TYPS`], or no `typ`.
     pub require_typ: Option<String>,
+    /// The claim that must name one of `audiences` ([`DEFAULT_AUDIENCE_CLAIM`],
+    /// `aud`, by default: one string or an array of strings). Any other claim
+    /// must hold one string: `client_id` for AWS Cognito access tokens, which
+    /// carry no `aud`. A token without it is refused (`token has no
+    /// `client_id` claim`).
+    pub audience_claim: String,
+    /// When set, the `token_use` claim must be a string equal to this
+    /// (`access` for Cognito, so that its ID tokens, `token_use: "id"`, are
+    /// refused); a token without one is refused. `None` (the default): not
+    /// read.
+    pub token_use: Option<String>,
+    /// The claims scopes are granted from, in this order
+    /// ([`DEFAULT_SCOPE_CLAIMS`]: `scope`, `scp`, `permissions`); add `roles`
+    /// for Azure AD app-only tokens. Each may be a space-separated string or
+    /// an array of strings, but `permissions`, which must be an array as Auth0
+    /// writes it; a claim of another type refuses the token. At most
+    /// [`MAX_SCOPE_CLAIMS`]: [`Validator::new`] reads the first ones only, and
+    /// the gate's builder refuses more.
+    pub scope_claims: Vec<String>,
+    /// When set, the only request paths this issuer's tokens may call, each
+    /// exact or `/prefix/*` for every path under `/prefix/`; any other path is
+    /// refused `PERMISSION_DENIED` after authentication, whatever scopes the
+    /// token grants (scope rules are the same for every issuer). Checked by
+    /// [`Gate::check`](crate::Gate::check), not by [`Validator::validate`],
+    /// which has no method; public paths (health, reflection) never reach
+    /// it. `None` (the default): any path.
+    pub methods: Option<Vec<String>>,
 }
 
-/// The `typ` values accepted when none is required: an access token's
-/// (RFC 9068 §2.1) or a plain JWT's. A DPoP proof, a logout token and the
-/// like are never access tokens (RFC 8725 §3.11).
-pub const ACCEPTED_TYPS: [&str; 3] = ["JWT", "at+jwt", "application/at+jwt"];
+/// The claim that names the audience unless an issuer says otherwise.
+pub const DEFAULT_AUDIENCE_CLAIM: &str = "aud";
+
+/// The claims scopes come from unless an issuer says otherwise: OAuth's
+/// `scope` (Auth0, Okta), Azure AD's `scp` and Auth0 RBAC's `permissions`.
+pub const DEFAULT_SCOPE_CLAIMS: [&str; 3] = ["scope", "scp", "permissions"];
+
+impl Default for ValidationConfig {
+    fn default() -> Self {
+        ValidationConfig {
+            issuer: String::new(),
+            audiences: Vec::new(),
+            leeway: crate::gate::DEFAULT_LEEWAY,
+            require_typ: None,
+            audience_claim: DEFAULT_AUDIENCE_CLAIM.into(),
+            token_use: None,
+            scope_claims: DEFAULT_SCOPE_CLAIMS.map(String::from).into(),
+            methods: None,
+        }
+    }
+}
+
+/// The `typ` values accepted when none is required, in any case: an access
+/// token's (RFC 9068 §2.1) or a plain JWT's, each with or without its
+/// optional `application/` (RFC 7515 §4.1.9). A DPoP proof, a logout token
+/// and the like are never access tokens (RFC 8725 §3.11).
+pub const ACCEPTED_TYPS: [&str; 4] = ["JWT", "application/jwt", "at+jwt", "application/at+jwt"];
 
 /// Checks tokens against one issuer's rules. Holds no keys: they come with
 /// each call from the key set the refresher last published.
@@ -70,6 +127,13 @@ pub struct Validator {
     leeway: i64,
     /// `--require-typ` without its optional `application/`.
     require_typ: Option<Box<str>>,
+    /// Which claims name the audience and grant scopes, and whether
+    /// `token_use` is read.
+    claims: ClaimNames,
+    /// The `token_use` required, if any.
+    token_use: Option<Box<str>>,
+    /// The only paths its tokens may call, handed to each [`Principal`].
+    methods: Option<Arc<IssuerMethods>>,
 }
 
 /// A token that passed every check, and the key that signed it.
@@ -85,7 +149,6 @@ impl Validator {
     /// A validator for one issuer and its audiences.
     pub fn new(config: ValidationConfig) -> Validator {
         Validator {
-            issuer: config.issuer.into_boxed_str(),
             audiences: config
                 .audiences
                 .into_iter()
@@ -95,6 +158,21 @@ impl Validator {
             require_typ: config
                 .require_typ
                 .map(|typ| media_subtype(typ.trim()).into()),
+            claims: ClaimNames {
+                audience: static_name(&config.audience_claim),
+                token_use: config.token_use.is_some(),
+                scopes: config
+                    .scope_claims
+                    .iter()
+                    .take(MAX_SCOPE_CLAIMS)
+                    .map(|name| static_name(name))
+                    .collect(),
+            },
+            token_use: config.token_use.map(String::into_boxed_str),
+            methods: config
+                .methods
+                .map(|methods| Arc::new(IssuerMethods::new(&config.issuer, &methods))),
+            issuer: config.issuer.into_boxed_str(),
         }
     }
 
@@ -180,7 +258,7 @@ impl Validator {
         }
 
         let payload = decode(payload_b64, &mut buf, &mut heap, "payload is not base64url")?;
-        let claims = Claims::parse(payload)?;
+        let claims = Claims::parse(payload, &self.claims)?;
         // A fraction of a second counts against the token: `exp` rounds
         // down, `nbf` up.
         let exp = claims.exp.ok_or(AuthError::MissingClaim("exp"))?.floor();
@@ -198,13 +276,34 @@ impl Validator {
             Some(iss) if **iss != *self.issuer => return Err(AuthError::WrongIssuer),
             Some(_) => {}
         }
-        let aud = claims.aud.as_ref().ok_or(AuthError::MissingClaim("aud"))?;
+        // Before the audience: a Cognito ID token has `aud` and no
+        // `client_id`, and is better told it is the wrong kind of token.
+        if let Some(want) = &self.token_use {
+            match &claims.token_use {
+                None => return Err(AuthError::MissingClaim("token_use")),
+                Some(token_use) if **token_use != **want => {
+                    return Err(AuthError::WrongTokenUse);
+                }
+                Some(_) => {}
+            }
+        }
+        let aud = claims
+            .aud
+            .as_ref()
+            .ok_or(AuthError::MissingClaim(self.claims.audience))?;
         if !self.audiences.iter().any(|want| aud.contains(want)) {
             return Err(AuthError::WrongAudience);
         }
 
         Ok(Verified {
-            principal: Principal::new(&claims, exp, self.leeway, key.kid(), payload),
+            principal: Principal::new(
+                &claims,
+                exp,
+                self.leeway,
+                key.kid(),
+                payload,
+                self.methods.as_ref(),
+            ),
             key: key.clone(),
         })
     }
@@ -268,17 +367,17 @@ mod tests {
             (br#"{"exp":1,"exp":2}"#, "exp"),
             (br#"{"iss":"a","iss":"b"}"#, "iss"),
         ] {
-            match Claims::parse(json) {
+            match Claims::parse(json, &ClaimNames::default()) {
                 Err(AuthError::InvalidClaim(n)) => assert_eq!(n, name),
                 _ => panic!("{} should fail on {name}", String::from_utf8_lossy(json)),
             }
         }
         assert!(matches!(
-            Claims::parse(b"[1]"),
+            Claims::parse(b"[1]", &ClaimNames::default()),
             Err(AuthError::Malformed(_))
         ));
         assert!(matches!(
-            Claims::parse(b"{} {}"),
+            Claims::parse(b"{} {}", &ClaimNames::default()),
             Err(AuthError::Malformed(_))
         ));
     }
@@ -402,28 +501,118 @@ mod tests {
 
     #[test]
     fn numeric_dates_take_integers_and_fractions() {
-        let c = Claims::parse(br#"{"exp":1.9,"nbf":2.1,"iat":18446744073709551615}"#).unwrap();
+        let c = Claims::parse(
+            br#"{"exp":1.9,"nbf":2.1,"iat":18446744073709551615}"#,
+            &ClaimNames::default(),
+        )
+        .unwrap();
         let (exp, nbf, iat) = (c.exp.unwrap(), c.nbf.unwrap(), c.iat.unwrap());
         assert_eq!((exp.floor(), exp.ceil()), (1, 2));
         assert_eq!((nbf.floor(), nbf.ceil()), (2, 3));
         assert_eq!((iat.floor(), iat.ceil()), (i64::MAX, i64::MAX));
         // serde_json reads `-0` as -0.0, which jsonwebtoken takes as 0.
-        let c = Claims::parse(br#"{"exp":0,"nbf":-0}"#).unwrap();
+        let c = Claims::parse(br#"{"exp":0,"nbf":-0}"#, &ClaimNames::default()).unwrap();
         assert_eq!((c.exp.unwrap().ceil(), c.nbf.unwrap().ceil()), (0, 0));
     }
 
     #[test]
     fn scopes_come_from_scope_scp_and_permissions_in_either_shape() {
         let payload = br#"{"scope":"a b","scp":["c d","a",""],"permissions":["e","b"]}"#;
-        let claims = Claims::parse(payload).unwrap();
-        let principal = Principal::new(&claims, 0, 0, None, payload);
+        let claims = Claims::parse(payload, &ClaimNames::default()).unwrap();
+        let principal = Principal::new(&claims, 0, 0, None, payload, None);
         assert_eq!(
             principal.scopes().collect::<Vec<_>>(),
             ["a", "b", "c d", "e"]
         );
         let payload = br#"{"scope":["x"],"scp":"y z"}"#;
-        let principal = Principal::new(&Claims::parse(payload).unwrap(), 0, 0, None, payload);
+        let principal = Principal::new(
+            &Claims::parse(payload, &ClaimNames::default()).unwrap(),
+            0,
+            0,
+            None,
+            payload,
+            None,
+        );
         assert_eq!(principal.scopes().collect::<Vec<_>>(), ["x", "y", "z"]);
+    }
+
+    /// Claim names as a validator for these settings reads them.
+    fn names(audience: &str, token_use: bool, scopes: &[&str]) -> ClaimNames {
+        let config = ValidationConfig {
+            audience_claim: audience.into(),
+            token_use: token_use.then(|| "access".into()),
+            scope_claims: scopes.iter().map(|s| (*s).into()).collect(),
+            ..ValidationConfig::default()
+        };
+        Validator::new(config).claims
+    }
+
+    #[test]
+    fn the_issuers_claims_are_read_by_the_names_it_gives() {
+        let payload = br#"{"client_id":"app","aud":7,"token_use":"access","roles":["R.Read","W"],"scope":"a R.Read","permissions":"p"}"#;
+        // Cognito's audience claim, and Azure AD's roles before scope; `aud`
+        // and `permissions` are then claims like any other, unchecked.
+        let cognito_azure = names("client_id", true, &["roles", "scope"]);
+        let claims = Claims::parse(payload, &cognito_azure).unwrap();
+        assert!(claims.aud.as_ref().unwrap().contains("app"));
+        assert_eq!(claims.token_use.as_deref(), Some("access"));
+        let principal = Principal::new(&claims, 0, 0, None, payload, None);
+        assert_eq!(principal.scopes().collect::<Vec<_>>(), ["R.Read", "W", "a"]);
+        // By default, `roles` grants nothing and `token_use` is not read.
+        let payload = br#"{"aud":"x","roles":["R.Read"],"token_use":7}"#;
+        let claims = Claims::parse(payload, &ClaimNames::default()).unwrap();
+        assert!(claims.token_use.is_none());
+        let principal = Principal::new(&claims, 0, 0, None, payload, None);
+        assert_eq!(principal.scopes().count(), 0);
+        for (json, read, name) in [
+            // Any audience claim but `aud` is one string.
+            (
+                &br#"{"client_id":["app"]}"#[..],
+                names("client_id", false, &[]),
+                "client_id",
+            ),
+            (
+                br#"{"client_id":"a","client_id":"a"}"#,
+                names("client_id", false, &[]),
+                "client_id",
+            ),
+            (br#"{"token_use":1}"#, names("aud", true, &[]), "token_use"),
+            (
+                br#"{"roles":{"a":1}}"#,
+                names("aud", false, &["roles"]),
+                "roles",
+            ),
+            (
+                br#"{"roles":["a",1]}"#,
+                names("aud", false, &["roles"]),
+                "roles",
+            ),
+            (
+                br#"{"groups":"a","groups":"b"}"#,
+                names("aud", false, &["scp", "groups"]),
+                "groups",
+            ),
+            // `permissions` stays an array, wherever it is listed.
+            (
+                br#"{"permissions":"a"}"#,
+                names("aud", false, &["roles", "permissions"]),
+                "permissions",
+            ),
+            (
+                br#"{"my-scopes":7}"#,
+                names("aud", false, &["my-scopes"]),
+                "my-scopes",
+            ),
+        ] {
+            match Claims::parse(json, &read) {
+                Err(AuthError::InvalidClaim(n)) => assert_eq!(n, name),
+                _ => panic!("{} should fail on {name}", String::from_utf8_lossy(json)),
+            }
+        }
+        // No more scope claims are read than there is room for.
+        let many: Vec<String> = (0..MAX_SCOPE_CLAIMS + 2).map(|i| format!("s{i}")).collect();
+        let many: Vec<&str> = many.iter().map(|s| s.as_str()).collect();
+        assert_eq!(names("aud", false, &many).scopes.len(), MAX_SCOPE_CLAIMS);
     }
 
     #[test]
@@ -441,14 +630,14 @@ mod tests {
         ];
         for json in refused {
             assert!(
-                matches!(Claims::parse(json), Err(AuthError::Malformed(why)) if why.contains("repeated")),
+                matches!(Claims::parse(json, &ClaimNames::default()), Err(AuthError::Malformed(why)) if why.contains("repeated")),
                 "{} passed",
                 String::from_utf8_lossy(json)
             );
         }
         let fine = br#"{"email":"a","org":{"id":1,"name":"\u00e9"},"list":[1,2.5,null,true,{}]}"#;
-        let claims = Claims::parse(fine).unwrap();
-        let principal = Principal::new(&claims, 0, 0, None, fine);
+        let claims = Claims::parse(fine, &ClaimNames::default()).unwrap();
+        let principal = Principal::new(&claims, 0, 0, None, fine, None);
         let value: serde_json::Value = principal.claims().unwrap();
         assert_eq!(value["org"]["name"], "\u{e9}");
     }
@@ -472,6 +661,7 @@ mod tests {
                 audiences: vec!["a".into()],
                 leeway: Duration::ZERO,
                 require_typ: require.map(Into::into),
+                ..Default::default()
             })
         };
         let default = validator(None);
@@ -479,6 +669,8 @@ mod tests {
             None,
             Some("JWT"),
             Some("jwt"),
+            Some("application/jwt"),
+            Some("Application/JWT"),
             Some("at+jwt"),
             Some("AT+JWT"),
             Some("application/at+jwt"),

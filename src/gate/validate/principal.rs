@@ -3,6 +3,7 @@
 use std::{fmt, sync::Arc};
 
 use super::claims::{Claims, OneOrMany};
+use crate::{error::AuthError, gate::policy::IssuerMethods};
 
 /// Who the caller is, from a verified token: what the handler finds in the
 /// request's extensions. Cheap to clone.
@@ -17,6 +18,8 @@ pub(super) struct PrincipalInner {
     pub(super) accepted_until: i64,
     pub(super) kid: Option<Box<str>>,
     pub(super) claims: Box<[u8]>,
+    /// The only methods its issuer's tokens may call; `None`: any.
+    pub(super) methods: Option<Arc<IssuerMethods>>,
 }
 
 impl Principal {
@@ -26,13 +29,10 @@ impl Principal {
         leeway: i64,
         kid: Option<&str>,
         payload: &[u8],
+        methods: Option<&Arc<IssuerMethods>>,
     ) -> Principal {
         let mut scopes: Vec<Box<str>> = Vec::new();
-        let granted = [&claims.scope, &claims.scp]
-            .into_iter()
-            .flatten()
-            .flat_map(OneOrMany::scopes)
-            .chain(claims.permissions.iter().flatten().map(|p| &**p));
+        let granted = claims.scopes.iter().flatten().flat_map(OneOrMany::scopes);
         for scope in granted {
             if !scope.is_empty() && !scopes.iter().any(|s| **s == *scope) {
                 scopes.push(scope.into());
@@ -45,6 +45,7 @@ impl Principal {
             accepted_until: exp.saturating_add(leeway),
             kid: kid.map(Into::into),
             claims: payload.into(),
+            methods: methods.cloned(),
         }))
     }
 
@@ -53,9 +54,10 @@ impl Principal {
         &self.0.subject
     }
 
-    /// The scopes granted: `scope`, then `scp` (each split on spaces when a
-    /// string, element by element when an array), then `permissions`,
-    /// without repeats, in that order.
+    /// The scopes granted: those of each of its issuer's scope claims in
+    /// turn (by default `scope`, then `scp`, then `permissions`), each split
+    /// on spaces when a string, element by element when an array, without
+    /// repeats.
     pub fn scopes(&self) -> impl ExactSizeIterator<Item = &str> {
         self.0.scopes.iter().map(|s| &**s)
     }
@@ -63,6 +65,28 @@ impl Principal {
     /// Whether `scope` was granted, compared exactly.
     pub fn has_scope(&self, scope: &str) -> bool {
         self.0.scopes.iter().any(|s| **s == *scope)
+    }
+
+    /// Whether its issuer lets its tokens call `method` (a request path):
+    /// always, unless the issuer was given a list of `methods`.
+    pub fn may_call(&self, method: &str) -> bool {
+        self.0.methods.as_ref().is_none_or(|m| m.allows(method))
+    }
+
+    /// Refuses `method` when its issuer's list of methods leaves it out.
+    #[inline]
+    pub(crate) fn check_method(&self, method: &str) -> Result<(), AuthError> {
+        match &self.0.methods {
+            Some(methods) if !methods.allows(method) => {
+                Err(AuthError::MethodNotAllowed(methods.issuer().clone()))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Whether its issuer limits the methods its tokens may call.
+    pub(crate) fn is_limited_to_methods(&self) -> bool {
+        self.0.methods.is_some()
     }
 
     /// The token's `exp`, in seconds since the Unix epoch.
