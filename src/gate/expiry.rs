@@ -1,8 +1,11 @@
-//! Calls that outlive their token: [`ExpiringBody`] ends a response stream
-//! with `UNAUTHENTICATED` (`token has expired`) once the token that opened it
-//! has expired, leeway included. A server-streaming or bidirectional call is
-//! checked once, at its start; without this it could run for hours on a
-//! token that stopped being valid long ago.
+//! Calls that outlive their welcome: [`ExpiringBody`] ends a response
+//! stream at a deadline. A guarded call's deadline is its token's expiry,
+//! leeway included, and it ends with `UNAUTHENTICATED` (`token has expired`):
+//! a server-streaming or bidirectional call is checked once, at its start,
+//! and without this could run for hours on a token that stopped being valid
+//! long ago. A public call's deadline is its maximum age, and it ends with
+//! `UNAVAILABLE`, which health and reflection clients answer by calling
+//! again: without it, anyone could hold a `Watch` open forever.
 
 use std::{
     future::Future,
@@ -18,8 +21,58 @@ use tonic::Status;
 
 use crate::error::AuthError;
 
+/// When a call must end, and how.
+#[derive(Debug, Clone, Copy)]
+pub struct Deadline {
+    at: Instant,
+    ending: Ending,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Ending {
+    /// The token that opened the call has expired.
+    TokenExpired,
+    /// A public call has reached its maximum age.
+    MaxAge,
+}
+
+impl Deadline {
+    /// At `at`, the call's token has expired.
+    pub(crate) fn token_expiry(at: Instant) -> Deadline {
+        Deadline {
+            at,
+            ending: Ending::TokenExpired,
+        }
+    }
+
+    /// At `at`, a public call has lasted long enough.
+    pub(crate) fn max_age(at: Instant) -> Deadline {
+        Deadline {
+            at,
+            ending: Ending::MaxAge,
+        }
+    }
+
+    /// The trailers that end the call.
+    fn trailers(self) -> HeaderMap {
+        let status = match self.ending {
+            // The same status and message a call with the expired token
+            // would get from the gate.
+            Ending::TokenExpired => Status::from(&AuthError::Expired),
+            Ending::MaxAge => Status::unavailable(MAX_AGE_MESSAGE),
+        };
+        let mut trailers = HeaderMap::new();
+        // The status is made from fixed ASCII text, so it always encodes.
+        let _ = status.add_header(&mut trailers);
+        trailers
+    }
+}
+
+/// The message of a public call ended at its maximum age.
+const MAX_AGE_MESSAGE: &str = "stream reached its maximum age";
+
 pin_project_lite::pin_project! {
-    /// A response body that ends with `UNAUTHENTICATED` at its deadline.
+    /// A response body that ends at its deadline with the deadline's status.
     ///
     /// Unary calls, whose body is ready as soon as it is polled, never start
     /// a timer: one is armed only when the stream first waits, so the cost is
@@ -28,16 +81,16 @@ pin_project_lite::pin_project! {
     pub struct ExpiringBody<B> {
         #[pin]
         inner: B,
-        deadline: Option<Instant>,
+        deadline: Option<Deadline>,
         timer: Option<Pin<Box<Sleep>>>,
         expired: bool,
     }
 }
 
 impl<B> ExpiringBody<B> {
-    /// A body that ends at `deadline`; with none (public services,
-    /// refusals), it is never cut short.
-    pub fn new(inner: B, deadline: Option<Instant>) -> ExpiringBody<B> {
+    /// A body that ends at `deadline`; with none (refusals, public calls
+    /// with no maximum age), it is never cut short.
+    pub(crate) fn new(inner: B, deadline: Option<Deadline>) -> ExpiringBody<B> {
         ExpiringBody {
             inner,
             deadline,
@@ -51,15 +104,6 @@ impl<B: Default> Default for ExpiringBody<B> {
     fn default() -> Self {
         ExpiringBody::new(B::default(), None)
     }
-}
-
-/// The trailers that end an expired stream: the same status and message a
-/// call with the expired token would get from the gate.
-fn expired_trailers() -> HeaderMap {
-    let mut trailers = HeaderMap::new();
-    // The status is made from fixed ASCII text, so it always encodes.
-    let _ = Status::from(&AuthError::Expired).add_header(&mut trailers);
-    trailers
 }
 
 impl<B> Body for ExpiringBody<B>
@@ -81,19 +125,19 @@ where
             return this.inner.poll_frame(cx);
         };
         // A stream that never waits still stops at its deadline.
-        if Instant::now() >= deadline {
+        if Instant::now() >= deadline.at {
             *this.expired = true;
-            return Poll::Ready(Some(Ok(Frame::trailers(expired_trailers()))));
+            return Poll::Ready(Some(Ok(Frame::trailers(deadline.trailers()))));
         }
         match this.inner.poll_frame(cx) {
             Poll::Ready(frame) => Poll::Ready(frame),
             Poll::Pending => {
                 let timer = this
                     .timer
-                    .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline.at)));
                 if timer.as_mut().poll(cx).is_ready() {
                     *this.expired = true;
-                    return Poll::Ready(Some(Ok(Frame::trailers(expired_trailers()))));
+                    return Poll::Ready(Some(Ok(Frame::trailers(deadline.trailers()))));
                 }
                 Poll::Pending
             }

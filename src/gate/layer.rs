@@ -1,5 +1,6 @@
 //! [`GateLayer`]: the gate in front of a whole tonic server, deny by
-//! default, health and reflection open; its service and response future.
+//! default, health and reflection open (for a time, when given a maximum
+//! age); its service and response future.
 
 use std::{
     future::Future,
@@ -7,6 +8,7 @@ use std::{
     pin::Pin,
     sync::Arc,
     task::{Context, Poll},
+    time::Duration,
 };
 
 use tokio::time::Instant;
@@ -17,7 +19,7 @@ use tonic::{
 };
 
 use super::Gate;
-use crate::gate::expiry::ExpiringBody;
+use crate::gate::expiry::{Deadline, ExpiringBody};
 
 /// Services anyone may call without a token: health and reflection.
 pub const PUBLIC_SERVICES: [&str; 3] = [
@@ -33,6 +35,8 @@ pub struct GateLayer {
     interceptor: Gate,
     /// Path prefixes (`/grpc.health.v1.Health/`) open without a token.
     public: Arc<[Box<str>]>,
+    /// How long a public call may last; `None`: as long as it likes.
+    public_max_age: Option<Duration>,
 }
 
 impl GateLayer {
@@ -44,7 +48,18 @@ impl GateLayer {
                 .iter()
                 .map(|s| format!("/{s}/").into_boxed_str())
                 .collect(),
+            public_max_age: None,
         }
+    }
+
+    /// Ends each call to a public method (a health `Watch`, a reflection
+    /// stream) `max_age` after it starts, with `UNAVAILABLE` (`stream
+    /// reached its maximum age`), on which their clients call again; by
+    /// default such calls last as long as the client likes. The server
+    /// sets this from [`Limits`](crate::server::Limits).
+    pub fn public_stream_max_age(mut self, max_age: Duration) -> GateLayer {
+        self.public_max_age = Some(max_age);
+        self
     }
 
     /// Also leaves `service` (`package.Service`) open without a token.
@@ -93,9 +108,13 @@ where
     fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
         let path = request.uri().path();
         if self.layer.is_public(path) {
+            let deadline = self
+                .layer
+                .public_max_age
+                .map(|max_age| Deadline::max_age(Instant::now() + max_age));
             return GateFuture::Inner {
                 future: self.inner.call(request),
-                deadline: None,
+                deadline,
             };
         }
         let values = request.headers().get_all(http::header::AUTHORIZATION);
@@ -110,7 +129,7 @@ where
                 request.extensions_mut().insert(principal);
                 GateFuture::Inner {
                     future: self.inner.call(request),
-                    deadline: Some(deadline),
+                    deadline: Some(Deadline::token_expiry(deadline)),
                 }
             }
             Err(refusal) => {
@@ -144,7 +163,7 @@ pin_project_lite::pin_project! {
     #[project = GateFutureProj]
     pub enum GateFuture<F, R> {
         /// The call went through; its response ends at the deadline.
-        Inner { #[pin] future: F, deadline: Option<Instant> },
+        Inner { #[pin] future: F, deadline: Option<Deadline> },
         /// The call was refused with this gRPC status.
         Refused { response: Option<http::Response<ExpiringBody<R>>> },
     }

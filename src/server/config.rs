@@ -143,15 +143,52 @@ pub struct Limits {
     pub keepalive_interval: Duration,
     /// How long to wait for a ping's answer.
     pub keepalive_timeout: Duration,
+    /// How long a connection may have no call open before it is closed
+    /// with GOAWAY; keep-alive pings do not count as calls. Without it, a
+    /// client that opens connections, answers pings and calls nothing holds
+    /// every connection slot.
+    pub idle_timeout: Duration,
+    /// How old a connection may grow before it is closed with GOAWAY, so
+    /// that clients spread over new servers behind a balancer; `None`:
+    /// never.
+    pub max_connection_age: Option<Duration>,
+    /// How long the calls in flight on a connection told to close (past
+    /// its age, or idle) may take before the connection is cut.
+    pub max_connection_age_grace: Duration,
+    /// Connections one peer IP address may hold at once; past it, a new one
+    /// is closed as soon as it is accepted. 0: no limit (behind a balancer,
+    /// every connection comes from its address).
+    pub max_connections_per_peer: usize,
+    /// How long a call on a public method (a health `Watch`, reflection)
+    /// may last: it then ends with `UNAVAILABLE`, and the client calls
+    /// again. Guarded calls end when their token does.
+    pub public_stream_max_age: Duration,
 }
 
 impl Limits {
-    /// Refuses limits that would stop every call.
+    /// Refuses limits that would stop every call, or close every
+    /// connection as soon as it opens.
     pub fn check(&self) -> Result<(), StartupError> {
         if self.max_connections == 0 || self.max_concurrent_streams == 0 {
             return Err(StartupError::Config(
                 "--max-connections and --max-concurrent-streams must be at least 1".into(),
             ));
+        }
+        let positive = [
+            ("--idle-timeout", Some(self.idle_timeout)),
+            ("--max-connection-age", self.max_connection_age),
+            // At 0, a connection told to close is cut before its GOAWAY
+            // can reach the client.
+            (
+                "--max-connection-age-grace",
+                Some(self.max_connection_age_grace),
+            ),
+            ("--public-stream-max-age", Some(self.public_stream_max_age)),
+        ];
+        for (flag, value) in positive {
+            if value == Some(Duration::ZERO) {
+                return Err(StartupError::Config(format!("{flag} must be more than 0s")));
+            }
         }
         Ok(())
     }
@@ -168,6 +205,72 @@ impl Default for Limits {
             request_timeout: Duration::from_secs(30),
             keepalive_interval: Duration::from_secs(60),
             keepalive_timeout: Duration::from_secs(20),
+            idle_timeout: Duration::from_secs(5 * 60),
+            max_connection_age: None,
+            max_connection_age_grace: Duration::from_secs(30),
+            max_connections_per_peer: 0,
+            public_stream_max_age: Duration::from_secs(30 * 60),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_defaults_are_the_contracts_and_pass() {
+        let limits = Limits::default();
+        assert_eq!(limits.idle_timeout, Duration::from_secs(300));
+        assert_eq!(limits.max_connection_age, None);
+        assert_eq!(limits.max_connection_age_grace, Duration::from_secs(30));
+        assert_eq!(limits.max_connections_per_peer, 0);
+        assert_eq!(limits.public_stream_max_age, Duration::from_secs(1800));
+        assert!(limits.check().is_ok());
+    }
+
+    #[test]
+    fn lifetimes_of_zero_are_refused_naming_their_flag() {
+        let zero = Duration::ZERO;
+        let defaults = Limits::default;
+        for (flag, limits) in [
+            (
+                "--idle-timeout",
+                Limits {
+                    idle_timeout: zero,
+                    ..defaults()
+                },
+            ),
+            (
+                "--max-connection-age",
+                Limits {
+                    max_connection_age: Some(zero),
+                    ..defaults()
+                },
+            ),
+            (
+                "--max-connection-age-grace",
+                Limits {
+                    max_connection_age_grace: zero,
+                    ..defaults()
+                },
+            ),
+            (
+                "--public-stream-max-age",
+                Limits {
+                    public_stream_max_age: zero,
+                    ..defaults()
+                },
+            ),
+        ] {
+            let error = limits.check().expect_err(flag).to_string();
+            assert!(error.contains(flag), "{flag}: {error}");
+        }
+        let ages = Limits {
+            max_connection_age: Some(Duration::from_secs(3600)),
+            max_connections_per_peer: 1,
+            ..Limits::default()
+        };
+        assert!(ages.check().is_ok());
     }
 }

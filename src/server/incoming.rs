@@ -1,84 +1,230 @@
 //! Accepting connections within bounds: at most so many at once (the accept
-//! loop waits for one to close before taking another), and each one closed
-//! if it has not sent the first 24 bytes (the length of HTTP/2's connection
-//! preface; a TLS ClientHello is longer) within the handshake timeout, so
-//! that silent or trickling sockets cannot hold every slot. Past that, TLS
-//! has its own handshake timeout and HTTP/2 its keep-alive pings.
+//! loop waits for one to close before taking another), at most so many from
+//! one peer address (more are closed as soon as they are accepted), and each
+//! one closed if it has not sent the first 24 bytes (the length of HTTP/2's
+//! connection preface; a TLS ClientHello is longer) within the handshake
+//! timeout, so that silent or trickling sockets cannot hold every slot. Past
+//! that, TLS has its own handshake timeout, HTTP/2 its keep-alive pings, and
+//! [`connections`](super::connections) the idle timeout and maximum age,
+//! which end a connection through its [`Cutoff`] when GOAWAY was not enough.
 
 use std::{
+    collections::HashMap,
     io,
-    net::SocketAddr,
+    net::{IpAddr, SocketAddr},
     pin::Pin,
-    sync::Arc,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
     task::{Context, Poll},
     time::Duration,
 };
 
-use futures_util::Stream;
+use futures_util::{Stream, task::AtomicWaker};
 use tokio::{
     io::{AsyncRead, AsyncWrite, ReadBuf},
     net::{TcpListener, TcpStream},
-    sync::{OwnedSemaphorePermit, Semaphore},
+    sync::{OwnedSemaphorePermit, Semaphore, oneshot},
     time::{Instant, Sleep},
 };
 use tonic::transport::server::{Connected, TcpConnectInfo};
+
+use super::Limits;
 
 /// What a connection must send within the handshake timeout: HTTP/2's
 /// connection preface is 24 bytes.
 const HANDSHAKE_BYTES: usize = 24;
 
-/// Connections from `listener`, at most `max` open at once.
-pub(super) fn bounded(
-    listener: TcpListener,
-    max: usize,
-    handshake_timeout: Duration,
-) -> impl Stream<Item = io::Result<BoundedStream>> {
-    let slots = Arc::new(Semaphore::new(max.max(1)));
-    futures_util::stream::unfold((listener, slots), move |(listener, slots)| async move {
-        let permit = slots.clone().acquire_owned().await.ok()?;
-        loop {
-            match listener.accept().await {
-                Ok((stream, _)) => {
-                    let _ = stream.set_nodelay(true);
-                    let stream = BoundedStream::new(stream, permit, handshake_timeout);
-                    return Some((Ok(stream), (listener, slots)));
-                }
-                // Out of file descriptors, a connection reset before accept:
-                // pause briefly rather than spin, and keep serving.
-                Err(error) => {
-                    tracing::warn!(%error, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+/// Connections from `listener` within `limits`: `max_connections` open at
+/// once, `max_connections_per_peer` from one address, each closed if it
+/// does not start within the `handshake_timeout`.
+pub(super) fn bounded(listener: TcpListener, limits: &Limits) -> impl Stream<Item = BoundedStream> {
+    let handshake_timeout = limits.handshake_timeout;
+    let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let peers = (limits.max_connections_per_peer > 0)
+        .then(|| Arc::new(PeerCounts::new(limits.max_connections_per_peer)));
+    futures_util::stream::unfold(
+        (listener, slots, peers),
+        move |(listener, slots, peers)| async move {
+            let permit = slots.clone().acquire_owned().await.ok()?;
+            loop {
+                match listener.accept().await {
+                    Ok((stream, peer)) => {
+                        let peer_slot = match peers.as_ref().map(|p| p.take(peer.ip())) {
+                            // Dropped, so closed at once; the slot stays
+                            // free for someone else.
+                            Some(None) => {
+                                tracing::debug!(
+                                    %peer,
+                                    "refused a connection: its address holds --max-connections-per-peer"
+                                );
+                                continue;
+                            }
+                            counted => counted.flatten(),
+                        };
+                        let _ = stream.set_nodelay(true);
+                        let stream =
+                            BoundedStream::new(stream, permit, peer_slot, handshake_timeout);
+                        return Some((stream, (listener, slots, peers)));
+                    }
+                    // Out of file descriptors, a connection reset before accept:
+                    // pause briefly rather than spin, and keep serving.
+                    Err(error) => {
+                        tracing::warn!(%error, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
                 }
             }
-        }
-    })
+        },
+    )
 }
 
-/// A connection holding one of the server's connection slots until it
-/// closes.
+/// How many connections each peer address holds.
+#[derive(Debug)]
+struct PeerCounts {
+    max: usize,
+    /// Only addresses that hold a connection: an entry goes with its last.
+    /// Locked when a connection opens or closes, never by a call.
+    held: Mutex<HashMap<IpAddr, usize>>,
+}
+
+impl PeerCounts {
+    fn new(max: usize) -> PeerCounts {
+        PeerCounts {
+            max,
+            held: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// A slot for one more connection from `ip`, unless it holds the most.
+    fn take(self: &Arc<Self>, ip: IpAddr) -> Option<PeerSlot> {
+        // One peer, however it is written (an IPv4 client of a dual-stack
+        // listener arrives as ::ffff:a.b.c.d).
+        let ip = ip.to_canonical();
+        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        let count = held.entry(ip).or_insert(0);
+        if *count >= self.max {
+            return None;
+        }
+        *count += 1;
+        Some(PeerSlot {
+            peers: self.clone(),
+            ip,
+        })
+    }
+}
+
+/// One connection counted against its peer address until it closes.
+#[derive(Debug)]
+struct PeerSlot {
+    peers: Arc<PeerCounts>,
+    ip: IpAddr,
+}
+
+impl Drop for PeerSlot {
+    fn drop(&mut self) {
+        let mut held = self.peers.held.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(count) = held.get_mut(&self.ip) {
+            *count -= 1;
+            if *count == 0 {
+                held.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// Ends a connection from outside, once its server has been told to close
+/// it and it is still open when the grace period ends: from then on its
+/// reads and writes fail, which ends the connection whatever state HTTP/2
+/// is in (tonic owns the connection and offers no other handle on it).
+#[derive(Debug, Default)]
+pub(super) struct Cutoff {
+    cut: AtomicBool,
+    waker: AtomicWaker,
+}
+
+impl Cutoff {
+    /// Fails the connection's reads and writes from now on.
+    pub(super) fn cut(&self) {
+        self.cut.store(true, Ordering::SeqCst);
+        self.waker.wake();
+    }
+
+    fn is_cut(&self) -> bool {
+        self.cut.load(Ordering::SeqCst)
+    }
+
+    /// After a read or write came back pending: whether it must fail
+    /// instead, or else wake the connection when it is cut.
+    fn cut_while_waiting(&self, cx: &Context<'_>) -> bool {
+        self.waker.register(cx.waker());
+        self.is_cut()
+    }
+}
+
+fn cut_error() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::TimedOut,
+        "the connection outlived its grace period",
+    )
+}
+
+/// A connection holding one of the server's connection slots (and of its
+/// peer's) until it closes.
 #[derive(Debug)]
 pub(super) struct BoundedStream {
     stream: TcpStream,
     _slot: OwnedSemaphorePermit,
+    _peer_slot: Option<PeerSlot>,
     /// Until the first `HANDSHAKE_BYTES` arrive: when to give up on the peer.
     handshake: Option<Pin<Box<Sleep>>>,
     /// Bytes received so far, counted until the handshake deadline is lifted.
     received: usize,
     peer: Option<SocketAddr>,
+    cutoff: Arc<Cutoff>,
+    /// Dropped with the connection: tells whoever holds the receiver that
+    /// the connection has closed.
+    on_close: Option<oneshot::Sender<()>>,
 }
 
 impl BoundedStream {
-    fn new(stream: TcpStream, slot: OwnedSemaphorePermit, handshake_timeout: Duration) -> Self {
+    fn new(
+        stream: TcpStream,
+        slot: OwnedSemaphorePermit,
+        peer_slot: Option<PeerSlot>,
+        handshake_timeout: Duration,
+    ) -> Self {
         let peer = stream.peer_addr().ok();
         BoundedStream {
             stream,
             _slot: slot,
+            _peer_slot: peer_slot,
             handshake: Some(Box::pin(tokio::time::sleep_until(
                 Instant::now() + handshake_timeout,
             ))),
             received: 0,
             peer,
+            cutoff: Arc::default(),
+            on_close: None,
         }
+    }
+
+    /// The peer's address, when the socket could tell.
+    pub(super) fn peer(&self) -> Option<SocketAddr> {
+        self.peer
+    }
+
+    /// What ends this connection from outside.
+    pub(super) fn cutoff(&self) -> Arc<Cutoff> {
+        self.cutoff.clone()
+    }
+
+    /// Resolves once the connection has closed (this stream is dropped).
+    pub(super) fn on_close(&mut self) -> oneshot::Receiver<()> {
+        let (tx, rx) = oneshot::channel();
+        self.on_close = Some(tx);
+        rx
     }
 }
 
@@ -88,6 +234,9 @@ impl AsyncRead for BoundedStream {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
+        if self.cutoff.is_cut() {
+            return Poll::Ready(Err(cut_error()));
+        }
         let before = buf.filled().len();
         let result = Pin::new(&mut self.stream).poll_read(cx, buf);
         if self.handshake.is_some() {
@@ -104,6 +253,29 @@ impl AsyncRead for BoundedStream {
                 return Poll::Ready(Err(io::ErrorKind::TimedOut.into()));
             }
         }
+        if result.is_pending() && self.cutoff.cut_while_waiting(cx) {
+            return Poll::Ready(Err(cut_error()));
+        }
+        result
+    }
+}
+
+impl BoundedStream {
+    /// `write` on the socket, unless the connection has been cut: a peer
+    /// that reads nothing leaves writes pending, and must not stay past its
+    /// cutoff for that.
+    fn cut_or<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        write: impl FnOnce(&mut TcpStream, &mut Context<'_>) -> Poll<io::Result<T>>,
+    ) -> Poll<io::Result<T>> {
+        if self.cutoff.is_cut() {
+            return Poll::Ready(Err(cut_error()));
+        }
+        let result = write(&mut self.stream, cx);
+        if result.is_pending() && self.cutoff.cut_while_waiting(cx) {
+            return Poll::Ready(Err(cut_error()));
+        }
         result
     }
 }
@@ -114,11 +286,13 @@ impl AsyncWrite for BoundedStream {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write(cx, buf)
+        let this = &mut *self;
+        this.cut_or(cx, |stream, cx| Pin::new(stream).poll_write(cx, buf))
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_flush(cx)
+        let this = &mut *self;
+        this.cut_or(cx, |stream, cx| Pin::new(stream).poll_flush(cx))
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -130,7 +304,10 @@ impl AsyncWrite for BoundedStream {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+        let this = &mut *self;
+        this.cut_or(cx, |stream, cx| {
+            Pin::new(stream).poll_write_vectored(cx, bufs)
+        })
     }
 
     fn is_write_vectored(&self) -> bool {

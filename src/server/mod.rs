@@ -14,8 +14,9 @@
 //! # }
 //! ```
 
-use std::{convert::Infallible, future::Future, net::SocketAddr, sync::Arc};
+use std::{convert::Infallible, future::Future, io, net::SocketAddr, sync::Arc};
 
+use futures_util::StreamExt;
 use tokio::net::TcpListener;
 use tonic::{
     body::Body,
@@ -25,9 +26,11 @@ use tonic::{
 };
 
 mod config;
+mod connections;
 mod health;
 mod incoming;
 mod metrics;
+mod open_calls;
 mod service;
 mod signals;
 mod tls;
@@ -495,14 +498,38 @@ impl Application {
                 .tls_config(tls)
                 .map_err(|e| StartupError::Tls(e.to_string()))?;
         }
-        let incoming =
-            incoming::bounded(listener, limits.max_connections, limits.handshake_timeout);
-        // Metrics outermost, so that refusals are counted with their code.
-        let serving = server
-            .layer(GrpcMetricsLayer::new(grpc_metrics))
-            .layer(gate.layer())
-            .add_routes(routes)
-            .serve_with_incoming_shutdown(incoming, shutdown);
+        let incoming = incoming::bounded(listener, &limits);
+        let metrics_layer = GrpcMetricsLayer::new(grpc_metrics);
+        let gate_layer = gate
+            .layer()
+            .public_stream_max_age(limits.public_stream_max_age);
+        // One tonic server per connection, each with the same settings and
+        // layers (all shared, nothing rebuilt), so that each connection can
+        // be closed with GOAWAY on its own. Calls are counted outermost, then
+        // metrics, so that refusals are counted with their code.
+        let serve_one = move |stream, open_calls, close| {
+            let router = server
+                .clone()
+                .layer(open_calls)
+                .layer(metrics_layer.clone())
+                .layer(gate_layer.clone())
+                .add_routes(routes.clone());
+            // The one connection, then nothing more: a stream that ended
+            // would make the server close the connection at once.
+            let incoming = futures_util::stream::once(async { Ok::<_, io::Error>(stream) })
+                .chain(futures_util::stream::pending());
+            async move {
+                if let Err(error) = router.serve_with_incoming_shutdown(incoming, close).await {
+                    tracing::debug!(%error, "serving a connection failed");
+                }
+            }
+        };
+        let serving = connections::serve_each(
+            incoming,
+            connections::Lifetimes::new(&limits),
+            shutdown,
+            serve_one,
+        );
         let timeout = drain_config.timeout;
         let timed_out = async move {
             if closed_rx.await.is_err() {
@@ -511,16 +538,15 @@ impl Application {
             }
             tokio::time::sleep(timeout).await;
         };
-        let result = tokio::select! {
-            result = serving => result,
+        tokio::select! {
+            () = serving => {}
             () = timed_out => {
                 tracing::warn!(
                     shutdown_timeout = ?timeout,
                     "calls still in flight at the shutdown timeout; closing them"
                 );
-                Ok(())
             }
-        };
+        }
         if built_here {
             gate.stop_refreshing();
         }
@@ -528,7 +554,7 @@ impl Application {
         if let Some(metrics_server) = metrics_server {
             metrics_server.abort();
         }
-        result.map_err(StartupError::Serve)
+        Ok(())
     }
 }
 

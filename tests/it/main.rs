@@ -15,6 +15,7 @@ mod gate;
 mod greeter;
 mod issuers;
 mod keys;
+mod lifetimes;
 mod limits;
 mod metrics;
 mod refresh;
