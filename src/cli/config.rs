@@ -126,6 +126,30 @@ pub struct Settings {
     #[arg(long, value_parser = parse_dur)]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub keepalive_timeout: Option<Dur>,
+    /// A connection with no call open this long is closed (GOAWAY) [default: 5m].
+    #[arg(long, value_parser = parse_dur)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_timeout: Option<Dur>,
+    /// A connection older than this is closed (GOAWAY); calls in flight get
+    /// --max-connection-age-grace [default: off].
+    #[arg(long, value_parser = parse_dur)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_connection_age: Option<Dur>,
+    /// How long calls in flight on a connection told to close may take
+    /// before it is cut [default: 30s].
+    #[arg(long, value_parser = parse_dur)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_connection_age_grace: Option<Dur>,
+    /// Connections one peer address may hold at once; 0 is no limit (behind
+    /// a balancer every connection has its address) [default: 0].
+    #[arg(long)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_connections_per_peer: Option<usize>,
+    /// A stream on a public method (health Watch, reflection) is ended after
+    /// this long; the client reconnects [default: 30m].
+    #[arg(long, value_parser = parse_dur)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_stream_max_age: Option<Dur>,
     /// Serve TLS with this PEM certificate chain (needs --tls-key).
     #[arg(long)]
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -266,6 +290,11 @@ impl Settings {
             request_timeout: Some(Dur(limits.request_timeout)),
             keepalive_interval: Some(Dur(limits.keepalive_interval)),
             keepalive_timeout: Some(Dur(limits.keepalive_timeout)),
+            idle_timeout: Some(Dur(limits.idle_timeout)),
+            max_connection_age: limits.max_connection_age.map(Dur),
+            max_connection_age_grace: Some(Dur(limits.max_connection_age_grace)),
+            max_connections_per_peer: Some(limits.max_connections_per_peer),
+            public_stream_max_age: Some(Dur(limits.public_stream_max_age)),
             drain_delay: Some(Dur(drain.delay)),
             shutdown_timeout: Some(Dur(drain.timeout)),
             ..Settings::default()
@@ -382,6 +411,11 @@ impl Settings {
                 request_timeout: get(s.request_timeout),
                 keepalive_interval: get(s.keepalive_interval),
                 keepalive_timeout: get(s.keepalive_timeout),
+                idle_timeout: get(s.idle_timeout),
+                max_connection_age: s.max_connection_age.map(|d| d.0),
+                max_connection_age_grace: get(s.max_connection_age_grace),
+                max_connections_per_peer: s.max_connections_per_peer.unwrap_or_default(),
+                public_stream_max_age: get(s.public_stream_max_age),
             },
             token_cache_entries: s.token_cache_entries.unwrap_or_default(),
             metrics_listen: s.metrics_listen,
@@ -500,6 +534,19 @@ fn check_bounds(config: &ServerConfig) -> Result<(), StartupError> {
             limits.keepalive_timeout,
             tenth,
             5 * minute,
+        ),
+        ("--idle-timeout", limits.idle_timeout, second, 24 * hour),
+        (
+            "--max-connection-age-grace",
+            limits.max_connection_age_grace,
+            tenth,
+            hour,
+        ),
+        (
+            "--public-stream-max-age",
+            limits.public_stream_max_age,
+            second,
+            24 * hour,
         ),
         ("--drain-delay", drain.delay, Duration::ZERO, hour),
         ("--shutdown-timeout", drain.timeout, Duration::ZERO, hour),

@@ -484,3 +484,55 @@ fn per_issuer_claims_and_methods_come_from_the_file() {
     assert_eq!(code, 2);
     assert!(stderr.contains("must use https"), "{stderr}");
 }
+
+/// Connection and stream lifetimes are settings like any other: flags,
+/// config-file keys, defaults from the library, bounds checked.
+#[test]
+fn connection_lifetimes_are_flags_and_config_keys() {
+    let base = ["--issuer", "https://t.example/", "--audience", "a"];
+    let (code, stdout, stderr) = check(&base, &[]);
+    assert_eq!(code, 0, "{stderr}");
+    let s = Settings::parse(&stdout).unwrap();
+    assert_eq!(s.idle_timeout.unwrap().0, Duration::from_secs(300));
+    assert_eq!(s.max_connection_age, None);
+    assert_eq!(
+        s.max_connection_age_grace.unwrap().0,
+        Duration::from_secs(30)
+    );
+    assert_eq!(s.max_connections_per_peer, Some(0));
+    assert_eq!(
+        s.public_stream_max_age.unwrap().0,
+        Duration::from_secs(1800)
+    );
+
+    let path = write(
+        "lifetimes.toml",
+        "idle-timeout = \"2m\"\nmax-connection-age = \"1h\"\nmax-connections-per-peer = 8\n",
+    );
+    let args: Vec<&str> = base
+        .iter()
+        .copied()
+        .chain([
+            "--config",
+            path.to_str().unwrap(),
+            "--public-stream-max-age",
+            "5m",
+        ])
+        .collect();
+    let (code, stdout, stderr) = check(&args, &[]);
+    assert_eq!(code, 0, "{stderr}");
+    let s = Settings::parse(&stdout).unwrap();
+    assert_eq!(s.idle_timeout.unwrap().0, Duration::from_secs(120));
+    assert_eq!(s.max_connection_age.unwrap().0, Duration::from_secs(3600));
+    assert_eq!(s.max_connections_per_peer, Some(8));
+    assert_eq!(s.public_stream_max_age.unwrap().0, Duration::from_secs(300));
+
+    for extra in [
+        &["--idle-timeout", "0s"][..],
+        &["--max-connection-age", "0s"],
+        &["--public-stream-max-age", "100y"],
+    ] {
+        let args: Vec<&str> = base.iter().chain(extra).copied().collect();
+        assert_eq!(check(&args, &[]).0, 2, "{extra:?} passed");
+    }
+}
