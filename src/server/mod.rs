@@ -1,6 +1,8 @@
 //! Server assembly: health, reflection, TLS, limits, metrics and draining
-//! around any tonic services, behind the gate. It binds first (so port 0
-//! works), then serves until a shutdown future resolves.
+//! around any tonic services, behind the gate, on one port that answers
+//! gRPC, gRPC-Web and plain HTTP (with CORS for the origins allowed). It
+//! binds first (so port 0 works), then serves until a shutdown future
+//! resolves.
 //!
 //! ```no_run
 //! # use authgate::{Gate, server::{Application, ServerConfig}};
@@ -26,17 +28,23 @@ use tonic::{
 
 mod config;
 mod health;
+mod http;
 mod incoming;
 mod metrics;
 mod service;
 mod signals;
 mod tls;
+mod web;
 
 pub use config::{Drain, Limits, ServerConfig, TlsFiles};
 pub use health::LIVENESS_SERVICE;
+pub use http::{
+    HttpGate, HttpRoutes, PRIVATE_ROOT_BODY, REALM, RETRY_AFTER_SECS, refusal_response,
+};
 pub use metrics::{GrpcMetrics, GrpcMetricsLayer};
-pub use service::{PRIVATE_MESSAGE, PrivateService};
+pub use service::{GET_PRIVATE_METHOD, PRIVATE_MESSAGE, PrivateService};
 pub use signals::{shutdown_signal, stop_signals};
+pub use web::{CORS_ALLOW_HEADERS, CORS_EXPOSE_HEADERS, CorsOrigins, OnePort, OnePortLayer, Split};
 
 use crate::{Clock, Gate, StartupError, keys::KeyStore, keys::Refresher};
 use health::Readiness;
@@ -59,6 +67,8 @@ pub struct ApplicationBuilder {
     guarded: Vec<&'static str>,
     descriptor_sets: Vec<&'static [u8]>,
     clock: Option<Clock>,
+    /// Whether plain `GET /` answers as the demo's `GetPrivate` does.
+    private_root: bool,
 }
 
 impl ApplicationBuilder {
@@ -66,7 +76,7 @@ impl ApplicationBuilder {
     /// follows the keys and the drain.
     pub fn add_service<S>(mut self, service: S) -> Self
     where
-        S: tower_service::Service<http::Request<Body>, Error = Infallible>
+        S: tower_service::Service<::http::Request<Body>, Error = Infallible>
             + NamedService
             + Clone
             + Send
@@ -81,10 +91,12 @@ impl ApplicationBuilder {
     }
 
     /// Adds authgate's demo service, `authgate.v1.PrivateService`, with its
-    /// descriptor set and the configured message size limit: what
-    /// `authgate serve` serves.
-    pub fn add_demo_service(self) -> Self {
+    /// descriptor set and the configured message size limit, and the seed's
+    /// plain HTTP route: `GET /` answers `{"message": "This is private"}`
+    /// under `GetPrivate`'s scope rules. What `authgate serve` serves.
+    pub fn add_demo_service(mut self) -> Self {
         let demo = PrivateService::server(&self.config.limits);
+        self.private_root = true;
         self.add_service(demo)
             .descriptor_set(crate::pb::FILE_DESCRIPTOR_SET)
     }
@@ -140,12 +152,14 @@ impl ApplicationBuilder {
             guarded,
             mut descriptor_sets,
             clock,
+            private_root,
         } = self;
         let local_addr = listener.local_addr().map_err(|source| StartupError::Bind {
             addr: config.listen.to_string(),
             source,
         })?;
         let tls = config.check_and_load_tls()?;
+        let cors = CorsOrigins::parse(&config.cors_allow_origins)?;
         let (gate, refreshers) = match gate {
             Some(gate) => (gate, Vec::new()),
             None => config.gate().build_unstarted()?,
@@ -181,6 +195,8 @@ impl ApplicationBuilder {
             tls,
             limits: config.limits,
             drain: config.drain,
+            cors,
+            private_root,
         })
     }
 }
@@ -203,6 +219,8 @@ pub struct Application {
     tls: Option<ServerTlsConfig>,
     limits: Limits,
     drain: Drain,
+    cors: Option<CorsOrigins>,
+    private_root: bool,
 }
 
 impl Application {
@@ -215,6 +233,7 @@ impl Application {
             guarded: Vec::new(),
             descriptor_sets: Vec::new(),
             clock: None,
+            private_root: false,
         }
     }
 
@@ -312,6 +331,8 @@ impl Application {
             tls,
             limits,
             drain: drain_config,
+            cors,
+            private_root,
             ..
         } = self;
 
@@ -377,7 +398,15 @@ impl Application {
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha);
 
+        // Plain HTTP passes the same gate, answered as RFC 6750 says.
+        let http = if private_root {
+            HttpGate::new(gate.clone(), HttpRoutes::private_root())
+                .check_as("/", GET_PRIVATE_METHOD)
+        } else {
+            HttpGate::new(gate.clone(), HttpRoutes::not_found())
+        };
         let mut server = Server::builder()
+            .accept_http1(true)
             .timeout(limits.request_timeout)
             .http2_max_header_list_size(limits.max_header_list_bytes)
             .max_concurrent_streams(limits.max_concurrent_streams)
@@ -390,8 +419,11 @@ impl Application {
         }
         let incoming =
             incoming::bounded(listener, limits.max_connections, limits.handshake_timeout);
-        // Metrics outermost, so that refusals are counted with their code.
+        // CORS and plain HTTP outermost, then gRPC-Web made gRPC; then
+        // metrics, so that gRPC-Web calls are counted as gRPC ones and
+        // refusals with their code; then the gate.
         let serving = server
+            .layer(OnePortLayer::new(http, cors))
             .layer(GrpcMetricsLayer::new(grpc_metrics))
             .layer(gate.layer())
             .add_routes(routes)

@@ -121,6 +121,8 @@ pub struct Options {
     pub drain: Drain,
     /// The gate reads the time here instead of the system clock.
     pub clock: Option<Clock>,
+    /// `--cors-allow-origin`.
+    pub cors: Vec<String>,
 }
 
 impl Default for Options {
@@ -145,6 +147,7 @@ impl Default for Options {
             metrics: true,
             drain: Drain::default(),
             clock: None,
+            cors: Vec::new(),
         }
     }
 }
@@ -263,6 +266,7 @@ async fn spawn_server(
         token_cache_entries: options.token_cache_entries,
         metrics_listen: options.metrics.then(|| "127.0.0.1:0".parse().unwrap()),
         drain: options.drain,
+        cors_allow_origins: options.cors,
     };
     let listener = TcpListener::bind(config.listen).await.unwrap();
     let mut app = Application::builder(config)
