@@ -423,7 +423,10 @@ impl Application {
         // metrics, so that gRPC-Web calls are counted as gRPC ones and
         // refusals with their code; then the gate.
         let serving = server
-            .layer(OnePortLayer::new(http, cors))
+            .layer(
+                OnePortLayer::new(http, cors)
+                    .max_header_list_bytes(limits.max_header_list_bytes as usize),
+            )
             .layer(GrpcMetricsLayer::new(grpc_metrics))
             .layer(gate.layer())
             .add_routes(routes)

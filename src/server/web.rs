@@ -5,13 +5,14 @@
 //! metrics, the gate and the services inside it.
 
 use std::{
+    future::{Ready, ready},
     sync::Arc,
     task::{Context, Poll},
     time::Duration,
 };
 
 use futures_util::future::Either;
-use http::{HeaderName, HeaderValue, Method, Request, Response, header};
+use http::{HeaderName, HeaderValue, Method, Request, Response, StatusCode, Version, header};
 use tonic_web::{GrpcWebLayer, GrpcWebService};
 use tower_http::cors::{AllowOrigin, Cors, CorsLayer};
 use tower_layer::Layer;
@@ -100,6 +101,14 @@ impl CorsOrigins {
     }
 }
 
+/// The size of a header list as HTTP/2 counts it (RFC 9113 §6.5.2).
+fn header_list_size(headers: &http::HeaderMap) -> usize {
+    headers
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + 32)
+        .sum()
+}
+
 /// Whether a request is gRPC or gRPC-Web (`application/grpc...`): the rest
 /// is plain HTTP.
 fn is_grpc<B>(request: &Request<B>) -> bool {
@@ -116,12 +125,27 @@ fn is_grpc<B>(request: &Request<B>) -> bool {
 pub struct OnePortLayer<H> {
     http: H,
     cors: Option<CorsOrigins>,
+    /// The header list HTTP/1 requests may send, as HTTP/2's
+    /// `SETTINGS_MAX_HEADER_LIST_SIZE` bounds it for HTTP/2.
+    max_header_list_bytes: usize,
 }
 
 impl<H> OnePortLayer<H> {
     /// Plain HTTP goes to `http`; CORS is answered for `cors`, or off.
     pub fn new(http: H, cors: Option<CorsOrigins>) -> OnePortLayer<H> {
-        OnePortLayer { http, cors }
+        OnePortLayer {
+            http,
+            cors,
+            max_header_list_bytes: usize::MAX,
+        }
+    }
+
+    /// Answers 431 to an HTTP/1 request whose headers, counted as HTTP/2
+    /// counts them (name, value and 32 bytes each), exceed `bytes`: the
+    /// limit HTTP/2 callers already have.
+    pub fn max_header_list_bytes(mut self, bytes: usize) -> OnePortLayer<H> {
+        self.max_header_list_bytes = bytes;
+        self
     }
 }
 
@@ -134,6 +158,7 @@ impl<S: Clone, H: Clone> Layer<S> for OnePortLayer<H> {
             http: self.http.clone(),
         };
         OnePort {
+            max_header_list_bytes: self.max_header_list_bytes,
             cors: self
                 .cors
                 .as_ref()
@@ -150,6 +175,7 @@ pub struct OnePort<S, H> {
     plain: Split<S, H>,
     /// For requests from an allowed origin.
     cors: Option<(CorsOrigins, Cors<Split<S, H>>)>,
+    max_header_list_bytes: usize,
 }
 
 impl<S, H, B, R> Service<Request<B>> for OnePort<S, H>
@@ -160,8 +186,11 @@ where
     type Response = Response<R>;
     type Error = <Split<S, H> as Service<Request<B>>>::Error;
     type Future = Either<
-        <Split<S, H> as Service<Request<B>>>::Future,
-        <Cors<Split<S, H>> as Service<Request<B>>>::Future,
+        Ready<Result<Response<R>, Self::Error>>,
+        Either<
+            <Split<S, H> as Service<Request<B>>>::Future,
+            <Cors<Split<S, H>> as Service<Request<B>>>::Future,
+        >,
     >;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
@@ -174,13 +203,20 @@ where
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
+        if request.version() < Version::HTTP_2
+            && header_list_size(request.headers()) > self.max_header_list_bytes
+        {
+            let mut response = Response::new(R::default());
+            *response.status_mut() = StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE;
+            return Either::Left(ready(Ok(response)));
+        }
         let origin = request.headers().get(header::ORIGIN);
-        match &mut self.cors {
+        Either::Right(match &mut self.cors {
             Some((origins, cors)) if origin.is_some_and(|o| origins.allows(o)) => {
                 Either::Right(cors.call(request))
             }
             _ => Either::Left(self.plain.call(request)),
-        }
+        })
     }
 }
 

@@ -14,7 +14,7 @@ use authgate::{
     issuer::{DevIssuer, DevIssuerConfig, RsaKeyPool},
     keys::{JwksSource, KeyStore, RefreshConfig},
     pb::{GetPrivateRequest, GetPrivateResponse, private_service_client::PrivateServiceClient},
-    server::{Application, Drain, Limits, ServerConfig, TlsFiles},
+    server::{Application, ApplicationBuilder, Drain, Limits, ServerConfig, TlsFiles},
     {Clock, IssuerConfig, ScopePolicy, ScopeRule},
 };
 use base64::{Engine, engine::general_purpose::STANDARD};
@@ -123,6 +123,8 @@ pub struct Options {
     pub clock: Option<Clock>,
     /// `--cors-allow-origin`.
     pub cors: Vec<String>,
+    /// Adds more services beside the demo one.
+    pub services: Option<fn(ApplicationBuilder) -> ApplicationBuilder>,
 }
 
 impl Default for Options {
@@ -148,6 +150,7 @@ impl Default for Options {
             drain: Drain::default(),
             clock: None,
             cors: Vec::new(),
+            services: None,
         }
     }
 }
@@ -269,10 +272,11 @@ async fn spawn_server(
         cors_allow_origins: options.cors,
     };
     let listener = TcpListener::bind(config.listen).await.unwrap();
-    let mut app = Application::builder(config)
-        .add_demo_service()
-        .with_listener(listener)
-        .expect("the server builds");
+    let mut builder = Application::builder(config).add_demo_service();
+    if let Some(services) = options.services {
+        builder = services(builder);
+    }
+    let mut app = builder.with_listener(listener).expect("the server builds");
     if let Some(clock) = options.clock {
         app = app.with_clock(clock);
     }

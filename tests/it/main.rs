@@ -22,3 +22,4 @@ mod scopes;
 mod server;
 mod streams;
 mod traps;
+mod web;
