@@ -180,6 +180,22 @@ pub struct Settings {
     #[arg(long, value_parser = parse_dur)]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shutdown_timeout: Option<Dur>,
+    /// Let web pages from this origin call (CORS), e.g.
+    /// `https://app.example.com` (scheme, host and port), or `*` for any.
+    /// Repeat for more, or comma-separate them in
+    /// AUTHGATE_CORS_ALLOW_ORIGIN [default: none, CORS off].
+    #[arg(
+        long = "cors-allow-origin",
+        env = "AUTHGATE_CORS_ALLOW_ORIGIN",
+        value_name = "ORIGIN",
+        value_delimiter = ','
+    )]
+    #[serde(
+        default,
+        deserialize_with = "one_or_many",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub cors_allow_origin: Vec<String>,
     /// The issuers, one `[[issuer]]` table each, with their own settings
     /// (`--issuer` on `serve`).
     #[arg(skip)]
@@ -423,8 +439,10 @@ impl Settings {
                 delay: get(s.drain_delay),
                 timeout: get(s.shutdown_timeout),
             },
+            cors_allow_origins: s.cors_allow_origin.clone(),
         };
         check_bounds(&config)?;
+        CorsOrigins::parse(&config.cors_allow_origins)?;
         config.gate().check()?;
         config.limits.check()?;
         Ok(config)

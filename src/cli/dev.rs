@@ -360,6 +360,12 @@ fn print_dev_banner(b: &DevBanner<'_>) {
             addr = b.addr
         ));
     }
+    let scheme = if b.tls { "https" } else { "http" };
+    let curl = format!(
+        "  curl -H 'Authorization: Bearer {token}' {scheme}://{addr}/\n",
+        token = b.tokens[0].1,
+        addr = b.addr
+    );
     let each = if b.tokens.len() > 1 {
         "A token for the dev client from each issuer"
     } else {
@@ -383,6 +389,10 @@ fn print_dev_banner(b: &DevBanner<'_>) {
          \n\
          {grpcurl}\
          \n\
+         Or GET / over plain HTTP, the seed's route, on the same port:\n\
+         \n\
+         {curl}\
+         \n\
          Without a token, to see UNAUTHENTICATED:\n\
          \n\
          \x20 grpcurl {plaintext}{addr} authgate.v1.PrivateService/GetPrivate\n\
@@ -401,7 +411,6 @@ fn print_dev_banner(b: &DevBanner<'_>) {
             "a local issuer"
         },
         program = b.program,
-        scheme = if b.tls { "https" } else { "http" },
         audience = b.audience,
         client_id = b.client_id,
         client_secret = b.client_secret,

@@ -16,7 +16,10 @@ use crate::{
     keys::Algorithm,
     keys::{JwksSource, KeyStore, RefreshConfig, Refresher},
     net,
-    server::{Application, Drain, Limits, ServerConfig, TlsFiles, shutdown_signal, stop_signals},
+    server::{
+        Application, CorsOrigins, Drain, Limits, ServerConfig, TlsFiles, shutdown_signal,
+        stop_signals,
+    },
 };
 
 mod client;

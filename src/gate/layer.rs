@@ -144,7 +144,7 @@ where
     }
 }
 
-pub(super) fn peer<B>(request: &http::Request<B>) -> Option<SocketAddr> {
+pub(crate) fn peer<B>(request: &http::Request<B>) -> Option<SocketAddr> {
     let extensions = request.extensions();
     extensions
         .get::<TcpConnectInfo>()

@@ -1,11 +1,12 @@
 //! What the server is configured with, checked before anything binds:
-//! issuers, refresh, scope policy, TLS files, limits, metrics and drain.
+//! issuers, refresh, scope policy, TLS files, limits, metrics, drain and
+//! CORS.
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use tonic::transport::ServerTlsConfig;
 
-use super::tls::load_tls;
+use super::{tls::load_tls, web::CorsOrigins};
 use crate::{
     DEFAULT_TOKEN_CACHE_ENTRIES, Gate, GateBuilder, IssuerConfig, ScopePolicy, StartupError,
     keys::RefreshConfig,
@@ -32,6 +33,9 @@ pub struct ServerConfig {
     pub metrics_listen: Option<SocketAddr>,
     /// How the server stops.
     pub drain: Drain,
+    /// The origins whose web pages may call (CORS): exact origins such as
+    /// `https://app.example.com`, or `*`; none turns CORS off.
+    pub cors_allow_origins: Vec<String>,
 }
 
 impl Default for ServerConfig {
@@ -49,6 +53,7 @@ impl Default for ServerConfig {
             token_cache_entries: DEFAULT_TOKEN_CACHE_ENTRIES,
             metrics_listen: None,
             drain: Drain::default(),
+            cors_allow_origins: Vec::new(),
         }
     }
 }
@@ -80,6 +85,7 @@ impl ServerConfig {
     /// parsed.
     pub fn check(&self) -> Result<(), StartupError> {
         self.gate().check()?;
+        CorsOrigins::parse(&self.cors_allow_origins)?;
         self.check_and_load_tls().map(drop)
     }
 

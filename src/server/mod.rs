@@ -1,6 +1,8 @@
 //! Server assembly: health, reflection, TLS, limits, metrics and draining
-//! around any tonic services, behind the gate. It binds first (so port 0
-//! works), then serves until a shutdown future resolves.
+//! around any tonic services, behind the gate, on one port that answers
+//! gRPC, gRPC-Web and plain HTTP (with CORS for the origins allowed). It
+//! binds first (so port 0 works), then serves until a shutdown future
+//! resolves.
 //!
 //! ```no_run
 //! # use authgate::{Gate, server::{Application, ServerConfig}};
@@ -28,18 +30,24 @@ use tonic::{
 mod config;
 mod connections;
 mod health;
+mod http;
 mod incoming;
 mod metrics;
 mod open_calls;
 mod service;
 mod signals;
 mod tls;
+mod web;
 
 pub use config::{Drain, Limits, ServerConfig, TlsFiles};
 pub use health::LIVENESS_SERVICE;
+pub use http::{
+    HttpGate, HttpRoutes, PRIVATE_ROOT_BODY, REALM, RETRY_AFTER_SECS, refusal_response,
+};
 pub use metrics::{GrpcMetrics, GrpcMetricsLayer};
-pub use service::{PRIVATE_MESSAGE, PrivateService};
+pub use service::{GET_PRIVATE_METHOD, PRIVATE_MESSAGE, PrivateService};
 pub use signals::{shutdown_signal, stop_signals};
+pub use web::{CORS_ALLOW_HEADERS, CORS_EXPOSE_HEADERS, CorsOrigins, OnePort, OnePortLayer, Split};
 
 use crate::{Clock, Gate, StartupError, keys::KeyStore, keys::Refresher};
 use health::Readiness;
@@ -109,6 +117,8 @@ pub struct ApplicationBuilder {
     /// Whether a scope rule for a method this server lacks is only warned
     /// about (a proxy's upstream, `authgate dev`'s rules for your service).
     warn_unknown_rules: bool,
+    /// Whether plain `GET /` answers as the demo's `GetPrivate` does.
+    private_root: bool,
 }
 
 impl ApplicationBuilder {
@@ -125,7 +135,7 @@ impl ApplicationBuilder {
     /// follows the keys and the drain.
     pub fn add_service<S>(mut self, service: S) -> Self
     where
-        S: tower_service::Service<http::Request<Body>, Error = Infallible>
+        S: tower_service::Service<::http::Request<Body>, Error = Infallible>
             + NamedService
             + Clone
             + Send
@@ -140,10 +150,12 @@ impl ApplicationBuilder {
     }
 
     /// Adds authgate's demo service, `authgate.v1.PrivateService`, with its
-    /// descriptor set and the configured message size limit: what
-    /// `authgate serve` serves.
-    pub fn add_demo_service(self) -> Self {
+    /// descriptor set and the configured message size limit, and the seed's
+    /// plain HTTP route: `GET /` answers `{"message": "This is private"}`
+    /// under `GetPrivate`'s scope rules. What `authgate serve` serves.
+    pub fn add_demo_service(mut self) -> Self {
         let demo = PrivateService::server(&self.config.limits);
+        self.private_root = true;
         self.add_service(demo)
             .descriptor_set(crate::pb::FILE_DESCRIPTOR_SET)
     }
@@ -248,6 +260,7 @@ impl ApplicationBuilder {
             guarded,
             mut descriptor_sets,
             clock,
+            private_root,
             ..
         } = self;
         let local_addr = listener.local_addr().map_err(|source| StartupError::Bind {
@@ -255,6 +268,7 @@ impl ApplicationBuilder {
             source,
         })?;
         let tls = config.check_and_load_tls()?;
+        let cors = CorsOrigins::parse(&config.cors_allow_origins)?;
         let (gate, refreshers) = match gate {
             Some(gate) => (gate, Vec::new()),
             None => config.gate().build_unstarted()?,
@@ -290,6 +304,8 @@ impl ApplicationBuilder {
             tls,
             limits: config.limits,
             drain: config.drain,
+            cors,
+            private_root,
         })
     }
 }
@@ -312,6 +328,8 @@ pub struct Application {
     tls: Option<ServerTlsConfig>,
     limits: Limits,
     drain: Drain,
+    cors: Option<CorsOrigins>,
+    private_root: bool,
 }
 
 impl Application {
@@ -325,6 +343,7 @@ impl Application {
             descriptor_sets: Vec::new(),
             clock: None,
             warn_unknown_rules: false,
+            private_root: false,
         }
     }
 
@@ -422,6 +441,8 @@ impl Application {
             tls,
             limits,
             drain: drain_config,
+            cors,
+            private_root,
             ..
         } = self;
 
@@ -487,7 +508,15 @@ impl Application {
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha);
 
+        // Plain HTTP passes the same gate, answered as RFC 6750 says.
+        let http = if private_root {
+            HttpGate::new(gate.clone(), HttpRoutes::private_root())
+                .check_as("/", GET_PRIVATE_METHOD)
+        } else {
+            HttpGate::new(gate.clone(), HttpRoutes::not_found())
+        };
         let mut server = Server::builder()
+            .accept_http1(true)
             .timeout(limits.request_timeout)
             .http2_max_header_list_size(limits.max_header_list_bytes)
             .max_concurrent_streams(limits.max_concurrent_streams)
@@ -499,6 +528,11 @@ impl Application {
                 .map_err(|e| StartupError::Tls(e.to_string()))?;
         }
         let incoming = incoming::bounded(listener, &limits);
+        // CORS and plain HTTP outermost (after the call count), then
+        // gRPC-Web made gRPC; then metrics, so that gRPC-Web calls are
+        // counted as gRPC ones and refusals with their code; then the gate.
+        let one_port = OnePortLayer::new(http, cors)
+            .max_header_list_bytes(limits.max_header_list_bytes as usize);
         let metrics_layer = GrpcMetricsLayer::new(grpc_metrics);
         let gate_layer = gate
             .layer()
@@ -511,6 +545,7 @@ impl Application {
             let router = server
                 .clone()
                 .layer(open_calls)
+                .layer(one_port.clone())
                 .layer(metrics_layer.clone())
                 .layer(gate_layer.clone())
                 .add_routes(routes.clone());

@@ -8,6 +8,9 @@ use crate::{
     pb::{GetPrivateRequest, GetPrivateResponse, private_service_server},
 };
 
+/// `GetPrivate`'s path, whose scope rules `GET /` answers under too.
+pub const GET_PRIVATE_METHOD: &str = "/authgate.v1.PrivateService/GetPrivate";
+
 /// What `GetPrivate` answers with.
 pub const PRIVATE_MESSAGE: &str = "This is private";
 

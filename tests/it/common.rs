@@ -14,7 +14,7 @@ use authgate::{
     issuer::{DevIssuer, DevIssuerConfig, RsaKeyPool},
     keys::{JwksSource, KeyStore, RefreshConfig},
     pb::{GetPrivateRequest, GetPrivateResponse, private_service_client::PrivateServiceClient},
-    server::{Application, Drain, Limits, ServerConfig, TlsFiles},
+    server::{Application, ApplicationBuilder, Drain, Limits, ServerConfig, TlsFiles},
     {Clock, IssuerConfig, ScopePolicy, ScopeRule},
 };
 use base64::{Engine, engine::general_purpose::STANDARD};
@@ -124,6 +124,10 @@ pub struct Options {
     /// Scope rules for methods the server lacks are warned about instead
     /// of refused: for tests of the policy on paths no handler serves.
     pub rules_for_other_methods: bool,
+    /// `--cors-allow-origin`.
+    pub cors: Vec<String>,
+    /// Adds more services beside the demo one.
+    pub services: Option<fn(ApplicationBuilder) -> ApplicationBuilder>,
 }
 
 impl Default for Options {
@@ -149,6 +153,8 @@ impl Default for Options {
             drain: Drain::default(),
             clock: None,
             rules_for_other_methods: false,
+            cors: Vec::new(),
+            services: None,
         }
     }
 }
@@ -281,11 +287,15 @@ async fn spawn_server(
         token_cache_entries: options.token_cache_entries,
         metrics_listen: options.metrics.then(|| "127.0.0.1:0".parse().unwrap()),
         drain: options.drain,
+        cors_allow_origins: options.cors,
     };
     let listener = TcpListener::bind(config.listen).await.unwrap();
     let mut builder = Application::builder(config).add_demo_service();
     if options.rules_for_other_methods {
         builder = builder.warn_on_unknown_rules();
+    }
+    if let Some(services) = options.services {
+        builder = services(builder);
     }
     let mut app = builder.with_listener(listener).expect("the server builds");
     if let Some(clock) = options.clock {

@@ -536,3 +536,50 @@ fn connection_lifetimes_are_flags_and_config_keys() {
         assert_eq!(check(&args, &[]).0, 2, "{extra:?} passed");
     }
 }
+
+/// The origins `--check` printed, read back as a config file.
+fn printed_origins(stdout: &str) -> Vec<String> {
+    let printed = Settings::parse(stdout).unwrap();
+    assert!(stdout.contains("cors-allow-origin = "), "{stdout}");
+    printed.cors_allow_origin
+}
+
+#[test]
+fn cors_origins_come_from_flags_the_environment_or_the_file_and_check_prints_them() {
+    let issuer = ["--issuer", "https://t.auth0.com/", "--audience", "a"];
+    let (code, stdout, stderr) = check(
+        &issuer,
+        &[(
+            "AUTHGATE_CORS_ALLOW_ORIGIN",
+            "https://a.example,http://localhost:8080",
+        )],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(
+        printed_origins(&stdout),
+        ["https://a.example", "http://localhost:8080"]
+    );
+
+    let mut args = issuer.to_vec();
+    args.extend(["--cors-allow-origin", "*"]);
+    let (code, stdout, stderr) = check(&args, &[]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(printed_origins(&stdout), ["*"]);
+
+    let path = write(
+        "cors.toml",
+        "audience = \"a\"\ncors-allow-origin = \"https://app.example.com\"\n\
+         [[issuer]]\nurl = \"https://t.auth0.com/\"\n",
+    );
+    let (code, stdout, stderr) = check(&["--config", path.to_str().unwrap()], &[]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(printed_origins(&stdout), ["https://app.example.com"]);
+
+    // A URL with a path, or a trailing slash, is not an origin: the browser
+    // never sends one, so it would allow nothing.
+    let mut args = issuer.to_vec();
+    args.extend(["--cors-allow-origin", "https://app.example.com/"]);
+    let (code, _, stderr) = check(&args, &[]);
+    assert_ne!(code, 0);
+    assert!(stderr.contains("is not an origin"), "{stderr}");
+}

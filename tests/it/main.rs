@@ -24,3 +24,4 @@ mod server;
 mod shapes;
 mod streams;
 mod traps;
+mod web;

@@ -12,7 +12,7 @@ use tonic::{Code, Request, Status, transport::Server};
 use crate::common::{manual_clock, now, spawn_issuer};
 
 #[path = "../../examples/streaming/ticker.rs"]
-mod ticker;
+pub(crate) mod ticker;
 
 use ticker::{
     Ticker,

@@ -1,0 +1,282 @@
+//! Plain HTTP on the gRPC port: [`HttpGate`] checks each request with the
+//! gate and answers its refusals as RFC 6750 says (401, 403 or 503, with
+//! `WWW-Authenticate` and the gRPC message as `{"detail": "..."}`), and
+//! [`HttpRoutes`] is what `serve` answers behind it: the seed's `GET /`.
+
+use std::{
+    convert::Infallible,
+    future::{Ready, ready},
+    sync::Arc,
+    task::{Context, Poll},
+};
+
+use futures_util::future::Either;
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use tonic::{Code, body::Body};
+
+use crate::{AuthError, Gate};
+
+/// The realm every `WWW-Authenticate` challenge names.
+pub const REALM: &str = "authgate";
+
+/// What `Retry-After` says when the keys are unavailable: the refresher
+/// retries within seconds, so a client need not wait longer.
+pub const RETRY_AFTER_SECS: u32 = 5;
+
+/// `GET /`'s body, byte for byte as the seed's FastAPI route is quoted.
+pub const PRIVATE_ROOT_BODY: &str = r#"{"message": "This is private"}"#;
+
+/// The gate in front of a plain HTTP handler `H`: a request reaches `H` only
+/// with a valid bearer token that meets the scope rules of its path (or of
+/// the gRPC method the path is checked as), carrying the [`Principal`] in
+/// its extensions; any other gets the RFC 6750 refusal.
+///
+/// [`Principal`]: crate::Principal
+#[derive(Clone, Debug)]
+pub struct HttpGate<H> {
+    gate: Gate,
+    /// Paths checked under another path's scope rules: (path, method).
+    checked_as: Arc<[(Box<str>, Box<str>)]>,
+    inner: H,
+}
+
+impl<H> HttpGate<H> {
+    /// Guards `inner` with `gate`; each path is checked under its own scope
+    /// rules until [`HttpGate::check_as`] says otherwise.
+    pub fn new(gate: Gate, inner: H) -> HttpGate<H> {
+        HttpGate {
+            gate,
+            checked_as: Arc::new([]),
+            inner,
+        }
+    }
+
+    /// Checks requests for `path` under the scope rules of `method`
+    /// (`/package.Service/Method`): `GET /` on `serve` is `GetPrivate`.
+    pub fn check_as(mut self, path: &str, method: &str) -> HttpGate<H> {
+        let mut checked_as = self.checked_as.to_vec();
+        checked_as.push((path.into(), method.into()));
+        self.checked_as = checked_as.into();
+        self
+    }
+
+    fn method_of<'a>(&'a self, path: &'a str) -> &'a str {
+        self.checked_as
+            .iter()
+            .find(|(p, _)| **p == *path)
+            .map_or(path, |(_, method)| method)
+    }
+}
+
+impl<H, B> tower_service::Service<Request<B>> for HttpGate<H>
+where
+    H: tower_service::Service<Request<B>, Response = Response<Body>>,
+{
+    type Response = Response<Body>;
+    type Error = H::Error;
+    type Future = Either<Ready<Result<Response<Body>, H::Error>>, H::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), H::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request<B>) -> Self::Future {
+        let path = request.uri().path();
+        let method = self.method_of(path);
+        let values = request.headers().get_all(header::AUTHORIZATION);
+        match self.gate.check(method, values.iter().map(|v| v.as_bytes())) {
+            Ok(principal) => {
+                request.extensions_mut().insert(principal);
+                Either::Right(self.inner.call(request))
+            }
+            Err(refusal) => {
+                self.gate
+                    .log_refusal(path, crate::gate::layer::peer(&request), &refusal);
+                Either::Left(ready(Ok(refusal_response(&refusal.error))))
+            }
+        }
+    }
+}
+
+/// The RFC 6750 answer to a plain HTTP request the gate refused: its
+/// status, challenge and `{"detail": "<the gRPC message>"}`. Messages never
+/// hold the token, so neither does this.
+pub fn refusal_response(error: &AuthError) -> Response<Body> {
+    let message = error.to_string();
+    let (status, challenge) = match (error.code(), error) {
+        (Code::Unauthenticated, AuthError::MissingAuthorization | AuthError::NotBearer) => (
+            StatusCode::UNAUTHORIZED,
+            Some(format!("Bearer realm=\"{REALM}\"")),
+        ),
+        (Code::Unauthenticated, _) => (
+            StatusCode::UNAUTHORIZED,
+            Some(format!(
+                "Bearer realm=\"{REALM}\", error=\"invalid_token\", error_description=\"{}\"",
+                quotable(&message)
+            )),
+        ),
+        (Code::PermissionDenied, AuthError::MissingScope(any_of)) => (
+            StatusCode::FORBIDDEN,
+            Some(format!(
+                "Bearer realm=\"{REALM}\", error=\"insufficient_scope\", scope=\"{}\"",
+                quotable(any_of.first().map_or("", |s| &**s))
+            )),
+        ),
+        (Code::PermissionDenied, _) => (
+            StatusCode::FORBIDDEN,
+            Some(format!(
+                "Bearer realm=\"{REALM}\", error=\"insufficient_scope\""
+            )),
+        ),
+        _ => (StatusCode::SERVICE_UNAVAILABLE, None),
+    };
+    let mut response = json_response(status, &detail(&message));
+    let headers = response.headers_mut();
+    match challenge {
+        Some(challenge) => {
+            let value = HeaderValue::try_from(challenge)
+                .unwrap_or_else(|_| HeaderValue::from_static("Bearer realm=\"authgate\""));
+            headers.insert(header::WWW_AUTHENTICATE, value);
+        }
+        None => {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+        }
+    }
+    response
+}
+
+/// `{"detail": "<message>"}`, the message escaped as JSON.
+fn detail(message: &str) -> String {
+    let quoted = serde_json::to_string(message).expect("a string serializes");
+    format!("{{\"detail\": {quoted}}}")
+}
+
+/// `text` with only the characters RFC 6750 allows in `error_description`
+/// and `scope` (printable ASCII but `"` and `\`); others become `?`.
+fn quotable(text: &str) -> String {
+    text.chars()
+        .map(|c| match c {
+            ' '..='~' if c != '"' && c != '\\' => c,
+            _ => '?',
+        })
+        .collect()
+}
+
+fn json_response(status: StatusCode, body: &str) -> Response<Body> {
+    let mut response = Response::new(Body::new(body.to_owned()));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+/// What `serve` answers to plain HTTP that passed the gate: `GET /` (with
+/// the demo service) is the seed's route; any other path is 404, any other
+/// method on `/` is 405.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct HttpRoutes {
+    /// Whether `GET /` answers `{"message": "This is private"}`.
+    private_root: bool,
+}
+
+impl HttpRoutes {
+    /// Routes that answer 404 to everything.
+    pub fn not_found() -> HttpRoutes {
+        HttpRoutes {
+            private_root: false,
+        }
+    }
+
+    /// `GET /` answers as the seed's FastAPI route does.
+    pub fn private_root() -> HttpRoutes {
+        HttpRoutes { private_root: true }
+    }
+}
+
+impl<B> tower_service::Service<Request<B>> for HttpRoutes {
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = Ready<Result<Response<Body>, Infallible>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        let response = if !self.private_root || request.uri().path() != "/" {
+            json_response(StatusCode::NOT_FOUND, &detail("Not Found"))
+        } else if request.method() == Method::GET || request.method() == Method::HEAD {
+            json_response(StatusCode::OK, PRIVATE_ROOT_BODY)
+        } else {
+            let mut response = json_response(
+                StatusCode::METHOD_NOT_ALLOWED,
+                &detail("Method Not Allowed"),
+            );
+            response
+                .headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+            response
+        };
+        ready(Ok(response))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn challenge(error: &AuthError) -> (u16, Option<String>) {
+        let response = refusal_response(error);
+        let challenge = response
+            .headers()
+            .get(header::WWW_AUTHENTICATE)
+            .map(|v| v.to_str().unwrap().to_owned());
+        (response.status().as_u16(), challenge)
+    }
+
+    #[test]
+    fn each_refusal_takes_its_rfc_6750_form() {
+        assert_eq!(
+            challenge(&AuthError::MissingAuthorization),
+            (401, Some(r#"Bearer realm="authgate""#.into()))
+        );
+        assert_eq!(
+            challenge(&AuthError::NotBearer),
+            (401, Some(r#"Bearer realm="authgate""#.into()))
+        );
+        assert_eq!(
+            challenge(&AuthError::Expired),
+            (
+                401,
+                Some(
+                    r#"Bearer realm="authgate", error="invalid_token", error_description="token has expired""#
+                        .into()
+                )
+            )
+        );
+        assert_eq!(
+            challenge(&AuthError::MissingScope(["a".into(), "b".into()].into())),
+            (
+                403,
+                Some(r#"Bearer realm="authgate", error="insufficient_scope", scope="a""#.into())
+            )
+        );
+        let unavailable = refusal_response(&AuthError::KeysNotLoaded("i".into()));
+        assert_eq!(unavailable.status(), 503);
+        assert_eq!(unavailable.headers()[header::RETRY_AFTER], "5");
+        assert!(
+            unavailable
+                .headers()
+                .get(header::WWW_AUTHENTICATE)
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn quoted_strings_stay_quoted() {
+        assert_eq!(quotable(r#"a "b" \c é"#), "a ?b? ?c ?");
+        assert_eq!(detail(r#"say "hi""#), r#"{"detail": "say \"hi\""}"#);
+    }
+}
