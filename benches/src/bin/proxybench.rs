@@ -179,14 +179,18 @@ fn mint(
     let other = signature::RsaKeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048)?;
     let rng = SystemRandom::new();
     let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
-    let header = URL_SAFE_NO_PAD.encode(
-        serde_json::json!({"alg": "RS256", "typ": "JWT", "kid": kid}).to_string(),
-    );
+    let header = URL_SAFE_NO_PAD
+        .encode(serde_json::json!({"alg": "RS256", "typ": "JWT", "kid": kid}).to_string());
     let sign = |pair: &signature::RsaKeyPair, claims: serde_json::Value| {
         let input = format!("{header}.{}", URL_SAFE_NO_PAD.encode(claims.to_string()));
         let mut sig = vec![0; pair.public_modulus_len()];
-        pair.sign(&signature::RSA_PKCS1_SHA256, &rng, input.as_bytes(), &mut sig)
-            .expect("an RSA signature");
+        pair.sign(
+            &signature::RSA_PKCS1_SHA256,
+            &rng,
+            input.as_bytes(),
+            &mut sig,
+        )
+        .expect("an RSA signature");
         format!("{input}.{}", URL_SAFE_NO_PAD.encode(sig))
     };
     // Shaped like an Auth0 client-credentials token; `aud` is one string,
@@ -209,10 +213,25 @@ fn mint(
     let tokens: Vec<String> = (1..=count).map(good).collect();
     std::fs::write(dir.join("tokens.txt"), tokens.join("\n") + "\n")?;
     let samples = [
-        ("expired.txt", sign(&pair, claims(0, issuer, audience, now - 3600))),
-        ("wrong-audience.txt", sign(&pair, claims(0, issuer, "https://other.example", now + ttl))),
-        ("wrong-issuer.txt", sign(&pair, claims(0, "https://other.example/", audience, now + ttl))),
-        ("bad-signature.txt", sign(&other, claims(0, issuer, audience, now + ttl))),
+        (
+            "expired.txt",
+            sign(&pair, claims(0, issuer, audience, now - 3600)),
+        ),
+        (
+            "wrong-audience.txt",
+            sign(&pair, claims(0, issuer, "https://other.example", now + ttl)),
+        ),
+        (
+            "wrong-issuer.txt",
+            sign(
+                &pair,
+                claims(0, "https://other.example/", audience, now + ttl),
+            ),
+        ),
+        (
+            "bad-signature.txt",
+            sign(&other, claims(0, issuer, audience, now + ttl)),
+        ),
     ];
     for (name, token) in samples {
         std::fs::write(dir.join(name), token + "\n")?;
@@ -227,11 +246,18 @@ fn mint(
         "e": URL_SAFE_NO_PAD.encode(public.exponent().big_endian_without_leading_zero()),
     }]});
     std::fs::write(dir.join("jwks.json"), jwks.to_string())?;
-    println!("minted {} tokens for {issuer} ({audience}) into {}", count + 1, dir.display());
+    println!(
+        "minted {} tokens for {issuer} ({audience}) into {}",
+        count + 1,
+        dir.display()
+    );
     Ok(())
 }
 
-async fn call(addr: String, token_file: Option<PathBuf>) -> Result<tonic::Code, Box<dyn std::error::Error>> {
+async fn call(
+    addr: String,
+    token_file: Option<PathBuf>,
+) -> Result<tonic::Code, Box<dyn std::error::Error>> {
     use authgate::pb::private_service_client::PrivateServiceClient;
     let channel = tonic::transport::Endpoint::from_shared(addr)?
         .connect_timeout(Duration::from_secs(5))
