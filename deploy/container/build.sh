@@ -2,12 +2,15 @@
 # Builds authgate's runtime image with podman, FROM scratch: stages a root
 # filesystem holding the binary, its loader and libraries (found with ldd on
 # this host), the CA bundle and a few files in /etc, then `podman build`.
-#   deploy/container/build.sh [release|debug] [tag]   (default: release authgate:VERSION)
+#   deploy/container/build.sh [release|debug] [tag]
+# The default tag is $AUTHGATE_IMAGE:VERSION, with AUTHGATE_IMAGE
+# registry.example.com/authgate: what deploy/kubernetes names (checked by
+# tests/kubernetes/run.sh). Set AUTHGATE_IMAGE to your registry's name.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 profile=${1:-release}
 version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
-tag=${2:-authgate:$version}
+tag=${2:-${AUTHGATE_IMAGE:-registry.example.com/authgate}:$version}
 flag=""; [ "$profile" = release ] && flag=--release
 cargo build $flag --quiet --bin authgate
 binary=target/$profile/authgate
