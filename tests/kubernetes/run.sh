@@ -59,6 +59,9 @@ if [ ${#proxy_help[@]} -gt 0 ]; then
     "$authgate" proxy --config target/kube-sidecar-authgate.toml --check >/dev/null
   echo "deploy/kubernetes/sidecar/configmap.yaml: authgate.toml passes authgate proxy --check"
 else
-  "${clean_env[@]}" "$authgate" serve --config target/kube-sidecar-authgate.toml --check >/dev/null
-  echo "deploy/kubernetes/sidecar/configmap.yaml: authgate.toml passes authgate serve --check (no proxy subcommand yet)"
+  # serve refuses scope rules for methods it does not have (the upstream's
+  # echo.v1.Echo): check the rest of the file with them left out.
+  sed '/^require-scope = \[/,/^\]/d' target/kube-sidecar-authgate.toml >target/kube-sidecar-serve.toml
+  "${clean_env[@]}" "$authgate" serve --config target/kube-sidecar-serve.toml --check >/dev/null
+  echo "deploy/kubernetes/sidecar/configmap.yaml: authgate.toml, less its rules for the upstream, passes authgate serve --check (no proxy subcommand yet)"
 fi
