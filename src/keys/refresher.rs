@@ -45,7 +45,8 @@ pub struct RefreshConfig {
     /// Auth0 answers `max-age=15`, and honouring that would mean thousands of
     /// fetches a day from every replica against a rate-limited endpoint.
     pub interval: Duration,
-    /// The least time between two fetches that unknown `kid`s trigger.
+    /// The least time between two fetches that unknown `kid`s trigger. They
+    /// trigger none while fetches fail: the backoff paces the retries.
     pub min_interval: Duration,
     /// How long one HTTP request may take, body included.
     pub fetch_timeout: Duration,
@@ -133,7 +134,8 @@ impl Refresher {
 
     /// Fetches at once, then forever: every `interval`, early when a request
     /// asks (at most once per `min_interval`), and after a failure with
-    /// exponential backoff and jitter. A key set that no fetch has renewed
+    /// exponential backoff and jitter; while fetches fail, a request's ask
+    /// waits for the backoff's next try. A key set that no fetch has renewed
     /// for `max_stale` is dropped. Stop it by dropping or aborting its task.
     pub async fn run(mut self) {
         let mut deadline = Instant::now();
@@ -146,9 +148,15 @@ impl Refresher {
             tokio::select! {
                 () = sleep_until(deadline) => {}
                 () = self.store.wake.notified() => {
-                    let earliest = last_fetch
-                        .map_or_else(Instant::now, |t| t + self.config.min_interval);
-                    deadline = deadline.min(earliest.max(Instant::now()));
+                    // While the issuer fails, the backoff alone says when to
+                    // try again: a flood of unknown kids would otherwise
+                    // retry at every minimum interval. The ask stays raised,
+                    // so the backoff's next try answers it.
+                    if failures == 0 {
+                        let earliest = last_fetch
+                            .map_or_else(Instant::now, |t| t + self.config.min_interval);
+                        deadline = deadline.min(earliest.max(Instant::now()));
+                    }
                     continue;
                 }
                 () = sleep_until(stale_at.unwrap_or(deadline)), if stale_at.is_some() => {

@@ -220,7 +220,8 @@ impl KeyStore {
 
     /// Asks the refresher to fetch early because a token named a `kid` the set
     /// lacks. Never waits; repeated asks coalesce into one fetch, and the
-    /// refresher spaces such fetches by its minimum interval.
+    /// refresher spaces such fetches by its minimum interval, or, while
+    /// fetches fail, answers them with its backoff's next try.
     #[inline]
     pub fn ask_refresh(&self) {
         if !self.refresh_asked.swap(true, Ordering::AcqRel) {

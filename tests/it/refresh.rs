@@ -3,9 +3,10 @@
 //! that lies, start-up while the JWKS is down.
 //!
 //! Nothing here waits on the clock. A fetch is made to happen by a token with
-//! an unknown `kid`, and seen happening by the issuer's request count; the
-//! refresher fetches one document at a time, so its next request shows that
-//! it has dealt with the previous answer.
+//! an unknown `kid` (or, while fetches fail, by the backoff's next try), and
+//! seen happening by the issuer's request count; the refresher fetches one
+//! document at a time, so its next request shows that it has dealt with the
+//! previous answer.
 
 use std::time::Duration;
 
@@ -14,7 +15,7 @@ use tonic::Code;
 
 use crate::common::{
     Options, SCOPE, TestApp, code, eventually, held_address, patience, spawn_app, spawn_app_for,
-    spawn_app_for_issuer_url, spawn_app_with, spawn_issuer, start_issuer_on,
+    spawn_app_for_issuer_url, spawn_app_trusting, spawn_app_with, spawn_issuer, start_issuer_on,
 };
 use authgate::{
     issuer::{DevIssuer, JwksFault},
@@ -31,8 +32,9 @@ async fn refused_with(app: &TestApp, token: &str, want: Code) -> bool {
 }
 
 /// Makes the server fetch the JWKS: a token with a `kid` it does not know
-/// wakes the refresher, which fetches within its minimum interval. The token
-/// is refused at once; whether a fetch followed is returned.
+/// wakes the refresher, which fetches within its minimum interval (or, while
+/// fetches fail, at its backoff's next try). The token is refused at once;
+/// whether a fetch followed is returned.
 async fn provoke_fetch(app: &TestApp) -> bool {
     provoke_fetch_expecting(app, Code::Unauthenticated).await
 }
@@ -101,6 +103,9 @@ async fn jwks_faults_keep_the_last_good_key_set() {
     let mut options = Options::default();
     // A hanging JWKS fails the fetch at this timeout.
     options.refresh.fetch_timeout = Duration::from_millis(300);
+    // Failures follow one another here, and their backoff, which paces the
+    // retries, grows up to the interval: keep that short.
+    options.refresh.interval = Duration::from_millis(500);
     let app = spawn_app_with(options).await;
     let token = app.token();
     let faults = [
@@ -473,6 +478,62 @@ async fn a_flood_of_unknown_kids_fetches_no_sooner_than_the_minimum_interval() {
         "500 unknown kids fetched within the minimum interval"
     );
     assert!(accepted(&app, &app.token()).await);
+}
+
+/// While an issuer fails, its backoff alone decides when to try again: a
+/// flood of unknown `kid`s is coalesced into the backoff's next try, however
+/// short the minimum interval. The same flood against a healthy issuer of the
+/// same server, under the same settings, is the clock: each of its fetches
+/// shows that the flood has woken the refreshers again.
+#[tokio::test]
+async fn a_flood_of_unknown_kids_during_an_outage_waits_for_the_backoff() {
+    let mut options = Options::default();
+    options.refresh.interval = Duration::from_secs(3600);
+    options.refresh.min_interval = Duration::from_millis(100);
+    // The first retry after a failure comes 30 to 60 minutes later.
+    options.refresh.initial_backoff = Duration::from_secs(3600);
+    let issuers = vec![spawn_issuer().await, spawn_issuer().await];
+    let app = spawn_app_trusting(issuers, &[], options).await;
+    let (healthy, failing) = (&app.issuer, &app.others[0]);
+    let unknown_kid = |issuer: &DevIssuer| {
+        let kid = issuer.add_unpublished_key(Algorithm::EdDSA);
+        issuer.mint_with(&kid, &issuer.claims("x", &[SCOPE]))
+    };
+    let (healthy_probe, failing_probe) = (unknown_kid(healthy), unknown_kid(failing));
+
+    // The issuer fails; an unknown kid makes the first fetch that sees it.
+    failing.set_jwks_fault(JwksFault::Status(500));
+    assert!(refused_with(&app, &failing_probe, Code::Unauthenticated).await);
+    let failed = eventually(patience(), || async {
+        app.stores[1].status().fetch_failures >= 1
+    })
+    .await;
+    assert!(failed, "no fetch failed");
+    let failing_hits = failing.jwks_hits();
+
+    // The flood: the healthy issuer's refresher fetches at each minimum
+    // interval, the failing one's must wait for its backoff.
+    let healthy_start = healthy.jwks_hits();
+    let flooded = eventually(patience(), || async {
+        for probe in [&healthy_probe, &failing_probe] {
+            assert!(refused_with(&app, probe, Code::Unauthenticated).await);
+        }
+        healthy.jwks_hits() >= healthy_start + 4
+    })
+    .await;
+    assert!(
+        flooded,
+        "unknown kids no longer wake a healthy issuer's refresher"
+    );
+    assert_eq!(
+        failing.jwks_hits(),
+        failing_hits,
+        "unknown kids brought a retry forward, past the backoff"
+    );
+    assert_eq!(app.stores[1].status().fetch_failures, 1);
+    // Not dropped: the ask waits for the backoff's next try.
+    assert!(app.stores[1].refresh_asked());
+    app.stop().await;
 }
 
 #[tokio::test]
