@@ -56,7 +56,7 @@ impl GateLayer {
     /// stream) `max_age` after it starts, with `UNAVAILABLE` (`stream
     /// reached its maximum age`), on which their clients call again; by
     /// default such calls last as long as the client likes. The server
-    /// sets this from [`Limits`](crate::server::Limits).
+    /// assembly sets this from its `Limits`.
     pub fn public_stream_max_age(mut self, max_age: Duration) -> GateLayer {
         self.public_max_age = Some(max_age);
         self
