@@ -26,11 +26,14 @@ mod client;
 mod config;
 mod dev;
 mod serve;
+mod settings;
+mod values;
 
 pub use client::{CallArgs, ClientArgs, TokenArgs};
-pub use config::{Dur, IssuerSettings, Parsed, Settings};
 pub use dev::{DEV_METRICS_LISTEN, DEV_SCOPE_RULE, DevArgs};
 pub use serve::ServeArgs;
+pub use settings::{IssuerSettings, Settings};
+pub use values::{Dur, Parsed};
 
 /// JWT authentication in front of a gRPC service.
 #[derive(Debug, Parser)]

@@ -120,7 +120,7 @@ impl ServeArgs {
             // name keeps its settings from the file.
             let mut listed = Vec::with_capacity(issuers.len());
             for url in issuers {
-                config::check_issuer(url).map_err(StartupError::Config)?;
+                values::check_issuer(url).map_err(StartupError::Config)?;
                 if listed.iter().any(|i: &IssuerSettings| i.url == url) {
                     return Err(StartupError::Config(format!(
                         "issuer `{url}` is given twice"
