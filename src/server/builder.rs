@@ -1,0 +1,267 @@
+//! [`ApplicationBuilder`]: your services, their descriptor sets and the
+//! gate, checked (every scope rule must name a method the server has) and
+//! bound into an [`Application`].
+
+use std::{convert::Infallible, future::Future, sync::Arc};
+
+use tokio::net::TcpListener;
+use tonic::{body::Body, server::NamedService, service::RoutesBuilder};
+
+use super::*;
+
+/// Refuses a scope rule for a method this server does not have: one of a
+/// known service (its descriptor set given) that lists no such method, or
+/// a service that is neither served nor public.
+fn check_rules(
+    policy: &crate::ScopePolicy,
+    guarded: &[&str],
+    methods: &GrpcMetrics,
+) -> Result<(), StartupError> {
+    let known = |service: &str| methods.methods().iter().any(|m| *m.service == *service);
+    for path in policy.paths() {
+        let Some((service, method)) = path.strip_prefix('/').and_then(|p| p.split_once('/')) else {
+            continue;
+        };
+        let hosted = guarded.contains(&service) || crate::PUBLIC_SERVICES.contains(&service);
+        let missing = if known(service) {
+            method != "*"
+                && !methods
+                    .methods()
+                    .iter()
+                    .any(|m| *m.service == *service && *m.method == *method)
+        } else {
+            !guarded.is_empty() && !hosted
+        };
+        if missing {
+            let have: Vec<String> = methods
+                .methods()
+                .iter()
+                .filter(|m| guarded.contains(&&*m.service))
+                .map(|m| format!("/{}/{}", m.service, m.method))
+                .collect();
+            return Err(StartupError::Config(format!(
+                "the scope rule for `{path}` names a method this server does not have, so \
+                 it would guard nothing (its methods: {})",
+                if have.is_empty() {
+                    "none known".into()
+                } else {
+                    have.join(", ")
+                }
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Reflection's own descriptor sets, for the metrics' method table.
+const REFLECTION_SETS: [&[u8]; 2] = [
+    tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET,
+    tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
+];
+
+/// Assembles a server around your services; see the [`server`](crate::server) module.
+#[derive(Debug)]
+pub struct ApplicationBuilder {
+    pub(super) config: ServerConfig,
+    /// A gate built elsewhere, instead of one from `config.gate`.
+    pub(super) gate: Option<Gate>,
+    pub(super) routes: RoutesBuilder,
+    /// The guarded services' names, whose health follows the keys.
+    pub(super) guarded: Vec<&'static str>,
+    pub(super) descriptor_sets: Vec<&'static [u8]>,
+    pub(super) clock: Option<Clock>,
+    /// Whether a scope rule for a method this server lacks is only warned
+    /// about (a proxy's upstream, `authgate dev`'s rules for your service).
+    pub(super) warn_unknown_rules: bool,
+    /// Whether plain `GET /` answers as the demo's `GetPrivate` does.
+    pub(super) private_root: bool,
+}
+
+impl ApplicationBuilder {
+    /// Warns about, rather than refuses, scope rules for methods this
+    /// server does not have: for a server whose methods are not all known
+    /// here (a proxy), or whose rules serve another purpose (`authgate
+    /// dev` grants the scopes its rules name).
+    pub fn warn_on_unknown_rules(mut self) -> Self {
+        self.warn_unknown_rules = true;
+        self
+    }
+
+    /// Serves `service` behind the gate; its health (by its full name)
+    /// follows the keys and the drain.
+    pub fn add_service<S>(mut self, service: S) -> Self
+    where
+        S: tower_service::Service<::http::Request<Body>, Error = Infallible>
+            + NamedService
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Response: axum::response::IntoResponse,
+        S::Future: Send + 'static,
+    {
+        self.guarded.push(S::NAME);
+        self.routes.add_service(service);
+        self
+    }
+
+    /// Adds authgate's demo service, `authgate.v1.PrivateService`, with its
+    /// descriptor set and the configured message size limit, and the seed's
+    /// plain HTTP route: `GET /` answers `{"message": "This is private"}`
+    /// under `GetPrivate`'s scope rules. What `authgate serve` serves.
+    pub fn add_demo_service(mut self) -> Self {
+        let demo = PrivateService::server(&self.config.limits);
+        self.private_root = true;
+        self.add_service(demo)
+            .descriptor_set(crate::pb::FILE_DESCRIPTOR_SET)
+    }
+
+    /// An encoded `FileDescriptorSet` of your services (what
+    /// `tonic_prost_build`'s `file_descriptor_set_path` writes): reflection
+    /// serves it, so grpcurl needs no `.proto`, and the metrics name each
+    /// method from it.
+    pub fn descriptor_set(mut self, encoded: &'static [u8]) -> Self {
+        self.descriptor_sets.push(encoded);
+        self
+    }
+
+    /// Guards with `gate`, built elsewhere (and already refreshing its
+    /// keys), instead of building one from the configuration's `gate`.
+    pub fn gate(mut self, gate: Gate) -> Self {
+        self.gate = Some(gate);
+        self
+    }
+
+    /// Makes the gate read the time from `clock`: for tests of expiry edges.
+    pub fn clock(mut self, clock: Clock) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+
+    /// Binds `config.listen` and prepares everything; fails on bad TLS
+    /// files and on anything the configuration cannot mean.
+    pub async fn bind(self) -> Result<Application, StartupError> {
+        let listen = self.config.listen;
+        let listener = TcpListener::bind(listen)
+            .await
+            .map_err(|source| StartupError::Bind {
+                addr: listen.to_string(),
+                source,
+            })?;
+        self.with_listener(listener)
+    }
+
+    /// Binds, then serves until `shutdown` resolves and drains as the
+    /// configuration says: [`ApplicationBuilder::bind`], then
+    /// [`Application::run_until`].
+    pub async fn serve(self, shutdown: impl Future<Output = ()>) -> Result<(), StartupError> {
+        self.bind().await?.run_until(shutdown).await
+    }
+
+    /// Checks everything that can be checked without binding or the
+    /// network: the configuration, the TLS files, and that every scope rule
+    /// names a method this server has (a typo such as `GetPrivat` would
+    /// otherwise leave the real method open to any valid token). Returns
+    /// what start-up would warn about.
+    pub fn check(&self) -> Result<Vec<String>, StartupError> {
+        let policy = match &self.gate {
+            Some(gate) => gate.scope_policy().clone(),
+            None => {
+                self.config.check()?;
+                self.config.policy.clone()
+            }
+        };
+        self.config.check_and_load_tls()?;
+        let mut sets = self.descriptor_sets.clone();
+        sets.extend(REFLECTION_SETS);
+        sets.push(tonic_health::pb::FILE_DESCRIPTOR_SET);
+        let methods = GrpcMetrics::from_descriptor_sets(&sets)
+            .map_err(|e| StartupError::Config(format!("descriptor sets: {e}")))?;
+        let mut warnings = self.warnings();
+        match check_rules(&policy, &self.guarded, &methods) {
+            Err(StartupError::Config(why)) if self.warn_unknown_rules => warnings.push(why),
+            checked => checked?,
+        }
+        Ok(warnings)
+    }
+
+    /// What is allowed but likely a mistake.
+    fn warnings(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        let listen = self.config.listen;
+        if self.config.tls.is_none() && !listen.ip().is_loopback() {
+            warnings.push(format!(
+                "serving plaintext on {listen}, a non-loopback address: bearer tokens cross \
+                 the network unencrypted; use --tls-cert/--tls-key or a TLS-terminating proxy"
+            ));
+        }
+        if let Some(metrics) = self.config.metrics_listen.filter(|m| !m.ip().is_loopback()) {
+            warnings.push(format!(
+                "metrics on {metrics}, a non-loopback address: anyone who reaches it reads \
+                 them without a token; bind it to loopback or a private network"
+            ));
+        }
+        warnings
+    }
+
+    /// Prepares to serve on a listener the caller bound.
+    pub fn with_listener(self, listener: TcpListener) -> Result<Application, StartupError> {
+        for warning in self.check()? {
+            tracing::warn!("{warning}");
+        }
+        let ApplicationBuilder {
+            config,
+            gate,
+            routes,
+            guarded,
+            mut descriptor_sets,
+            clock,
+            private_root,
+            ..
+        } = self;
+        let local_addr = listener.local_addr().map_err(|source| StartupError::Bind {
+            addr: config.listen.to_string(),
+            source,
+        })?;
+        let tls = config.check_and_load_tls()?;
+        let cors = CorsOrigins::parse(&config.cors_allow_origins)?;
+        let (gate, refreshers) = match gate {
+            Some(gate) => (gate, Vec::new()),
+            None => config.gate().build_unstarted()?,
+        };
+        let gate = match clock {
+            Some(clock) => gate.with_clock(clock),
+            None => gate,
+        };
+        let metrics_listener = config
+            .metrics_listen
+            .map(|addr| bind_now(addr, "metrics"))
+            .transpose()?;
+        // Reflection lists your services and health; the metrics know
+        // reflection's methods too.
+        descriptor_sets.push(tonic_health::pb::FILE_DESCRIPTOR_SET);
+        let all: Vec<&[u8]> = descriptor_sets
+            .iter()
+            .copied()
+            .chain(REFLECTION_SETS)
+            .collect();
+        let grpc_metrics = GrpcMetrics::from_descriptor_sets(&all)
+            .map_err(|e| StartupError::Config(format!("descriptor sets: {e}")))?;
+        Ok(Application {
+            listener,
+            local_addr,
+            metrics_listener,
+            refreshers,
+            gate,
+            routes: routes.routes(),
+            guarded: guarded.into(),
+            descriptor_sets,
+            grpc_metrics: Arc::new(grpc_metrics),
+            tls,
+            limits: config.limits,
+            drain: config.drain,
+            cors,
+            private_root,
+        })
+    }
+}
