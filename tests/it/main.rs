@@ -17,6 +17,7 @@ mod issuers;
 mod keys;
 mod limits;
 mod metrics;
+mod redaction;
 mod refresh;
 mod scopes;
 mod server;
