@@ -244,22 +244,23 @@ pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
 }
 
 /// Why a JWKS or discovery fetch failed. The refresher logs it and keeps the
-/// last good key set.
+/// last good key set. Every URL it holds, its source's included, is
+/// redacted: no query, no userinfo (a signed JWKS URL's credentials).
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
     /// Connection refused, reset, TLS failure, timeout.
     #[error("request to {url} failed: {}", error_chain(source))]
     Http {
-        /// What was asked for.
+        /// What was asked for, redacted.
         url: String,
-        /// The transport's reason.
+        /// The transport's reason, without the URL reqwest keeps in it.
         #[source]
         source: reqwest::Error,
     },
     /// The server answered with a status other than 2xx.
     #[error("{url} answered HTTP {status}")]
     Status {
-        /// What was asked for.
+        /// What was asked for, redacted.
         url: String,
         /// The status it answered.
         status: u16,
@@ -267,7 +268,7 @@ pub enum FetchError {
     /// The body was larger than authgate reads.
     #[error("{url} sent more than {limit} bytes")]
     TooLarge {
-        /// What was asked for.
+        /// What was asked for, redacted.
         url: String,
         /// The most bytes authgate reads.
         limit: usize,
@@ -275,7 +276,7 @@ pub enum FetchError {
     /// The body was not the JSON document expected.
     #[error("{url} did not send a valid {what} document: {detail}")]
     Invalid {
-        /// What was asked for.
+        /// What was asked for, redacted.
         url: String,
         /// `JWKS` or `discovery`.
         what: &'static str,
@@ -289,7 +290,7 @@ pub enum FetchError {
          `{named}` in `iss`, configure exactly that"
     )]
     IssuerMismatch {
-        /// The discovery document's URL.
+        /// The discovery document's URL, redacted.
         url: String,
         /// The issuer it names.
         named: String,
@@ -309,7 +310,7 @@ pub enum UrlError {
     Invalid {
         /// Which setting.
         what: &'static str,
-        /// The value given.
+        /// The value given, redacted: no query, no userinfo.
         url: String,
         /// The parser's reason.
         detail: String,
@@ -321,7 +322,7 @@ pub enum UrlError {
     Insecure {
         /// Which setting.
         what: &'static str,
-        /// The value given.
+        /// The value given, redacted: no query, no userinfo.
         url: String,
     },
 }

@@ -1,10 +1,12 @@
 //! Talking to the issuer over HTTP: which URLs authgate will fetch from
-//! (https, or http on loopback only), and a client that refuses redirects to
-//! another origin and bodies over a size limit.
+//! (https, or http on loopback only), how they are shown in logs and errors
+//! (redacted), and a client that refuses redirects to another origin and
+//! bodies over a size limit.
 
 use std::{net::IpAddr, time::Duration};
 
 use reqwest::{Response, Url, redirect};
+use url::Position;
 
 use crate::error::{FetchError, UrlError};
 
@@ -13,7 +15,7 @@ use crate::error::{FetchError, UrlError};
 pub(crate) fn parse_issuer_url(what: &'static str, url: &str) -> Result<Url, UrlError> {
     let parsed = Url::parse(url).map_err(|e| UrlError::Invalid {
         what,
-        url: url.to_owned(),
+        url: redact(url),
         detail: e.to_string(),
     })?;
     let secure = match parsed.scheme() {
@@ -24,22 +26,76 @@ pub(crate) fn parse_issuer_url(what: &'static str, url: &str) -> Result<Url, Url
     if !secure || parsed.host().is_none() {
         return Err(UrlError::Insecure {
             what,
-            url: url.to_owned(),
+            url: redact(url),
         });
     }
-    // Credentials in a URL end up in logs and error messages.
+    // Credentials before the host would be sent to every server the URL
+    // names, and kept in every copy of the setting: give them another way.
     if !parsed.username().is_empty() || parsed.password().is_some() {
         return Err(UrlError::Invalid {
             what,
-            url: format!(
-                "{}://…@{}",
-                parsed.scheme(),
-                parsed.host_str().unwrap_or("")
-            ),
+            url: redact(url),
             detail: "credentials in the URL are not accepted".into(),
         });
     }
     Ok(parsed)
+}
+
+/// `url` as logs and errors show it: its query and fragment read
+/// `?<redacted>` and `#<redacted>`, and its userinfo (`user:password@`)
+/// `<redacted>@`. A signed JWKS URL carries its credentials in the query
+/// (`?sig=...`, `?api_key=...`). Text that is no URL with a host (a setting
+/// refused) loses, besides its query, everything up to the last `@` before
+/// it.
+pub(crate) fn redact(url: &str) -> String {
+    let parsed = match Url::parse(url) {
+        Ok(parsed) if parsed.has_host() => parsed,
+        // Not a URL, or one whose userinfo could hide in its path.
+        _ => return redact_text(url),
+    };
+    let mut shown = String::from(&parsed[..Position::BeforeUsername]);
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        shown.push_str("<redacted>@");
+    }
+    shown.push_str(&parsed[Position::BeforeHost..Position::AfterPath]);
+    if parsed.query().is_some() {
+        shown.push_str("?<redacted>");
+    }
+    if parsed.fragment().is_some() {
+        shown.push_str("#<redacted>");
+    }
+    shown
+}
+
+/// [`redact`] for text that is no URL, erring towards hiding too much.
+fn redact_text(text: &str) -> String {
+    let (head, tail) = text.split_at(text.find(['?', '#']).unwrap_or(text.len()));
+    let mut shown = match head.rfind('@') {
+        Some(at) => {
+            // Keep `scheme://` when the `@` comes after it.
+            let start = head.find("//").map(|i| i + 2).filter(|&i| i <= at);
+            let start = start.unwrap_or(0);
+            format!("{}<redacted>@{}", &head[..start], &head[at + 1..])
+        }
+        None => head.to_owned(),
+    };
+    if tail.starts_with('?') {
+        shown.push_str("?<redacted>");
+    }
+    if tail.contains('#') {
+        shown.push_str("#<redacted>");
+    }
+    shown
+}
+
+/// A request that got no answer, told without the URL's secrets: reqwest
+/// puts the whole URL, query and all, into its errors' text, so the error
+/// kept is stripped of it and the URL named is redacted.
+pub(crate) fn http_error(url: &Url, source: reqwest::Error) -> FetchError {
+    FetchError::Http {
+        url: redact(url.as_str()),
+        source: source.without_url(),
+    }
 }
 
 /// Whether a URL's host is loopback.
@@ -66,7 +122,8 @@ pub(crate) fn issuer_client(timeout: Duration) -> reqwest::Result<reqwest::Clien
         if attempt.previous().len() > 5 {
             attempt.error("more than 5 redirects")
         } else if !same_origin(first, attempt.url()) {
-            attempt.error("redirect to another origin")
+            let to = redact(attempt.url().as_str());
+            attempt.error(format!("redirect to another origin, {to}"))
         } else {
             attempt.follow()
         }
@@ -88,7 +145,7 @@ pub(crate) async fn read_limited(
 ) -> Result<Vec<u8>, FetchError> {
     if !response.status().is_success() {
         return Err(FetchError::Status {
-            url: url.to_string(),
+            url: redact(url.as_str()),
             status: response.status().as_u16(),
         });
     }
@@ -103,17 +160,18 @@ pub(crate) async fn read_body(
     limit: usize,
 ) -> Result<Vec<u8>, FetchError> {
     let too_large = || FetchError::TooLarge {
-        url: url.to_string(),
+        url: redact(url.as_str()),
         limit,
     };
     if response.content_length().is_some_and(|n| n > limit as u64) {
         return Err(too_large());
     }
     let mut body = Vec::new();
-    while let Some(chunk) = response.chunk().await.map_err(|source| FetchError::Http {
-        url: url.to_string(),
-        source,
-    })? {
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|source| http_error(url, source))?
+    {
         if body.len() + chunk.len() > limit {
             return Err(too_large());
         }
@@ -152,6 +210,56 @@ mod tests {
             "https://:pass@tenant.auth0.com/",
         ] {
             assert!(parse_issuer_url("issuer", bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn redact_hides_the_query_the_fragment_and_the_userinfo() {
+        for (url, shown) in [
+            ("https://k.example/", "https://k.example/"),
+            (
+                "https://k.example/jwks?sig=s3cret",
+                "https://k.example/jwks?<redacted>",
+            ),
+            (
+                "http://user:s3cret@127.0.0.1:8080/jwks?a=s3cret&b=s3cret#s3cret",
+                "http://<redacted>@127.0.0.1:8080/jwks?<redacted>#<redacted>",
+            ),
+            (
+                "https://:s3cret@k.example/",
+                "https://<redacted>@k.example/",
+            ),
+            (
+                "https://s3cret@k.example/x",
+                "https://<redacted>@k.example/x",
+            ),
+            ("https://k.example/x?", "https://k.example/x?<redacted>"),
+            // Not URLs: settings refused as such.
+            ("accounts.google.com", "accounts.google.com"),
+            ("not a url?sig=s3cret", "not a url?<redacted>"),
+            (
+                "https://u:s3cret@@[::bad/x?k=s3cret",
+                "https://<redacted>@[::bad/x?<redacted>",
+            ),
+            ("u:s3cret@host//x#s3cret", "<redacted>@host//x#<redacted>"),
+        ] {
+            assert_eq!(redact(url), shown, "{url}");
+            assert!(!redact(url).contains("s3cret"), "{url}");
+            // Redacting twice changes nothing.
+            assert_eq!(redact(&redact(url)), shown, "{url}");
+        }
+    }
+
+    #[test]
+    fn a_refused_url_is_named_redacted() {
+        for bad in [
+            "http://tenant.auth0.com/jwks?sig=s3cret",
+            "https://user:s3cret@tenant.auth0.com/",
+            "not a url?sig=s3cret",
+        ] {
+            let error = parse_issuer_url("JWKS URL", bad).unwrap_err();
+            assert!(!error.to_string().contains("s3cret"), "{error}");
+            assert!(!format!("{error:?}").contains("s3cret"), "{error:?}");
         }
     }
 

@@ -195,7 +195,7 @@ impl TokenSource {
                     retry_after(response.headers(), SystemTime::now())
                 }
                 Err(error) => {
-                    last = error.to_string();
+                    last = net::http_error(&url, error).to_string();
                     None
                 }
             };
@@ -330,12 +330,11 @@ async fn discover_token_endpoint(
             &format!("{base}/oauth/token"),
         )?)
     };
-    let response = client.get(url.clone()).send().await.map_err(|source| {
-        TokenError::Discovery(FetchError::Http {
-            url: url.to_string(),
-            source,
-        })
-    })?;
+    let response = client
+        .get(url.clone())
+        .send()
+        .await
+        .map_err(|source| TokenError::Discovery(net::http_error(&url, source)))?;
     if response.status() == StatusCode::NOT_FOUND {
         return fallback();
     }
@@ -344,7 +343,7 @@ async fn discover_token_endpoint(
         .map_err(TokenError::Discovery)?;
     let doc: Discovery = serde_json::from_slice(&body).map_err(|e| {
         TokenError::Discovery(FetchError::Invalid {
-            url: url.to_string(),
+            url: net::redact(url.as_str()),
             what: "discovery",
             detail: e.to_string(),
         })

@@ -283,7 +283,7 @@ impl Refresher {
         let (set, skipped) =
             KeySet::from_jwks(&body, previous.as_deref()).map_err(|e| match e {
                 JwksError::Invalid(detail) => FetchError::Invalid {
-                    url: url.to_string(),
+                    url: net::redact(url.as_str()),
                     what: "JWKS",
                     detail,
                 },
@@ -291,7 +291,7 @@ impl Refresher {
         log_skipped(&skipped);
         let kids: Vec<&str> = set.keys().filter_map(|k| k.kid()).collect();
         tracing::info!(
-            url = %url,
+            url = %net::redact(url.as_str()),
             keys = set.len(),
             skipped = skipped.len(),
             ?kids,
@@ -306,10 +306,7 @@ impl Refresher {
             .header(header::ACCEPT, "application/json")
             .send()
             .await
-            .map_err(|source| FetchError::Http {
-                url: url.to_string(),
-                source,
-            })
+            .map_err(|source| net::http_error(url, source))
     }
 
     /// Where the JWKS is: the configured URL, or the one discovery names
@@ -331,7 +328,10 @@ impl Refresher {
             // Not remembered: a 404 may be passing, and the next fetch asks
             // discovery again.
             Err(FetchError::Status { status: 404, .. }) => {
-                tracing::info!(jwks_url = %fallback, "the issuer has no discovery document");
+                tracing::info!(
+                    jwks_url = %net::redact(fallback.as_str()),
+                    "the issuer has no discovery document"
+                );
                 Ok(fallback)
             }
             Err(
@@ -340,7 +340,11 @@ impl Refresher {
                 | FetchError::IssuerMismatch { .. }),
             ) => Err(error),
             Err(error) => {
-                tracing::warn!(%error, jwks_url = %fallback, "discovery failed; trying the usual JWKS URL");
+                tracing::warn!(
+                    %error,
+                    jwks_url = %net::redact(fallback.as_str()),
+                    "discovery failed; trying the usual JWKS URL"
+                );
                 Ok(fallback)
             }
         }
@@ -356,7 +360,7 @@ impl Refresher {
         let response = self.get(&url).await?;
         let body = net::read_limited(&url, response, self.config.max_document_bytes).await?;
         let invalid = |detail: String| FetchError::Invalid {
-            url: url.to_string(),
+            url: net::redact(url.as_str()),
             what: "discovery",
             detail,
         };
@@ -364,7 +368,7 @@ impl Refresher {
         // OIDC Discovery §4.3: the document must name the issuer it was asked for.
         if doc.issuer != issuer {
             return Err(FetchError::IssuerMismatch {
-                url: url.to_string(),
+                url: net::redact(url.as_str()),
                 named: doc.issuer,
                 configured: issuer.to_owned(),
             });

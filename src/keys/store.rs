@@ -99,7 +99,8 @@ struct FetchRecord {
 /// What a [`KeyStore`] holds and how its refresher has fared: for library
 /// users without a tracing subscriber, health pages and metrics. Errors are
 /// as the refresher logs them: URLs and causes, never a secret (the JWKS and
-/// discovery are public documents, and their URLs may carry no credentials).
+/// discovery are public documents, and their URLs are redacted: a signed
+/// JWKS URL's query and any userinfo read `<redacted>`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyStatus {
     /// The issuer the keys are for (empty when the store was made without one).
