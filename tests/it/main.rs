@@ -1,6 +1,6 @@
 //! authgate's integration tests: each test starts its own dev issuer and
 //! server on 127.0.0.1:0 and calls them over real HTTP and gRPC. One test
-//! binary, so the suite links once.
+//! binary, so the suite links once (but for tests/logs, which read the logs).
 
 mod cache;
 mod cli;
@@ -18,7 +18,6 @@ mod keys;
 mod lifetimes;
 mod limits;
 mod metrics;
-mod redaction;
 mod refresh;
 mod scopes;
 mod server;
