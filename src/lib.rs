@@ -23,6 +23,9 @@
 //!   and the background [`keys::Refresher`].
 //! - `server` (feature `server`): health, reflection, TLS, limits, metrics
 //!   and draining around your services, and the demo service.
+//! - `proxy` (feature `proxy`): the same server in front of an upstream
+//!   in any language, forwarding what the gate lets in, with the caller's
+//!   identity in `x-authgate-*` headers (`authgate proxy`).
 //! - `client` (feature `client`): a client-credentials token source and the
 //!   interceptor that attaches its token.
 //! - `issuer` (feature `dev-issuer`): a local OIDC issuer for `authgate dev`
@@ -48,6 +51,8 @@ pub mod cli;
 pub mod client;
 #[cfg(feature = "dev-issuer")]
 pub mod issuer;
+#[cfg(feature = "proxy")]
+pub mod proxy;
 #[cfg(feature = "server")]
 pub mod server;
 

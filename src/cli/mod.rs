@@ -1,4 +1,4 @@
-//! The command line: `authgate serve`, `dev`, `token` and `call`, their
+//! The command line: `authgate serve`, `proxy`, `dev`, `token` and `call`, their
 //! flags and environment, parsed and checked here once and handed to the
 //! library as typed configuration.
 
@@ -25,12 +25,14 @@ use crate::{
 mod client;
 mod config;
 mod dev;
+mod proxy;
 mod serve;
 mod settings;
 mod values;
 
 pub use client::{CallArgs, ClientArgs, TokenArgs};
 pub use dev::{DEV_METRICS_LISTEN, DEV_SCOPE_RULE, DevArgs};
+pub use proxy::{ProtocolArg, ProxyArgs};
 pub use serve::ServeArgs;
 pub use settings::{IssuerSettings, Settings};
 pub use values::{Dur, Parsed};
@@ -67,6 +69,9 @@ pub enum LogFormat {
 pub enum Command {
     /// Serve the guarded gRPC service, validating tokens from an issuer such as Auth0.
     Serve(ServeArgs),
+    /// Guard a service in any language: forward each request the gate lets
+    /// in to --upstream, with the caller's identity in x-authgate-* headers.
+    Proxy(ProxyArgs),
     /// Run a local issuer and the server wired to it: no account anywhere.
     Dev(DevArgs),
     /// Print an access token from the client-credentials grant.
@@ -162,6 +167,7 @@ pub fn run(cli: Cli) -> ExitCode {
     let result: Result<(), Failure> = runtime.block_on(async {
         match cli.command {
             Command::Serve(args) => Ok(serve::serve(args).await?),
+            Command::Proxy(args) => Ok(proxy::proxy(args).await?),
             Command::Dev(args) => Ok(dev::dev(args).await?),
             Command::Token(args) => client::token(args).await,
             Command::Call(args) => client::call(args).await,

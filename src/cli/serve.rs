@@ -175,36 +175,59 @@ pub(super) async fn serve(args: ServeArgs) -> Result<(), StartupError> {
         let warnings = Application::builder(config.clone())
             .add_demo_service()
             .check()?;
-        let file = args
-            .config
-            .as_ref()
-            .map_or_else(String::new, |p| format!("then {}, ", p.display()));
-        println!(
-            "# authgate serve: the configuration is valid. The effective settings follow\n\
-             # (flags, then environment, {file}then defaults), as a config file;\n\
-             # an issuer without `jwks-url` gets its keys through OIDC discovery.\n\
-             # Secrets redacted: the query of every URL.\n"
-        );
-        if let Some(path) = &args.config {
-            let overridden = args.overriding(&Settings::load(path)?);
-            if !overridden.is_empty() {
-                println!(
-                    "# Given by flags or the environment, over the config file's: {}\n",
-                    overridden.join(", ")
-                );
-            }
-        }
-        for warning in warnings {
-            println!("# Warning, as serve would log it: {warning}\n");
-        }
-        print!("{}", settings.render_redacted());
+        print_check("serve", &args, &settings, &warnings, "")?;
         return Ok(());
     }
-    let app = Application::builder(config.clone())
-        .add_demo_service()
-        .bind()
-        .await?;
-    log_start(&config, app.local_addr(), app.metrics_addr());
+    let app = Application::builder(config.clone()).add_demo_service();
+    run(app, &config).await
+}
+
+/// What `--check` prints: the effective settings as a config file, after a
+/// header that says where they came from, and `more` (commented settings
+/// that only flags give) at the end; `warnings`, what start-up would log,
+/// before the settings.
+pub(super) fn print_check(
+    command: &str,
+    args: &ServeArgs,
+    settings: &Settings,
+    warnings: &[String],
+    more: &str,
+) -> Result<(), StartupError> {
+    let file = args
+        .config
+        .as_ref()
+        .map_or_else(String::new, |p| format!("then {}, ", p.display()));
+    println!(
+        "# authgate {command}: the configuration is valid. The effective settings follow\n\
+         # (flags, then environment, {file}then defaults), as a config file;\n\
+         # an issuer without `jwks-url` gets its keys through OIDC discovery.\n\
+         # Secrets redacted: the query of every URL.\n"
+    );
+    if let Some(path) = &args.config {
+        let overridden = args.overriding(&Settings::load(path)?);
+        if !overridden.is_empty() {
+            println!(
+                "# Given by flags or the environment, over the config file's: {}\n",
+                overridden.join(", ")
+            );
+        }
+    }
+    for warning in warnings {
+        println!("# Warning, as {command} would log it: {warning}\n");
+    }
+    print!("{}", settings.render_redacted());
+    print!("{more}");
+    Ok(())
+}
+
+/// Binds and serves `app` until SIGTERM or SIGINT, then drains as `config`
+/// says: what `serve` and `proxy` share.
+pub(super) async fn run(
+    app: crate::server::ApplicationBuilder,
+    config: &ServerConfig,
+) -> Result<(), StartupError> {
+    let app = app.bind().await?;
+    log_start(config, app.local_addr(), app.metrics_addr());
     // A second SIGTERM or SIGINT while draining ends the drain delay at
     // once: Ctrl-C twice, or an operator who will not wait.
     let (first, second) = stop_signals();
@@ -221,7 +244,7 @@ pub(super) async fn serve(args: ServeArgs) -> Result<(), StartupError> {
     // said now, with the value to use, instead of in every refusal.
     tokio::select! {
         result = &mut server => return result,
-        mismatch = discovery_mismatch(&config) => {
+        mismatch = discovery_mismatch(config) => {
             if let Some(error) = mismatch {
                 return Err(StartupError::Config(error.to_string()));
             }

@@ -33,8 +33,8 @@ pub const PUBLIC_SERVICES: [&str; 3] = [
 #[derive(Clone, Debug)]
 pub struct GateLayer {
     interceptor: Gate,
-    /// Path prefixes (`/grpc.health.v1.Health/`) open without a token.
-    public: Arc<[Box<str>]>,
+    /// Paths open without a token: health, reflection, and what was allowed.
+    public: Arc<[PublicPath]>,
     /// How long a public call may last; `None`: as long as it likes.
     public_max_age: Option<Duration>,
 }
@@ -46,7 +46,7 @@ impl GateLayer {
             interceptor,
             public: PUBLIC_SERVICES
                 .iter()
-                .map(|s| format!("/{s}/").into_boxed_str())
+                .map(|s| PublicPath::Prefix(format!("/{s}/").into()))
                 .collect(),
             public_max_age: None,
         }
@@ -63,15 +63,84 @@ impl GateLayer {
     }
 
     /// Also leaves `service` (`package.Service`) open without a token.
-    pub fn allow_unauthenticated(mut self, service: &str) -> GateLayer {
-        let mut public = self.public.to_vec();
-        public.push(format!("/{service}/").into_boxed_str());
-        self.public = public.into();
+    pub fn allow_unauthenticated(self, service: &str) -> GateLayer {
+        self.allow(PublicPath::Prefix(format!("/{service}/").into()))
+    }
+
+    /// Also leaves `path` open without a token: a path exactly
+    /// (`/echo.v1.Echo/Unary`, `/healthz`), or, ending in `/*`, every path
+    /// under it (`/docs/*` opens `/docs/` and everything below; `/*` opens
+    /// every path). Fails on a pattern that is neither.
+    pub fn allow_path(self, path: &str) -> Result<GateLayer, String> {
+        Ok(self.allow(parse_public_path(path)?))
+    }
+
+    /// Whether `path` reads as [`GateLayer::allow_path`] takes it, and
+    /// if not, why: for checking settings before a gate exists.
+    pub fn check_path(path: &str) -> Result<(), String> {
+        parse_public_path(path).map(|_| ())
+    }
+
+    fn allow(mut self, path: PublicPath) -> GateLayer {
+        if !self.public.contains(&path) {
+            let mut public = self.public.to_vec();
+            public.push(path);
+            self.public = public.into();
+        }
         self
     }
 
+    /// The paths open without a token, for plain HTTP's gate to share.
+    #[cfg(feature = "server")]
+    pub(crate) fn public_paths(&self) -> Arc<[PublicPath]> {
+        self.public.clone()
+    }
+
     fn is_public(&self, path: &str) -> bool {
-        self.public.iter().any(|prefix| path.starts_with(&**prefix))
+        is_public(&self.public, path)
+    }
+}
+
+/// A path open without a token.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum PublicPath {
+    /// This path exactly.
+    Exact(Box<str>),
+    /// Every path that starts with this (`/grpc.health.v1.Health/`).
+    Prefix(Box<str>),
+}
+
+impl PublicPath {
+    fn matches(&self, path: &str) -> bool {
+        match self {
+            PublicPath::Exact(exact) => path == &**exact,
+            PublicPath::Prefix(prefix) => path.starts_with(&**prefix),
+        }
+    }
+}
+
+/// Whether one of `public` opens `path`.
+pub(crate) fn is_public(public: &[PublicPath], path: &str) -> bool {
+    public.iter().any(|public| public.matches(path))
+}
+
+/// A public path as `--public` takes it: `/exact/path` or `/prefix/*`.
+fn parse_public_path(path: &str) -> Result<PublicPath, String> {
+    let wrong = || {
+        format!(
+            "`{path}` is not a path such as /echo.v1.Echo/Unary, or /prefix/* for every path under it"
+        )
+    };
+    if !path.starts_with('/') || path.contains(char::is_whitespace) {
+        return Err(wrong());
+    }
+    match path.strip_suffix('*') {
+        Some(prefix) if prefix.ends_with('/') && !prefix.contains('*') => {
+            Ok(PublicPath::Prefix(prefix.into()))
+        }
+        Some(_) => Err(wrong()),
+        None if path.contains('*') => Err(wrong()),
+        None => Ok(PublicPath::Exact(path.into())),
     }
 }
 
@@ -183,6 +252,27 @@ where
             GateFutureProj::Refused { response } => {
                 Poll::Ready(Ok(response.take().expect("polled after completion")))
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn public_paths_are_exact_or_a_prefix() {
+        let exact = parse_public_path("/echo.v1.Echo/Unary").unwrap();
+        assert!(exact.matches("/echo.v1.Echo/Unary"));
+        assert!(!exact.matches("/echo.v1.Echo/UnaryX"));
+        let prefix = parse_public_path("/docs/*").unwrap();
+        assert!(prefix.matches("/docs/"));
+        assert!(prefix.matches("/docs/a/b"));
+        assert!(!prefix.matches("/docs"));
+        assert!(!prefix.matches("/docsx/a"));
+        assert!(parse_public_path("/*").unwrap().matches("/anything"));
+        for bad in ["docs/*", "/docs*", "/a/*/b", "/a b", "", "/a/**"] {
+            assert!(parse_public_path(bad).is_err(), "{bad}");
         }
     }
 }

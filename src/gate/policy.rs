@@ -118,6 +118,12 @@ impl ScopePolicy {
         methods.chain(self.services.keys().map(|s| format!("{s}*")))
     }
 
+    /// The paths that rules name one by one (not by service).
+    #[cfg(feature = "server")]
+    pub(crate) fn method_paths(&self) -> impl Iterator<Item = &str> {
+        self.methods.keys().map(|path| &**path)
+    }
+
     /// Whether no method needs a scope.
     pub fn is_empty(&self) -> bool {
         self.methods.is_empty() && self.services.is_empty()

@@ -75,6 +75,12 @@ pub struct ApplicationBuilder {
     pub(super) warn_unknown_rules: bool,
     /// Whether plain `GET /` answers as the demo's `GetPrivate` does.
     pub(super) private_root: bool,
+    /// Where requests no service claims go: set, the server is a proxy.
+    pub(super) forward: Option<Fallback>,
+    /// Paths open without a token besides health and reflection, as written.
+    pub(super) public: Vec<String>,
+    /// Descriptor sets that name methods for the metrics alone.
+    pub(super) metrics_sets: Vec<Vec<u8>>,
 }
 
 impl ApplicationBuilder {
@@ -138,6 +144,49 @@ impl ApplicationBuilder {
         self
     }
 
+    /// Sends every request that no added service claims to `service`,
+    /// behind the same gate, limits and metrics, plain HTTP too: a reverse
+    /// proxy (what `authgate proxy` builds). Health and reflection are then
+    /// `service`'s, not served here, except that while no issuer has a
+    /// usable key set, and while draining, health calls are answered here:
+    /// `NOT_SERVING`. The gate puts the caller's [`Principal`](crate::Principal)
+    /// in the request's extensions. Scope rules for methods not known here
+    /// are warned about, not refused.
+    pub fn forward_to<S>(mut self, service: S) -> Self
+    where
+        S: tower_service::Service<
+                ::http::Request<Body>,
+                Response = ::http::Response<Body>,
+                Error = Infallible,
+            > + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Future: Send + 'static,
+    {
+        self.forward = Some(Fallback::new(service));
+        self.warn_unknown_rules = true;
+        self
+    }
+
+    /// Also lets requests for `path` through without a token: a path
+    /// exactly, or `/prefix/*` for every path under it (see
+    /// [`GateLayer::allow_path`](crate::GateLayer::allow_path)). A pattern
+    /// that is neither fails [`ApplicationBuilder::check`] and `bind`.
+    pub fn public_path(mut self, path: impl Into<String>) -> Self {
+        self.public.push(path.into());
+        self
+    }
+
+    /// An encoded `FileDescriptorSet` whose methods the metrics name (and
+    /// the scope rules are checked against), for services that this server
+    /// does not serve itself (a proxy's upstream's): reflection does not
+    /// serve it.
+    pub fn metrics_descriptor_set(mut self, encoded: Vec<u8>) -> Self {
+        self.metrics_sets.push(encoded);
+        self
+    }
+
     /// Binds `config.listen` and prepares everything; fails on bad TLS
     /// files and on anything the configuration cannot mean.
     pub async fn bind(self) -> Result<Application, StartupError> {
@@ -172,10 +221,12 @@ impl ApplicationBuilder {
             }
         };
         self.config.check_and_load_tls()?;
-        let mut sets = self.descriptor_sets.clone();
-        sets.extend(REFLECTION_SETS);
-        sets.push(tonic_health::pb::FILE_DESCRIPTOR_SET);
-        let methods = GrpcMetrics::from_descriptor_sets(&sets)
+        for path in &self.public {
+            crate::GateLayer::check_path(path)
+                .map_err(|e| StartupError::Config(format!("public path: {e}")))?;
+        }
+        // The methods known, not those the rules name.
+        let methods = GrpcMetrics::from_descriptor_sets(&self.all_sets())
             .map_err(|e| StartupError::Config(format!("descriptor sets: {e}")))?;
         let mut warnings = self.warnings();
         match check_rules(&policy, &self.guarded, &methods) {
@@ -183,6 +234,31 @@ impl ApplicationBuilder {
             checked => checked?,
         }
         Ok(warnings)
+    }
+
+    /// Every descriptor set: the services', health's, reflection's, and
+    /// those for the metrics alone.
+    fn all_sets(&self) -> Vec<&[u8]> {
+        self.descriptor_sets
+            .iter()
+            .copied()
+            .chain(REFLECTION_SETS)
+            .chain([tonic_health::pb::FILE_DESCRIPTOR_SET])
+            .chain(self.metrics_sets.iter().map(Vec::as_slice))
+            .collect()
+    }
+
+    /// The method table of the metrics: every descriptor set's methods, and
+    /// for a proxy, the paths its scope rules and public paths name.
+    fn grpc_metrics(&self, policy: &crate::ScopePolicy) -> Result<GrpcMetrics, StartupError> {
+        let named: Vec<&str> = if self.forward.is_some() {
+            let public = self.public.iter().map(String::as_str);
+            policy.method_paths().chain(public).collect()
+        } else {
+            Vec::new()
+        };
+        GrpcMetrics::from_descriptor_sets_and_paths(&self.all_sets(), named)
+            .map_err(|e| StartupError::Config(format!("descriptor sets: {e}")))
     }
 
     /// What is allowed but likely a mistake.
@@ -209,6 +285,11 @@ impl ApplicationBuilder {
         for warning in self.check()? {
             tracing::warn!("{warning}");
         }
+        let policy = match &self.gate {
+            Some(gate) => gate.scope_policy().clone(),
+            None => self.config.policy.clone(),
+        };
+        let grpc_metrics = self.grpc_metrics(&policy)?;
         let ApplicationBuilder {
             config,
             gate,
@@ -217,6 +298,8 @@ impl ApplicationBuilder {
             mut descriptor_sets,
             clock,
             private_root,
+            forward,
+            public,
             ..
         } = self;
         let local_addr = listener.local_addr().map_err(|source| StartupError::Bind {
@@ -237,16 +320,8 @@ impl ApplicationBuilder {
             .metrics_listen
             .map(|addr| bind_now(addr, "metrics"))
             .transpose()?;
-        // Reflection lists your services and health; the metrics know
-        // reflection's methods too.
+        // Reflection lists your services and health.
         descriptor_sets.push(tonic_health::pb::FILE_DESCRIPTOR_SET);
-        let all: Vec<&[u8]> = descriptor_sets
-            .iter()
-            .copied()
-            .chain(REFLECTION_SETS)
-            .collect();
-        let grpc_metrics = GrpcMetrics::from_descriptor_sets(&all)
-            .map_err(|e| StartupError::Config(format!("descriptor sets: {e}")))?;
         Ok(Application {
             listener,
             local_addr,
@@ -262,6 +337,8 @@ impl ApplicationBuilder {
             drain: config.drain,
             cors,
             private_root,
+            forward,
+            public,
         })
     }
 }

@@ -3,10 +3,24 @@
 //! and the server is not draining; [`LIVENESS_SERVICE`] `SERVING` while the
 //! process runs.
 
-use std::sync::Arc;
+use std::{
+    convert::Infallible,
+    future::Future,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+};
 
-use tokio::{sync::Notify, task::JoinHandle};
-use tonic_health::{ServingStatus, server::HealthReporter};
+use tokio::{
+    sync::{Notify, watch},
+    task::JoinHandle,
+};
+use tonic::{Request, Response, Status, body::Body};
+use tonic_health::{
+    ServingStatus,
+    pb::{HealthCheckRequest, HealthCheckResponse, health_check_response, health_server},
+    server::HealthReporter,
+};
 
 use crate::keys::KeyStore;
 
@@ -20,6 +34,8 @@ pub const LIVENESS_SERVICE: &str = "grpc.health.v1.Health";
 pub(super) struct Readiness {
     reporter: HealthReporter,
     guarded: Arc<[&'static str]>,
+    /// The same state for [`HealthGate`], which answers for a proxy.
+    ready: Arc<watch::Sender<bool>>,
 }
 
 impl Readiness {
@@ -28,7 +44,11 @@ impl Readiness {
     /// liveness `SERVING`: a pod whose issuer is down must not be restarted,
     /// or it would lose its last good key set.
     pub(super) async fn new(reporter: HealthReporter, guarded: Arc<[&'static str]>) -> Readiness {
-        let readiness = Readiness { reporter, guarded };
+        let readiness = Readiness {
+            reporter,
+            guarded,
+            ready: Arc::new(watch::channel(false).0),
+        };
         readiness.set(false).await;
         readiness
             .reporter
@@ -47,6 +67,13 @@ impl Readiness {
         for name in std::iter::once(&"").chain(self.guarded.iter()) {
             self.reporter.set_service_status(*name, status).await;
         }
+        self.ready.send_replace(serving);
+    }
+
+    /// Follows readiness: true while serving, false before the first key
+    /// set, while no issuer has a usable one, and from the drain on.
+    pub(super) fn subscribe(&self) -> watch::Receiver<bool> {
+        self.ready.subscribe()
     }
 
     /// Follows the key stores: serving from the first usable set, not while
@@ -81,3 +108,111 @@ impl Readiness {
         })
     }
 }
+
+/// In front of health calls that a proxy forwards to its upstream: while
+/// the proxy itself is not ready (no usable key set, or draining) it answers
+/// them itself, `NOT_SERVING` (and [`LIVENESS_SERVICE`] `SERVING`), since
+/// every guarded call would be refused or is about to go elsewhere;
+/// otherwise the upstream's own health answers.
+#[derive(Clone)]
+pub(super) struct HealthGate<S> {
+    inner: S,
+    local: health_server::HealthServer<NotReady>,
+    ready: watch::Receiver<bool>,
+}
+
+impl<S> HealthGate<S> {
+    pub(super) fn new(inner: S, ready: watch::Receiver<bool>) -> HealthGate<S> {
+        HealthGate {
+            inner,
+            local: health_server::HealthServer::new(NotReady {
+                ready: ready.clone(),
+            }),
+            ready,
+        }
+    }
+}
+
+/// The health path prefix [`HealthGate`] answers for.
+const HEALTH_PATH: &str = "/grpc.health.v1.Health/";
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+impl<S> tower_service::Service<http::Request<Body>> for HealthGate<S>
+where
+    S: tower_service::Service<
+            http::Request<Body>,
+            Response = http::Response<Body>,
+            Error = Infallible,
+        >,
+    S::Future: Send + 'static,
+{
+    type Response = http::Response<Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<Result<http::Response<Body>, Infallible>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<Body>) -> Self::Future {
+        if request.uri().path().starts_with(HEALTH_PATH) && !*self.ready.borrow() {
+            // The generated server is always ready.
+            return Box::pin(tower_service::Service::call(&mut self.local, request));
+        }
+        Box::pin(self.inner.call(request))
+    }
+}
+
+/// The health a proxy that is not ready answers with.
+struct NotReady {
+    ready: watch::Receiver<bool>,
+}
+
+fn not_ready_status(service: &str) -> HealthCheckResponse {
+    let status = if service == LIVENESS_SERVICE {
+        health_check_response::ServingStatus::Serving
+    } else {
+        health_check_response::ServingStatus::NotServing
+    };
+    HealthCheckResponse {
+        status: status.into(),
+    }
+}
+
+#[tonic::async_trait]
+impl health_server::Health for NotReady {
+    async fn check(
+        &self,
+        request: Request<HealthCheckRequest>,
+    ) -> Result<Response<HealthCheckResponse>, Status> {
+        Ok(Response::new(not_ready_status(&request.get_ref().service)))
+    }
+
+    type WatchStream = BoxStream;
+
+    /// The status now; the stream ends (`UNAVAILABLE`) once the proxy is
+    /// ready again, so that the caller watches again, then the upstream.
+    async fn watch(
+        &self,
+        request: Request<HealthCheckRequest>,
+    ) -> Result<Response<BoxStream>, Status> {
+        let now = not_ready_status(&request.get_ref().service);
+        let mut ready = self.ready.clone();
+        let ended = async move {
+            // An error means the server is gone: end the stream as well.
+            let _ = ready.wait_for(|ready| *ready).await;
+            Err(Status::unavailable(
+                "authgate proxy is ready again: watch again for the upstream's health",
+            ))
+        };
+        let stream = futures_util::stream::StreamExt::chain(
+            futures_util::stream::once(std::future::ready(Ok(now))),
+            futures_util::stream::once(ended),
+        );
+        Ok(Response::new(Box::pin(stream)))
+    }
+}
+
+type BoxStream =
+    Pin<Box<dyn futures_util::Stream<Item = Result<HealthCheckResponse, Status>> + Send>>;

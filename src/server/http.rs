@@ -14,7 +14,10 @@ use futures_util::future::Either;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use tonic::{Code, body::Body};
 
-use crate::{AuthError, Gate};
+use crate::{
+    AuthError, Gate, GateLayer,
+    gate::layer::{PublicPath, is_public},
+};
 
 /// The realm every `WWW-Authenticate` challenge names.
 pub const REALM: &str = "authgate";
@@ -37,6 +40,8 @@ pub struct HttpGate<H> {
     gate: Gate,
     /// Paths checked under another path's scope rules: (path, method).
     checked_as: Arc<[(Box<str>, Box<str>)]>,
+    /// Paths let through without a token, as the gate layer's.
+    public: Arc<[PublicPath]>,
     inner: H,
 }
 
@@ -47,8 +52,16 @@ impl<H> HttpGate<H> {
         HttpGate {
             gate,
             checked_as: Arc::new([]),
+            public: Arc::new([]),
             inner,
         }
+    }
+
+    /// Lets requests for the paths that `layer` leaves open through without
+    /// a token (and without a [`Principal`](crate::Principal)).
+    pub fn public_as(mut self, layer: &GateLayer) -> HttpGate<H> {
+        self.public = layer.public_paths();
+        self
     }
 
     /// Checks requests for `path` under the scope rules of `method`
@@ -82,6 +95,9 @@ where
 
     fn call(&mut self, mut request: Request<B>) -> Self::Future {
         let path = request.uri().path();
+        if is_public(&self.public, path) {
+            return Either::Right(self.inner.call(request));
+        }
         let method = self.method_of(path);
         let values = request.headers().get_all(header::AUTHORIZATION);
         match self.gate.check(method, values.iter().map(|v| v.as_bytes())) {

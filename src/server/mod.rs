@@ -28,6 +28,7 @@ use tonic::{
 mod builder;
 mod config;
 mod connections;
+mod fallback;
 mod health;
 mod http;
 mod incoming;
@@ -47,10 +48,13 @@ pub use http::{
 pub use metrics::{GrpcMetrics, GrpcMetricsLayer};
 pub use service::{GET_PRIVATE_METHOD, PRIVATE_MESSAGE, PrivateService};
 pub use signals::{shutdown_signal, stop_signals};
+#[cfg(feature = "proxy")]
+pub(crate) use web::is_grpc;
 pub use web::{CORS_ALLOW_HEADERS, CORS_EXPOSE_HEADERS, CorsOrigins, OnePort, OnePortLayer, Split};
 
 use crate::{Clock, Gate, StartupError, keys::KeyStore, keys::Refresher};
-use health::Readiness;
+use fallback::Fallback;
+use health::{HealthGate, Readiness};
 use metrics::Metrics;
 
 /// A bound, not yet serving authgate server.
@@ -73,6 +77,10 @@ pub struct Application {
     drain: Drain,
     cors: Option<CorsOrigins>,
     private_root: bool,
+    /// Where requests no service claims go: set, the server is a proxy.
+    forward: Option<Fallback>,
+    /// Paths open without a token besides health and reflection, checked.
+    public: Vec<String>,
 }
 
 impl Application {
@@ -87,6 +95,9 @@ impl Application {
             clock: None,
             warn_unknown_rules: false,
             private_root: false,
+            forward: None,
+            public: Vec::new(),
+            metrics_sets: Vec::new(),
         }
     }
 
@@ -186,6 +197,8 @@ impl Application {
             drain: drain_config,
             cors,
             private_root,
+            forward,
+            public,
             ..
         } = self;
 
@@ -205,6 +218,7 @@ impl Application {
 
         let (reporter, health) = tonic_health::server::health_reporter();
         let readiness = Readiness::new(reporter, guarded).await;
+        let ready_now = readiness.subscribe();
         let built_here = !refreshers.is_empty();
         gate.start(refreshers);
         let ready = readiness.clone().follow(stores);
@@ -228,36 +242,33 @@ impl Application {
             let _ = closed_tx.send(());
         };
 
-        let reflection = || {
-            descriptor_sets.iter().fold(
-                tonic_reflection::server::Builder::configure(),
-                |builder, set| builder.register_encoded_file_descriptor_set(set),
-            )
+        let gate_layer = public
+            .iter()
+            .try_fold(gate.layer(), |layer, path| layer.allow_path(path))
+            .map_err(|e| StartupError::Config(format!("public path: {e}")))?
+            .public_stream_max_age(limits.public_stream_max_age);
+        // Plain HTTP passes the same gate, answered as RFC 6750 says: to the
+        // upstream for a proxy, else to the seed's route (with the demo).
+        let (routes, http) = match forward {
+            // A proxy: health and reflection are the upstream's, but for
+            // health while this side is not ready.
+            Some(forward) => {
+                let fallback = Fallback::new(HealthGate::new(forward.clone(), ready_now));
+                let routes = routes.into_axum_router().fallback_service(fallback);
+                (Routes::from(routes), HttpGate::new(gate.clone(), forward))
+            }
+            None => {
+                let routes = local_public_services(routes, health, &descriptor_sets, &limits)?;
+                let http = if private_root {
+                    HttpGate::new(gate.clone(), Fallback::new(HttpRoutes::private_root()))
+                        .check_as("/", GET_PRIVATE_METHOD)
+                } else {
+                    HttpGate::new(gate.clone(), Fallback::new(HttpRoutes::not_found()))
+                };
+                (routes, http)
+            }
         };
-        // The public services get the same message limit as the guarded
-        // ones: they are the ones anyone may call.
-        let max_message = limits.max_message_bytes;
-        let health = health.max_decoding_message_size(max_message);
-        let reflection_v1 = reflection()
-            .build_v1()
-            .map_err(|e| StartupError::Config(format!("reflection: {e}")))?
-            .max_decoding_message_size(max_message);
-        let reflection_v1alpha = reflection()
-            .build_v1alpha()
-            .map_err(|e| StartupError::Config(format!("reflection: {e}")))?
-            .max_decoding_message_size(max_message);
-        let routes = routes
-            .add_service(health)
-            .add_service(reflection_v1)
-            .add_service(reflection_v1alpha);
-
-        // Plain HTTP passes the same gate, answered as RFC 6750 says.
-        let http = if private_root {
-            HttpGate::new(gate.clone(), HttpRoutes::private_root())
-                .check_as("/", GET_PRIVATE_METHOD)
-        } else {
-            HttpGate::new(gate.clone(), HttpRoutes::not_found())
-        };
+        let http = http.public_as(&gate_layer);
         let mut server = Server::builder()
             .accept_http1(true)
             .timeout(limits.request_timeout)
@@ -277,9 +288,6 @@ impl Application {
         let one_port = OnePortLayer::new(http, cors)
             .max_header_list_bytes(limits.max_header_list_bytes as usize);
         let metrics_layer = GrpcMetricsLayer::new(grpc_metrics);
-        let gate_layer = gate
-            .layer()
-            .public_stream_max_age(limits.public_stream_max_age);
         // One tonic server per connection, each with the same settings and
         // layers (all shared, nothing rebuilt), so that each connection can
         // be closed with GOAWAY on its own. Calls are counted outermost, then
@@ -334,6 +342,39 @@ impl Application {
         }
         Ok(())
     }
+}
+
+/// `routes` with this server's own health and reflection added, each with
+/// the message limit of the guarded services: they are the ones anyone may
+/// call.
+fn local_public_services(
+    routes: Routes,
+    health: tonic_health::pb::health_server::HealthServer<
+        impl tonic_health::pb::health_server::Health,
+    >,
+    descriptor_sets: &[&'static [u8]],
+    limits: &Limits,
+) -> Result<Routes, StartupError> {
+    let reflection = || {
+        descriptor_sets.iter().fold(
+            tonic_reflection::server::Builder::configure(),
+            |builder, set| builder.register_encoded_file_descriptor_set(set),
+        )
+    };
+    let max_message = limits.max_message_bytes;
+    let health = health.max_decoding_message_size(max_message);
+    let reflection_v1 = reflection()
+        .build_v1()
+        .map_err(|e| StartupError::Config(format!("reflection: {e}")))?
+        .max_decoding_message_size(max_message);
+    let reflection_v1alpha = reflection()
+        .build_v1alpha()
+        .map_err(|e| StartupError::Config(format!("reflection: {e}")))?
+        .max_decoding_message_size(max_message);
+    Ok(routes
+        .add_service(health)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha))
 }
 
 /// Binds `addr` from synchronous code, for the tokio runtime it runs in.

@@ -111,7 +111,7 @@ fn header_list_size(headers: &http::HeaderMap) -> usize {
 
 /// Whether a request is gRPC or gRPC-Web (`application/grpc...`): the rest
 /// is plain HTTP.
-fn is_grpc<B>(request: &Request<B>) -> bool {
+pub(crate) fn is_grpc<B>(request: &Request<B>) -> bool {
     request
         .headers()
         .get(header::CONTENT_TYPE)

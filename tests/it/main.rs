@@ -18,6 +18,7 @@ mod keys;
 mod lifetimes;
 mod limits;
 mod metrics;
+mod proxy;
 mod refresh;
 mod scopes;
 mod server;

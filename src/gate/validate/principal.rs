@@ -12,6 +12,8 @@ pub struct Principal(Arc<PrincipalInner>);
 
 pub(super) struct PrincipalInner {
     pub(super) subject: Box<str>,
+    /// The token's `iss`, which the gate matched against an issuer it trusts.
+    pub(super) issuer: Box<str>,
     pub(super) scopes: Box<[Box<str>]>,
     pub(super) expires_at: i64,
     /// `exp` plus the leeway of the issuer that accepted it.
@@ -40,6 +42,7 @@ impl Principal {
         }
         Principal(Arc::new(PrincipalInner {
             subject: claims.sub.as_deref().unwrap_or("").into(),
+            issuer: claims.iss.as_deref().unwrap_or("").into(),
             scopes: scopes.into_boxed_slice(),
             expires_at: exp,
             accepted_until: exp.saturating_add(leeway),
@@ -52,6 +55,11 @@ impl Principal {
     /// The token's `sub` (empty when it has none).
     pub fn subject(&self) -> &str {
         &self.0.subject
+    }
+
+    /// The token's `iss`: the issuer that the gate checked it against.
+    pub fn issuer(&self) -> &str {
+        &self.0.issuer
     }
 
     /// The scopes granted: those of each of its issuer's scope claims in
@@ -116,12 +124,20 @@ impl Principal {
     pub fn claims<T: serde::de::DeserializeOwned>(&self) -> serde_json::Result<T> {
         serde_json::from_slice(&self.0.claims)
     }
+
+    /// The verified payload exactly as the token carried it (JSON, decoded
+    /// from base64url): what `authgate proxy` passes on in
+    /// `x-authgate-claims`.
+    pub fn claims_json(&self) -> &[u8] {
+        &self.0.claims
+    }
 }
 
 impl fmt::Debug for Principal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Principal")
             .field("subject", &self.subject())
+            .field("issuer", &self.issuer())
             .field("scopes", &self.0.scopes)
             .field("expires_at", &self.0.expires_at)
             .finish_non_exhaustive()

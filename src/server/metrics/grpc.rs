@@ -159,6 +159,17 @@ impl GrpcMetrics {
     /// Counters for every method of every service in these encoded
     /// `FileDescriptorSet`s (the ones the server registers for reflection).
     pub fn from_descriptor_sets(sets: &[&[u8]]) -> Result<GrpcMetrics, prost::DecodeError> {
+        GrpcMetrics::from_descriptor_sets_and_paths(sets, std::iter::empty())
+    }
+
+    /// Counters for every method of these descriptor sets, and for each of
+    /// `paths` that is a gRPC method path (`/package.Service/Method`) they
+    /// lack, whose type is then `unknown`: a proxy's scope rules and public
+    /// paths name its upstream's methods.
+    pub fn from_descriptor_sets_and_paths<'a>(
+        sets: &[&[u8]],
+        paths: impl IntoIterator<Item = &'a str>,
+    ) -> Result<GrpcMetrics, prost::DecodeError> {
         let mut methods: Vec<MethodMetrics> = Vec::new();
         for set in sets {
             let set = prost_types::FileDescriptorSet::decode(*set)?;
@@ -183,6 +194,20 @@ impl GrpcMetrics {
                         }
                     }
                 }
+            }
+        }
+        for path in paths {
+            let Some((service, method)) = path.strip_prefix('/').and_then(|p| p.split_once('/'))
+            else {
+                continue;
+            };
+            let is_name = |s: &str| {
+                !s.is_empty()
+                    && s.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.')
+            };
+            if is_name(service) && is_name(method) && !methods.iter().any(|m| *m.path == *path) {
+                methods.push(MethodMetrics::new(service, method, UNKNOWN));
             }
         }
         methods.push(MethodMetrics::new(UNKNOWN, UNKNOWN, UNKNOWN));

@@ -1,0 +1,318 @@
+//! [`Forward`]: the tower service that sends a request the gate let in to
+//! the upstream and streams its answer back, over HTTP/2 (tonic's
+//! `Channel`: reconnects by itself, passes `grpc-timeout` on, cancels the
+//! upstream call when the caller goes) or HTTP/1.1 (hyper's pooled client).
+
+use std::{
+    convert::Infallible,
+    fmt,
+    future::Future,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+    time::Duration,
+};
+
+use http::{HeaderMap, HeaderValue, StatusCode, header};
+use hyper_util::{
+    client::legacy::{Client as HttpClient, connect::HttpConnector},
+    rt::TokioExecutor,
+};
+use tonic::{
+    Status,
+    body::Body,
+    transport::{Certificate, Channel, ClientTlsConfig, Endpoint},
+};
+
+use super::{UpstreamConfig, UpstreamProtocol, identity::set_identity};
+use crate::{Principal, StartupError, error::error_chain, server::is_grpc};
+
+/// Hop-by-hop headers (RFC 9110 7.6.1), never forwarded in either
+/// direction, with those a `Connection` header names; `te: trailers`, which
+/// gRPC needs, is kept.
+pub const HOP_BY_HOP: [&str; 9] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// Forwards each request to the upstream. Cheap to clone: clones share the
+/// connection (HTTP/2) or the connection pool (HTTP/1.1).
+#[derive(Clone)]
+pub struct Forward {
+    client: Client,
+    shared: Arc<Shared>,
+}
+
+#[derive(Clone)]
+enum Client {
+    H2(Channel),
+    Http1(Box<HttpClient<HttpConnector, Body>>),
+}
+
+struct Shared {
+    upstream: UpstreamConfig,
+    /// `scheme://host:port`, as refusals name it.
+    name: Box<str>,
+}
+
+impl fmt::Debug for Forward {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Forward")
+            .field("upstream", &self.shared.name)
+            .field("protocol", &self.shared.upstream.protocol)
+            .finish_non_exhaustive()
+    }
+}
+
+type ForwardFuture = Pin<Box<dyn Future<Output = Result<http::Response<Body>, Infallible>> + Send>>;
+
+impl Forward {
+    /// A forwarder to `upstream`; connects on the first call. Call it
+    /// within a Tokio runtime.
+    pub fn new(upstream: UpstreamConfig) -> Result<Forward, StartupError> {
+        let client = match upstream.protocol {
+            UpstreamProtocol::H2 => Client::H2(channel(&upstream)?),
+            UpstreamProtocol::Http1 => {
+                if upstream.is_tls() {
+                    return Err(StartupError::Config(format!(
+                        "upstream {}: https:// upstreams over HTTP/1.1 are not supported yet; \
+                         use --upstream-protocol h2, or reach it over http://",
+                        upstream.display()
+                    )));
+                }
+                let mut connector = HttpConnector::new();
+                connector.set_connect_timeout(Some(upstream.connect_timeout));
+                connector.set_nodelay(true);
+                Client::Http1(Box::new(
+                    HttpClient::builder(TokioExecutor::new())
+                        .pool_idle_timeout(Duration::from_secs(60))
+                        .build(connector),
+                ))
+            }
+        };
+        Ok(Forward {
+            client,
+            shared: Arc::new(Shared {
+                name: upstream.display().into(),
+                upstream,
+            }),
+        })
+    }
+
+    /// The upstream, as `scheme://host:port`.
+    pub fn upstream(&self) -> &str {
+        &self.shared.name
+    }
+
+    /// The HTTP/2 channel to the upstream, when it speaks HTTP/2.
+    pub(super) fn channel(&self) -> Option<Channel> {
+        match &self.client {
+            Client::H2(channel) => Some(channel.clone()),
+            Client::Http1(_) => None,
+        }
+    }
+}
+
+fn channel(upstream: &UpstreamConfig) -> Result<Channel, StartupError> {
+    let bad = |e: tonic::transport::Error| {
+        StartupError::Config(format!(
+            "upstream {}: {}",
+            upstream.display(),
+            error_chain(&e)
+        ))
+    };
+    let mut endpoint = Endpoint::from_shared(upstream.url.to_string())
+        .map_err(bad)?
+        .connect_timeout(upstream.connect_timeout)
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(Duration::from_secs(30))
+        .keep_alive_timeout(Duration::from_secs(10));
+    if upstream.is_tls() {
+        let tls = ClientTlsConfig::new();
+        let tls = match &upstream.ca_pem {
+            Some(pem) => tls.ca_certificate(Certificate::from_pem(pem)),
+            None => tls.with_enabled_roots(),
+        };
+        endpoint = endpoint.tls_config(tls).map_err(|e| {
+            StartupError::Tls(format!(
+                "upstream {}: {}",
+                upstream.display(),
+                error_chain(&e)
+            ))
+        })?;
+    }
+    Ok(endpoint.connect_lazy())
+}
+
+impl tower_service::Service<http::Request<Body>> for Forward {
+    type Response = http::Response<Body>;
+    type Error = Infallible;
+    type Future = ForwardFuture;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        // Readiness is the client's, awaited in the call: an upstream that
+        // is down must fail calls, not stall the server.
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, mut request: http::Request<Body>) -> ForwardFuture {
+        let grpc = is_grpc(&request);
+        let principal = request.extensions().get::<Principal>().cloned();
+        let headers = request.headers_mut();
+        strip_hop_by_hop(headers);
+        // The upstream's authority is the client's to set.
+        headers.remove(header::HOST);
+        if !self.shared.upstream.forward_authorization {
+            headers.remove(header::AUTHORIZATION);
+        }
+        set_identity(headers, principal.as_ref());
+        let shared = self.shared.clone();
+        match &self.client {
+            Client::H2(channel) => {
+                let mut channel = channel.clone();
+                Box::pin(async move {
+                    let sent = async {
+                        std::future::poll_fn(|cx| {
+                            tower_service::Service::poll_ready(&mut channel, cx)
+                        })
+                        .await?;
+                        tower_service::Service::call(&mut channel, request).await
+                    };
+                    Ok(match sent.await {
+                        Ok(response) => response,
+                        Err(error) => shared.unavailable(grpc, &error),
+                    })
+                })
+            }
+            Client::Http1(client) => {
+                if grpc {
+                    let status = Status::unimplemented(format!(
+                        "upstream {} speaks HTTP/1.1 only (--upstream-protocol http1): \
+                         gRPC calls cannot reach it",
+                        shared.name
+                    ));
+                    return Box::pin(std::future::ready(Ok(status.into_http())));
+                }
+                let path = request
+                    .uri()
+                    .path_and_query()
+                    .map_or("/", |p| p.as_str())
+                    .to_owned();
+                let base = &shared.upstream.url;
+                let uri = http::Uri::builder()
+                    .scheme(base.scheme_str().unwrap_or("http"))
+                    .authority(base.authority().map_or("", |a| a.as_str()))
+                    .path_and_query(path)
+                    .build();
+                match uri {
+                    Ok(uri) => *request.uri_mut() = uri,
+                    Err(error) => {
+                        return Box::pin(std::future::ready(Ok(shared.unavailable(grpc, &error))));
+                    }
+                }
+                *request.version_mut() = http::Version::HTTP_11;
+                let client = (**client).clone();
+                Box::pin(async move {
+                    Ok(match client.request(request).await {
+                        Ok(response) => {
+                            let mut response = response.map(Body::new);
+                            strip_hop_by_hop(response.headers_mut());
+                            response
+                        }
+                        Err(error) => shared.unavailable(grpc, &error),
+                    })
+                })
+            }
+        }
+    }
+}
+
+impl Shared {
+    /// The answer when the upstream cannot be reached: `UNAVAILABLE` naming
+    /// it, or 502 for plain HTTP.
+    fn unavailable(
+        &self,
+        grpc: bool,
+        error: &(dyn std::error::Error + 'static),
+    ) -> http::Response<Body> {
+        let message = format!(
+            "upstream {} is unavailable: {}",
+            self.name,
+            error_chain(error)
+        );
+        tracing::warn!(upstream = %self.name, "{message}");
+        if grpc {
+            return Status::unavailable(message).into_http();
+        }
+        let body = serde_json::to_vec(&serde_json::json!({ "detail": message }))
+            .expect("a string serializes");
+        // serde_json writes UTF-8; a String is a body of one chunk.
+        let body = String::from_utf8(body).expect("JSON is UTF-8");
+        let mut response = http::Response::new(Body::new(body));
+        *response.status_mut() = StatusCode::BAD_GATEWAY;
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        response
+    }
+}
+
+/// Removes the hop-by-hop headers, and those `Connection` names.
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<String> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|name| name.trim().to_ascii_lowercase())
+        .filter(|name| !name.is_empty())
+        .collect();
+    for name in named {
+        if name != "te" {
+            headers.remove(name.as_str());
+        }
+    }
+    let trailers_only = headers
+        .get(header::TE)
+        .is_some_and(|te| te.as_bytes().eq_ignore_ascii_case(b"trailers"));
+    for name in HOP_BY_HOP {
+        if name == "te" && trailers_only {
+            continue;
+        }
+        headers.remove(name);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hop_by_hop_headers_go_and_te_trailers_stays() {
+        let mut headers = HeaderMap::new();
+        for (name, value) in [
+            ("connection", "keep-alive, x-private"),
+            ("keep-alive", "timeout=5"),
+            ("x-private", "1"),
+            ("upgrade", "h2c"),
+            ("te", "trailers"),
+            ("content-type", "application/grpc"),
+        ] {
+            headers.insert(name, HeaderValue::from_static(value));
+        }
+        strip_hop_by_hop(&mut headers);
+        let left: Vec<&str> = headers.keys().map(|k| k.as_str()).collect();
+        assert_eq!(left, ["te", "content-type"]);
+        headers.insert("te", HeaderValue::from_static("gzip"));
+        strip_hop_by_hop(&mut headers);
+        assert!(!headers.contains_key("te"));
+    }
+}

@@ -1,0 +1,88 @@
+//! Who called, told to the upstream in headers that only the proxy sets:
+//! whatever a caller sent under these names is removed first, so an
+//! upstream can trust them exactly as far as it trusts the network path
+//! from the proxy.
+
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use http::{HeaderMap, HeaderName, HeaderValue};
+
+use crate::Principal;
+
+/// The token's `sub`.
+pub const SUBJECT_HEADER: &str = "x-authgate-subject";
+/// The token's `iss`.
+pub const ISSUER_HEADER: &str = "x-authgate-issuer";
+/// The scopes granted, space-separated.
+pub const SCOPES_HEADER: &str = "x-authgate-scopes";
+/// The verified payload, base64url without padding.
+pub const CLAIMS_HEADER: &str = "x-authgate-claims";
+/// Every identity header, removed from each request before the proxy sets
+/// its own.
+pub const IDENTITY_HEADERS: [&str; 4] =
+    [SUBJECT_HEADER, ISSUER_HEADER, SCOPES_HEADER, CLAIMS_HEADER];
+
+/// Removes every identity header the caller sent, then, for a caller the
+/// gate authenticated, sets them from `principal`. Public paths have none.
+pub(crate) fn set_identity(headers: &mut HeaderMap, principal: Option<&Principal>) {
+    for name in IDENTITY_HEADERS {
+        headers.remove(name);
+    }
+    let Some(principal) = principal else {
+        return;
+    };
+    let mut set = |name: &'static str, value: String| {
+        // Every byte of `value` is printable ASCII, so this never fails.
+        if let Ok(value) = HeaderValue::try_from(value) {
+            headers.insert(HeaderName::from_static(name), value);
+        }
+    };
+    set(SUBJECT_HEADER, printable(principal.subject()));
+    set(ISSUER_HEADER, printable(principal.issuer()));
+    let scopes: Vec<String> = principal.scopes().map(printable).collect();
+    set(SCOPES_HEADER, scopes.join(" "));
+    set(
+        CLAIMS_HEADER,
+        URL_SAFE_NO_PAD.encode(principal.claims_json()),
+    );
+}
+
+/// `text` as a header value: printable ASCII as it is, every other byte
+/// (and `%`) percent-encoded, so that a `sub` in any script arrives whole
+/// and unambiguous. The usual `auth0|abc`, `client@clients` and URLs
+/// arrive unchanged.
+fn printable(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_graphic() && byte != b'%' {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_printable_ascii_passes_as_it_is() {
+        assert_eq!(printable("auth0|abc@clients"), "auth0|abc@clients");
+        assert_eq!(printable("https://i.example/"), "https://i.example/");
+        assert_eq!(printable("José 100%"), "Jos%C3%A9%20100%25");
+        assert_eq!(printable("a\nb"), "a%0Ab");
+    }
+
+    #[test]
+    fn forged_identity_headers_are_removed_on_public_paths_too() {
+        let mut headers = HeaderMap::new();
+        for name in IDENTITY_HEADERS {
+            headers.insert(name, HeaderValue::from_static("forged"));
+        }
+        headers.insert("x-other", HeaderValue::from_static("kept"));
+        set_identity(&mut headers, None);
+        assert_eq!(headers.len(), 1);
+        assert_eq!(headers["x-other"], "kept");
+    }
+}
