@@ -5,7 +5,8 @@
 
 use std::{net::IpAddr, time::Duration};
 
-use reqwest::{Response, Url, redirect};
+use reqwest::{Response, Url, header, redirect};
+use serde::Deserialize;
 use url::Position;
 
 use crate::error::{FetchError, UrlError};
@@ -180,9 +181,84 @@ pub(crate) async fn read_body(
     Ok(body)
 }
 
+/// What authgate reads of an issuer's OpenID Connect discovery document
+/// (OIDC Discovery 1.0 §3): the keys' side reads `issuer` and `jwks_uri`,
+/// the token client `token_endpoint`. Other members are ignored.
+#[derive(Debug, Deserialize)]
+pub(crate) struct Discovery {
+    pub(crate) issuer: Option<String>,
+    pub(crate) jwks_uri: Option<String>,
+    #[cfg_attr(not(feature = "client"), allow(dead_code))]
+    pub(crate) token_endpoint: Option<String>,
+    /// Where it was read from, redacted, for errors about what it says.
+    #[serde(skip)]
+    pub(crate) url: String,
+}
+
+impl Discovery {
+    /// Fetches `{issuer}/.well-known/openid-configuration`, its body at most
+    /// `limit` bytes. An issuer without one answers `FetchError::Status`
+    /// with 404, which each caller treats as it must.
+    pub(crate) async fn fetch(
+        client: &reqwest::Client,
+        issuer: &Url,
+        limit: usize,
+    ) -> Result<Discovery, FetchError> {
+        let url = well_known(issuer, "openid-configuration");
+        let response = client
+            .get(url.clone())
+            .header(header::ACCEPT, "application/json")
+            .send()
+            .await
+            .map_err(|source| http_error(&url, source))?;
+        let body = read_limited(&url, response, limit).await?;
+        let mut doc: Discovery =
+            serde_json::from_slice(&body).map_err(|e| FetchError::Invalid {
+                url: redact(url.as_str()),
+                what: "discovery",
+                detail: e.to_string(),
+            })?;
+        doc.url = redact(url.as_str());
+        Ok(doc)
+    }
+
+    /// A member the caller needs, or the document is invalid for it.
+    pub(crate) fn required<'a>(
+        &self,
+        member: &'static str,
+        value: &'a Option<String>,
+    ) -> Result<&'a str, FetchError> {
+        value.as_deref().ok_or_else(|| FetchError::Invalid {
+            url: self.url.clone(),
+            what: "discovery",
+            detail: format!("missing field `{member}`"),
+        })
+    }
+}
+
+/// `{issuer}/.well-known/{name}`, with exactly one slash between.
+pub(crate) fn well_known(issuer: &Url, name: &str) -> Url {
+    let base = issuer.as_str().trim_end_matches('/');
+    Url::parse(&format!("{base}/.well-known/{name}")).expect("an issuer URL extended by a path")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn well_known_joins_with_one_slash() {
+        let with = Url::parse("https://t.auth0.com/").unwrap();
+        let without = Url::parse("https://kc.example/realms/x").unwrap();
+        assert_eq!(
+            well_known(&with, "jwks.json").as_str(),
+            "https://t.auth0.com/.well-known/jwks.json"
+        );
+        assert_eq!(
+            well_known(&without, "openid-configuration").as_str(),
+            "https://kc.example/realms/x/.well-known/openid-configuration"
+        );
+    }
 
     #[test]
     fn https_anywhere_http_only_on_loopback() {

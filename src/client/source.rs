@@ -8,7 +8,6 @@ use std::{
 
 use arc_swap::ArcSwapOption;
 use reqwest::{StatusCode, Url, header};
-use serde::Deserialize;
 
 use super::token::{parse_token_response, read_error_body, rejected, retry_after};
 use super::{AccessToken, ClientAuth, TokenEndpoint, TokenError, TokenSourceConfig, file_cache};
@@ -316,43 +315,15 @@ async fn discover_token_endpoint(
     client: &reqwest::Client,
     issuer: &Url,
 ) -> Result<Url, TokenError> {
-    #[derive(Deserialize)]
-    struct Discovery {
-        token_endpoint: Option<String>,
-    }
-    let base = issuer.as_str().trim_end_matches('/');
-    let url: Url = format!("{base}/.well-known/openid-configuration")
-        .parse()
-        .map_err(|e: url::ParseError| TokenError::Invalid(e.to_string()))?;
-    let fallback = || -> Result<Url, TokenError> {
-        Ok(net::parse_issuer_url(
-            "token endpoint",
-            &format!("{base}/oauth/token"),
-        )?)
+    let endpoint = match net::Discovery::fetch(client, issuer, 1024 * 1024).await {
+        Ok(doc) => doc.token_endpoint,
+        // No discovery document: the usual place (Auth0's).
+        Err(FetchError::Status { status: 404, .. }) => None,
+        Err(error) => return Err(TokenError::Discovery(error)),
     };
-    let response = client
-        .get(url.clone())
-        .send()
-        .await
-        .map_err(|source| TokenError::Discovery(net::http_error(&url, source)))?;
-    if response.status() == StatusCode::NOT_FOUND {
-        return fallback();
-    }
-    let body = net::read_limited(&url, response, 1024 * 1024)
-        .await
-        .map_err(TokenError::Discovery)?;
-    let doc: Discovery = serde_json::from_slice(&body).map_err(|e| {
-        TokenError::Discovery(FetchError::Invalid {
-            url: net::redact(url.as_str()),
-            what: "discovery",
-            detail: e.to_string(),
-        })
-    })?;
-    match doc.token_endpoint {
-        Some(endpoint) => Ok(net::parse_issuer_url(
-            "discovery's token_endpoint",
-            &endpoint,
-        )?),
-        None => fallback(),
-    }
+    let base = issuer.as_str().trim_end_matches('/');
+    Ok(match endpoint {
+        Some(endpoint) => net::parse_issuer_url("discovery's token_endpoint", &endpoint)?,
+        None => net::parse_issuer_url("token endpoint", &format!("{base}/oauth/token"))?,
+    })
 }

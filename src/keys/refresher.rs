@@ -7,7 +7,6 @@ use std::{
 };
 
 use reqwest::{Url, header};
-use serde::Deserialize;
 use tokio::time::{Instant, sleep_until};
 
 use super::{Availability, KeyStore};
@@ -319,7 +318,7 @@ impl Refresher {
         if let Some(url) = &self.discovered {
             return Ok(url.clone());
         }
-        let fallback = well_known(&issuer_url, "jwks.json");
+        let fallback = net::well_known(&issuer_url, "jwks.json");
         match self.discover(&issuer, &issuer_url).await {
             Ok(url) => {
                 self.discovered = Some(url.clone());
@@ -351,39 +350,20 @@ impl Refresher {
     }
 
     async fn discover(&self, issuer: &str, issuer_url: &Url) -> Result<Url, FetchError> {
-        #[derive(Deserialize)]
-        struct Discovery {
-            issuer: String,
-            jwks_uri: String,
-        }
-        let url = well_known(issuer_url, "openid-configuration");
-        let response = self.get(&url).await?;
-        let body = net::read_limited(&url, response, self.config.max_document_bytes).await?;
-        let invalid = |detail: String| FetchError::Invalid {
-            url: net::redact(url.as_str()),
-            what: "discovery",
-            detail,
-        };
-        let doc: Discovery = serde_json::from_slice(&body).map_err(|e| invalid(e.to_string()))?;
+        let doc =
+            net::Discovery::fetch(&self.client, issuer_url, self.config.max_document_bytes).await?;
         // OIDC Discovery §4.3: the document must name the issuer it was asked for.
-        if doc.issuer != issuer {
+        let named = doc.required("issuer", &doc.issuer)?;
+        if named != issuer {
             return Err(FetchError::IssuerMismatch {
-                url: net::redact(url.as_str()),
-                named: doc.issuer,
+                url: doc.url.clone(),
+                named: named.to_owned(),
                 configured: issuer.to_owned(),
             });
         }
-        Ok(net::parse_issuer_url(
-            "discovery's jwks_uri",
-            &doc.jwks_uri,
-        )?)
+        let jwks_uri = doc.required("jwks_uri", &doc.jwks_uri)?;
+        Ok(net::parse_issuer_url("discovery's jwks_uri", jwks_uri)?)
     }
-}
-
-/// `{issuer}/.well-known/{name}`, with exactly one slash between.
-fn well_known(issuer: &Url, name: &str) -> Url {
-    let base = issuer.as_str().trim_end_matches('/');
-    Url::parse(&format!("{base}/.well-known/{name}")).expect("an issuer URL extended by a path")
 }
 
 fn log_skipped(skipped: &[super::SkippedKey]) {
@@ -395,20 +375,6 @@ fn log_skipped(skipped: &[super::SkippedKey]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn well_known_joins_with_one_slash() {
-        let with = Url::parse("https://t.auth0.com/").unwrap();
-        let without = Url::parse("https://kc.example/realms/x").unwrap();
-        assert_eq!(
-            well_known(&with, "jwks.json").as_str(),
-            "https://t.auth0.com/.well-known/jwks.json"
-        );
-        assert_eq!(
-            well_known(&without, "openid-configuration").as_str(),
-            "https://kc.example/realms/x/.well-known/openid-configuration"
-        );
-    }
 
     fn refresher(config: RefreshConfig) -> Refresher {
         let source = JwksSource::Url(Url::parse("http://127.0.0.1:9/").unwrap());
