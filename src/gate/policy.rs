@@ -5,18 +5,21 @@ use std::{collections::HashMap, fmt, str::FromStr, sync::Arc};
 use crate::{error::AuthError, gate::validate::Principal};
 
 /// One `--require-scope METHOD=SCOPE[|SCOPE...]` rule: the method (or every
-/// method of a service) needs one of the scopes.
+/// method of a service, or every HTTP path under a prefix) needs one of the
+/// scopes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ScopeRule {
-    /// The full method path, `/package.Service/Method`, or
-    /// `/package.Service/*` for every method of the service.
+    /// The request path: a full method path, `/package.Service/Method`, or
+    /// any HTTP path; or `/prefix/*` for every path under `/prefix/`
+    /// (`/package.Service/*`: every method of the service).
     pub method: String,
     /// The scopes that satisfy the rule: any one of them will do.
     pub any_of: Vec<String>,
 }
 
 impl ScopeRule {
-    /// The service, `/package.Service/`, when the rule is for all its methods.
+    /// The prefix, `/package.Service/` or `/any/prefix/`, when the rule is
+    /// for every path under it.
     pub fn service(&self) -> Option<&str> {
         self.method.strip_suffix('*').filter(|s| s.ends_with('/'))
     }
@@ -35,21 +38,8 @@ impl FromStr for ScopeRule {
             .split_once('=')
             .ok_or_else(|| format!("`{s}` is not METHOD=SCOPE"))?;
         let method = method.trim();
-        let well_formed = method
-            .strip_prefix('/')
-            .and_then(|m| m.split_once('/'))
-            .is_some_and(|(service, name)| {
-                !service.is_empty()
-                    && !service.contains('*')
-                    && !name.is_empty()
-                    && !name.contains('/')
-                    && (name == "*" || !name.contains('*'))
-            });
-        if !well_formed {
-            return Err(format!(
-                "`{method}` is not a full method path such as /authgate.v1.PrivateService/GetPrivate \
-                 (or /authgate.v1.PrivateService/* for every method of the service)"
-            ));
+        if let Some(why) = method_pattern_error(method) {
+            return Err(why);
         }
         let mut any_of: Vec<String> = Vec::new();
         for scope in scopes.split('|').map(str::trim) {
@@ -74,35 +64,54 @@ type AnyOf = Arc<[Arc<str>]>;
 
 /// Which scopes each method needs. A method without rules needs only a valid
 /// token. Every rule that applies to a method must hold: those written for
-/// the method and those written for its whole service; a rule holds when
-/// the token grants any one of its scopes.
+/// the method and those written for each prefix it is under (its whole
+/// service, for gRPC); a rule holds when the token grants any one of its
+/// scopes.
+///
+/// Paths match without regard to ASCII case: a rule for `/admin/*` holds for
+/// `/ADMIN/x` too, since some servers (ASP.NET Core's routing among them)
+/// route so, and a rule must not be escaped by writing its path otherwise.
 #[derive(Debug, Clone, Default)]
 pub struct ScopePolicy {
-    /// Rules for one method, by its full path.
-    methods: HashMap<Box<str>, Box<[AnyOf]>>,
-    /// Rules for every method of a service, by `/package.Service/`.
-    services: HashMap<Box<str>, Box<[AnyOf]>>,
+    /// Rules for one path, by the path in ASCII lowercase.
+    methods: HashMap<Box<str>, Rules>,
+    /// Rules for every path under a prefix, by `/prefix/` in ASCII lowercase.
+    services: HashMap<Box<str>, Rules>,
+}
+
+/// The rules for one path or prefix, and the path as the first rule wrote it.
+#[derive(Debug, Clone)]
+struct Rules {
+    written: Box<str>,
+    any_of: Box<[AnyOf]>,
 }
 
 impl ScopePolicy {
     /// A policy from rules; several rules for a method all apply (a repeated
     /// rule counts once).
     pub fn new(rules: impl IntoIterator<Item = ScopeRule>) -> ScopePolicy {
-        let mut methods: HashMap<Box<str>, Vec<AnyOf>> = HashMap::new();
-        let mut services: HashMap<Box<str>, Vec<AnyOf>> = HashMap::new();
+        type Gathered = HashMap<Box<str>, (Box<str>, Vec<AnyOf>)>;
+        let mut methods: Gathered = HashMap::new();
+        let mut services: Gathered = HashMap::new();
         for rule in rules {
             let any_of: AnyOf = rule.any_of.iter().map(|s| Arc::from(s.as_str())).collect();
-            let rules = match rule.service() {
-                Some(service) => services.entry(service.into()).or_default(),
-                None => methods.entry(rule.method.into()).or_default(),
+            let (map, path) = match rule.service() {
+                Some(service) => (&mut services, service),
+                None => (&mut methods, rule.method.as_str()),
             };
+            let (_, rules) = map
+                .entry(path.to_ascii_lowercase().into())
+                .or_insert_with(|| (path.into(), Vec::new()));
             if !rules.iter().any(|r| **r == *any_of) {
                 rules.push(any_of);
             }
         }
-        let boxed = |map: HashMap<Box<str>, Vec<AnyOf>>| {
+        let boxed = |map: Gathered| {
             map.into_iter()
-                .map(|(m, r)| (m, r.into_boxed_slice()))
+                .map(|(key, (written, any_of))| {
+                    let any_of = any_of.into_boxed_slice();
+                    (key, Rules { written, any_of })
+                })
                 .collect()
         };
         ScopePolicy {
@@ -111,17 +120,17 @@ impl ScopePolicy {
         }
     }
 
-    /// The paths the rules are for: each method's, and `/package.Service/*`
-    /// for each whole service.
+    /// The paths the rules are for, as written: each method's, and
+    /// `/prefix/*` for each prefix.
     pub fn paths(&self) -> impl Iterator<Item = String> + '_ {
-        let methods = self.methods.keys().map(|m| m.to_string());
-        methods.chain(self.services.keys().map(|s| format!("{s}*")))
+        let methods = self.methods.values().map(|r| r.written.to_string());
+        methods.chain(self.services.values().map(|r| format!("{}*", r.written)))
     }
 
-    /// The paths that rules name one by one (not by service).
+    /// The paths that rules name one by one (not by prefix), as written.
     #[cfg(feature = "server")]
     pub(crate) fn method_paths(&self) -> impl Iterator<Item = &str> {
-        self.methods.keys().map(|path| &**path)
+        self.methods.values().map(|r| &*r.written)
     }
 
     /// Whether no method needs a scope.
@@ -133,22 +142,42 @@ impl ScopePolicy {
     /// asks for, when `principal` does not meet every rule for `method`.
     /// Allocates nothing when it allows.
     pub fn check(&self, method: &str, principal: &Principal) -> Result<(), AuthError> {
-        if let Some(rules) = self.methods.get(method) {
-            holds(rules, principal)?;
-        }
-        if self.services.is_empty() {
+        if self.is_empty() {
             return Ok(());
         }
-        // The service is the path's first segment, `/package.Service/`,
-        // however many segments follow.
-        let service = method
-            .get(1..)
-            .and_then(|m| m.find('/'))
-            .and_then(|end| self.services.get(&method[..end + 2]));
-        match service {
-            Some(rules) => holds(rules, principal),
-            None => Ok(()),
+        lowercase(method, |path| {
+            if let Some(rules) = self.methods.get(path) {
+                holds(&rules.any_of, principal)?;
+            }
+            if self.services.is_empty() {
+                return Ok(());
+            }
+            // Each prefix the path is under: `/` (a rule for `/*`), `/a/`,
+            // `/a/b/`, ... (for gRPC, the service `/package.Service/`).
+            for (end, _) in path.match_indices('/') {
+                if let Some(rules) = self.services.get(&path[..=end]) {
+                    holds(&rules.any_of, principal)?;
+                }
+            }
+            Ok(())
+        })
+    }
+}
+
+/// Calls `f` with `path` in ASCII lowercase, copying it only when it has an
+/// uppercase letter, and onto the stack when it is short (gRPC paths are).
+fn lowercase<R>(path: &str, f: impl FnOnce(&str) -> R) -> R {
+    if !path.bytes().any(|b| b.is_ascii_uppercase()) {
+        return f(path);
+    }
+    let mut buffer = [0u8; 256];
+    match buffer.get_mut(..path.len()) {
+        Some(lower) => {
+            lower.copy_from_slice(path.as_bytes());
+            lower.make_ascii_lowercase();
+            f(std::str::from_utf8(lower).expect("ASCII lowercase keeps UTF-8 valid"))
         }
+        None => f(&path.to_ascii_lowercase()),
     }
 }
 
@@ -211,12 +240,91 @@ impl IssuerMethods {
 /// (`/pkg.Service/Method`, `/any/http/path`), or `/prefix/*` for every path
 /// under the prefix, with no other `*`.
 pub(crate) fn method_pattern_error(entry: &str) -> Option<String> {
-    let body = entry.strip_suffix("/*").unwrap_or(entry);
-    if !entry.starts_with('/') || entry.contains(char::is_whitespace) || body.contains('*') {
+    let prefix = entry.strip_suffix("/*");
+    let body = prefix.unwrap_or(entry);
+    let segments: Vec<&str> = body.split('/').skip(1).collect();
+    let last = segments.len().saturating_sub(1);
+    // Empty, `.` and `..` segments: no request path the proxy forwards has
+    // them, so a pattern with one would match nothing. Only a path's last
+    // segment may be empty (`/admin/`), and not before `/*`.
+    let segments_well_formed = segments.iter().enumerate().all(|(i, segment)| {
+        (!segment.is_empty() || (i == last && prefix.is_none()))
+            && *segment != "."
+            && *segment != ".."
+    });
+    let well_formed = entry == "/*"
+        || body.starts_with('/')
+            && !entry.contains(char::is_whitespace)
+            && !body.contains('*')
+            && segments_well_formed;
+    if !well_formed {
         return Some(format!(
-            "`{entry}` is not a request path such as /authgate.v1.PrivateService/GetPrivate, \
-             or /prefix/* for every path under /prefix/"
+            "`{entry}` is not a request path: a full method path such as \
+             /authgate.v1.PrivateService/GetPrivate, an HTTP path such as /admin/stats, or \
+             /prefix/* for every path under /prefix/ (without empty, . or .. segments)"
         ));
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(rules: &[&str]) -> ScopePolicy {
+        ScopePolicy::new(rules.iter().map(|r| r.parse::<ScopeRule>().unwrap()))
+    }
+
+    #[test]
+    fn prefix_rules_hold_for_every_path_under_them_at_any_depth() {
+        let policy = policy(&["/api/v1/*=api", "/api/*=any", "/authgate.v1.S/*=grpc"]);
+        let both = Principal::with_scopes(&["api", "any"]);
+        let any = Principal::with_scopes(&["any"]);
+        assert!(policy.check("/api/v1/users/7", &both).is_ok());
+        assert!(policy.check("/api/v1/users/7", &any).is_err());
+        assert!(policy.check("/api/v1/", &any).is_err());
+        assert!(policy.check("/api/v2", &any).is_ok());
+        assert!(
+            policy
+                .check("/api/v2", &Principal::with_scopes(&[]))
+                .is_err()
+        );
+        assert!(
+            policy
+                .check("/apiary", &Principal::with_scopes(&[]))
+                .is_ok()
+        );
+        assert!(policy.check("/authgate.v1.S/M", &any).is_err());
+        assert!(
+            policy
+                .check("/authgate.v1.S/M", &Principal::with_scopes(&["grpc"]))
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn a_path_written_in_another_case_does_not_escape_its_rule() {
+        let policy = policy(&["/admin/*=admin", "/pkg.Svc/Get=read"]);
+        let nobody = Principal::with_scopes(&[]);
+        for path in [
+            "/ADMIN/stats",
+            "/Admin/x",
+            "/admin/x",
+            "/PKG.SVC/GET",
+            "/pkg.svc/get",
+        ] {
+            assert!(policy.check(path, &nobody).is_err(), "{path}");
+        }
+        let long = format!("/ADMIN/{}", "X".repeat(300));
+        assert!(policy.check(&long, &nobody).is_err());
+        assert!(
+            policy
+                .check(&long, &Principal::with_scopes(&["admin"]))
+                .is_ok()
+        );
+        // The paths stay as written, for the checks against the methods.
+        let mut paths: Vec<String> = policy.paths().collect();
+        paths.sort();
+        assert_eq!(paths, ["/admin/*", "/pkg.Svc/Get"]);
+    }
 }

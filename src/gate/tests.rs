@@ -172,10 +172,26 @@ fn scope_rules_parse_full_method_paths() {
     assert_eq!(rule.service(), Some("/a.S/"));
     assert_eq!(rule.any_of, ["read:private", "admin"]);
     assert_eq!(rule.to_string(), "/a.S/*=read:private|admin");
+    // Any HTTP path, and every path under a prefix.
+    for (good, prefix) in [
+        ("/authgate.v1.PrivateService=read", None),
+        ("/a/b/c=read", None),
+        ("/=read", None),
+        ("/admin/=read", None),
+        ("/api/v1/*=read", Some("/api/v1/")),
+        ("/admin/*=admin", Some("/admin/")),
+        ("/*=read", Some("/")),
+    ] {
+        let rule: ScopeRule = good.parse().unwrap_or_else(|e| panic!("{good}: {e}"));
+        assert_eq!(rule.service(), prefix, "{good}");
+    }
     for bad in [
         "GetPrivate=read",
-        "/authgate.v1.PrivateService=read",
-        "/a/b/c=read",
+        "/a/../b=read",
+        "/a/./b=read",
+        "/a//b=read",
+        "/a//*=read",
+        "/../*=read",
         "/a/b=",
         "/a/b=two words",
         "/a/b",
@@ -185,7 +201,6 @@ fn scope_rules_parse_full_method_paths() {
         "/*/b=x",
         "/a/b*=x",
         "/a/*b=x",
-        "/*=x",
     ] {
         assert!(bad.parse::<ScopeRule>().is_err(), "{bad}");
     }

@@ -13,7 +13,7 @@ use std::{
     time::Duration,
 };
 
-use http::{HeaderMap, HeaderValue, StatusCode, header};
+use http::{HeaderMap, StatusCode, header};
 use hyper_util::{
     client::legacy::{Client as HttpClient, connect::HttpConnector},
     rt::TokioExecutor,
@@ -24,8 +24,12 @@ use tonic::{
     transport::{Certificate, Channel, ClientTlsConfig, Endpoint},
 };
 
-use super::{UpstreamConfig, UpstreamProtocol, identity::set_identity};
-use crate::{Principal, StartupError, error::error_chain, server::is_grpc};
+use super::{UpstreamConfig, UpstreamProtocol, identity::set_identity, path::ambiguity};
+use crate::{
+    Principal, StartupError,
+    error::error_chain,
+    server::{detail_response, is_grpc},
+};
 
 /// Hop-by-hop headers (RFC 9110 7.6.1), never forwarded in either
 /// direction, with those a `Connection` header names; `te: trailers`, which
@@ -164,6 +168,9 @@ impl tower_service::Service<http::Request<Body>> for Forward {
 
     fn call(&mut self, mut request: http::Request<Body>) -> ForwardFuture {
         let grpc = is_grpc(&request);
+        if let Some(why) = ambiguity(request.uri().path()) {
+            return Box::pin(std::future::ready(Ok(ambiguous_path(grpc, why))));
+        }
         let principal = request.extensions().get::<Principal>().cloned();
         let headers = request.headers_mut();
         strip_hop_by_hop(headers);
@@ -251,18 +258,20 @@ impl Shared {
         if grpc {
             return Status::unavailable(message).into_http();
         }
-        let body = serde_json::to_vec(&serde_json::json!({ "detail": message }))
-            .expect("a string serializes");
-        // serde_json writes UTF-8; a String is a body of one chunk.
-        let body = String::from_utf8(body).expect("JSON is UTF-8");
-        let mut response = http::Response::new(Body::new(body));
-        *response.status_mut() = StatusCode::BAD_GATEWAY;
-        response.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
-        response
+        detail_response(StatusCode::BAD_GATEWAY, &message)
     }
+}
+
+/// The answer to a path the upstream may read as another:
+/// `INVALID_ARGUMENT`, or 400 for plain HTTP, saying why (the path is the
+/// caller's own, so it is not repeated).
+fn ambiguous_path(grpc: bool, why: &str) -> http::Response<Body> {
+    let message = format!("request path refused: {why}");
+    tracing::info!(reason = "ambiguous_path", "{message}");
+    if grpc {
+        return Status::invalid_argument(message).into_http();
+    }
+    detail_response(StatusCode::BAD_REQUEST, &message)
 }
 
 /// Removes the hop-by-hop headers, and those `Connection` names.
@@ -294,6 +303,7 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::HeaderValue;
 
     #[test]
     fn hop_by_hop_headers_go_and_te_trailers_stays() {

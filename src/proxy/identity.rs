@@ -16,15 +16,34 @@ pub const ISSUER_HEADER: &str = "x-authgate-issuer";
 pub const SCOPES_HEADER: &str = "x-authgate-scopes";
 /// The verified payload, base64url without padding.
 pub const CLAIMS_HEADER: &str = "x-authgate-claims";
-/// Every identity header, removed from each request before the proxy sets
-/// its own.
+/// What every identity header's name starts with.
+const PREFIX: &[u8] = b"x-authgate-";
+
+/// Every identity header the proxy sets. Before it sets them, it removes
+/// every header the caller sent whose name starts `x-authgate-` (or
+/// `x_authgate_`).
 pub const IDENTITY_HEADERS: [&str; 4] =
     [SUBJECT_HEADER, ISSUER_HEADER, SCOPES_HEADER, CLAIMS_HEADER];
 
 /// Removes every identity header the caller sent, then, for a caller the
 /// gate authenticated, sets them from `principal`. Public paths have none.
 pub(crate) fn set_identity(headers: &mut HeaderMap, principal: Option<&Principal>) {
-    for name in IDENTITY_HEADERS {
+    // Any name that is, or could be read as, one of ours: `x-authgate-*`,
+    // with `_` for `-` too (CGI-style servers read `x_authgate_subject` as
+    // `HTTP_X_AUTHGATE_SUBJECT`, the same as the real header).
+    let forged: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| {
+            let name = name.as_str().as_bytes();
+            name.len() >= PREFIX.len()
+                && name[..PREFIX.len()]
+                    .iter()
+                    .zip(PREFIX)
+                    .all(|(&b, &p)| b == p || (p == b'-' && b == b'_'))
+        })
+        .cloned()
+        .collect();
+    for name in forged {
         headers.remove(name);
     }
     let Some(principal) = principal else {
@@ -80,9 +99,22 @@ mod tests {
         for name in IDENTITY_HEADERS {
             headers.insert(name, HeaderValue::from_static("forged"));
         }
+        for name in [
+            "x_authgate_subject",
+            "x-authgate_issuer",
+            "x_authgate-scopes",
+            "x-authgate-subject-bin",
+            "x-authgate-roles",
+        ] {
+            headers.append(name, HeaderValue::from_static("forged"));
+        }
+        headers.append(SUBJECT_HEADER, HeaderValue::from_static("forged again"));
         headers.insert("x-other", HeaderValue::from_static("kept"));
+        headers.insert("x-authgatex", HeaderValue::from_static("kept"));
+        headers.insert("x_authgat", HeaderValue::from_static("kept"));
         set_identity(&mut headers, None);
-        assert_eq!(headers.len(), 1);
-        assert_eq!(headers["x-other"], "kept");
+        let mut left: Vec<&str> = headers.keys().map(|k| k.as_str()).collect();
+        left.sort();
+        assert_eq!(left, ["x-authgatex", "x-other", "x_authgat"]);
     }
 }

@@ -17,8 +17,9 @@
 //!
 //! The parts: [`UpstreamConfig`] says where and how; [`Forward`] is the
 //! tower service that forwards (over tonic's `Channel` for HTTP/2, hyper's
-//! pooled client for HTTP/1.1); `identity` writes the headers; `describe`
-//! asks the upstream's reflection which methods it has, for the metrics.
+//! pooled client for HTTP/1.1); `identity` writes the headers; `path`
+//! refuses paths the upstream may read as another; `describe` asks the
+//! upstream's reflection which methods it has, for the metrics.
 
 use std::time::Duration;
 
@@ -27,6 +28,7 @@ use crate::{StartupError, server::ApplicationBuilder};
 mod describe;
 mod forward;
 mod identity;
+mod path;
 mod upstream;
 
 pub use forward::{Forward, HOP_BY_HOP};

@@ -10,18 +10,23 @@ use tonic::{body::Body, server::NamedService, service::RoutesBuilder};
 use super::*;
 
 /// Refuses a scope rule for a method this server does not have: one of a
-/// known service (its descriptor set given) that lists no such method, or
-/// a service that is neither served nor public.
+/// known service (its descriptor set given) that lists no such method, a
+/// service that is neither served nor public, or, for a proxy whose
+/// upstream described itself, a gRPC service (`/package.Service/...`) the
+/// upstream does not list.
 fn check_rules(
     policy: &crate::ScopePolicy,
     guarded: &[&str],
     methods: &GrpcMetrics,
+    upstream_described: bool,
 ) -> Result<(), StartupError> {
     let known = |service: &str| methods.methods().iter().any(|m| *m.service == *service);
     for path in policy.paths() {
-        let Some((service, method)) = path.strip_prefix('/').and_then(|p| p.split_once('/')) else {
-            continue;
-        };
+        if path == "/*" {
+            continue; // every path: it guards whatever there is
+        }
+        let rest = path.strip_prefix('/').unwrap_or(&path);
+        let (service, method) = rest.split_once('/').unwrap_or((rest, ""));
         let hosted = guarded.contains(&service) || crate::PUBLIC_SERVICES.contains(&service);
         let missing = if known(service) {
             method != "*"
@@ -29,19 +34,35 @@ fn check_rules(
                     .methods()
                     .iter()
                     .any(|m| *m.service == *service && *m.method == *method)
+        } else if upstream_described {
+            // An HTTP path is the upstream's business; a gRPC service's
+            // name has a package.
+            service.contains('.') && !hosted
         } else {
             !guarded.is_empty() && !hosted
         };
         if missing {
+            let listed = |service: &str| {
+                if upstream_described {
+                    !crate::PUBLIC_SERVICES.contains(&service)
+                } else {
+                    guarded.contains(&service)
+                }
+            };
             let have: Vec<String> = methods
                 .methods()
                 .iter()
-                .filter(|m| guarded.contains(&&*m.service))
+                .filter(|m| listed(&m.service))
                 .map(|m| format!("/{}/{}", m.service, m.method))
                 .collect();
+            let whose = if upstream_described {
+                "the upstream's reflection does not list"
+            } else {
+                "this server does not have"
+            };
             return Err(StartupError::Config(format!(
-                "the scope rule for `{path}` names a method this server does not have, so \
-                 it would guard nothing (its methods: {})",
+                "the scope rule for `{path}` names a method {whose}, so it would guard \
+                 nothing (its methods: {})",
                 if have.is_empty() {
                     "none known".into()
                 } else {
@@ -229,7 +250,8 @@ impl ApplicationBuilder {
         let methods = GrpcMetrics::from_descriptor_sets(&self.all_sets())
             .map_err(|e| StartupError::Config(format!("descriptor sets: {e}")))?;
         let mut warnings = self.warnings();
-        match check_rules(&policy, &self.guarded, &methods) {
+        let upstream_described = self.forward.is_some() && !self.metrics_sets.is_empty();
+        match check_rules(&policy, &self.guarded, &methods, upstream_described) {
             Err(StartupError::Config(why)) if self.warn_unknown_rules => warnings.push(why),
             checked => checked?,
         }

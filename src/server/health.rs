@@ -156,13 +156,78 @@ where
     }
 
     fn call(&mut self, request: http::Request<Body>) -> Self::Future {
-        if request.uri().path().starts_with(HEALTH_PATH) && !*self.ready.borrow() {
+        let path = request.uri().path();
+        if path.starts_with(HEALTH_PATH) && !*self.ready.borrow() {
             // The generated server is always ready.
             return Box::pin(tower_service::Service::call(&mut self.local, request));
         }
-        Box::pin(self.inner.call(request))
+        if path.strip_prefix(HEALTH_PATH) != Some("Watch") {
+            return Box::pin(self.inner.call(request));
+        }
+        // The upstream's Watch, for as long as the proxy stays ready: a
+        // watcher must learn that it drains or lost its keys as a new
+        // caller would.
+        let mut ready = self.ready.clone();
+        let answer = self.inner.call(request);
+        Box::pin(async move {
+            let response = answer.await?;
+            let not_ready = Box::pin(async move {
+                // An error means the server is gone: end the stream as well.
+                let _ = ready.wait_for(|ready| !*ready).await;
+            });
+            Ok(response.map(|inner| {
+                Body::new(WhileReady {
+                    inner,
+                    not_ready,
+                    ended: false,
+                })
+            }))
+        })
     }
 }
+
+pin_project_lite::pin_project! {
+    /// A forwarded Watch's response, ended with `UNAVAILABLE` once the proxy
+    /// is not ready, so that the caller watches again and hears
+    /// `NOT_SERVING` from the proxy itself.
+    struct WhileReady {
+        #[pin]
+        inner: Body,
+        not_ready: Pin<Box<dyn Future<Output = ()> + Send>>,
+        ended: bool,
+    }
+}
+
+impl http_body::Body for WhileReady {
+    type Data = bytes::Bytes;
+    type Error = Status;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<bytes::Bytes>, Status>>> {
+        let this = self.project();
+        if *this.ended {
+            return Poll::Ready(None);
+        }
+        if this.not_ready.as_mut().poll(cx).is_ready() {
+            *this.ended = true;
+            let mut trailers = http::HeaderMap::new();
+            // Fixed ASCII text: it always encodes.
+            let _ = Status::unavailable(NOT_READY_MESSAGE).add_header(&mut trailers);
+            return Poll::Ready(Some(Ok(http_body::Frame::trailers(trailers))));
+        }
+        this.inner.poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.ended || self.inner.is_end_stream()
+    }
+}
+
+/// How a forwarded Watch ends when the proxy stops being ready.
+const NOT_READY_MESSAGE: &str =
+    "authgate proxy is not ready (draining, or no usable keys): watch again";
 
 /// The health a proxy that is not ready answers with.
 struct NotReady {

@@ -32,7 +32,8 @@ pub const PRIVATE_ROOT_BODY: &str = r#"{"message": "This is private"}"#;
 /// The gate in front of a plain HTTP handler `H`: a request reaches `H` only
 /// with a valid bearer token that meets the scope rules of its path (or of
 /// the gRPC method the path is checked as), carrying the [`Principal`] in
-/// its extensions; any other gets the RFC 6750 refusal.
+/// its extensions, or without one on a path [`HttpGate::public_as`] opened
+/// (and then with no `Principal`); any other gets the RFC 6750 refusal.
 ///
 /// [`Principal`]: crate::Principal
 #[derive(Clone, Debug)]
@@ -146,7 +147,7 @@ pub fn refusal_response(error: &AuthError) -> Response<Body> {
         ),
         _ => (StatusCode::SERVICE_UNAVAILABLE, None),
     };
-    let mut response = json_response(status, &detail(&message));
+    let mut response = detail_response(status, &message);
     let headers = response.headers_mut();
     match challenge {
         Some(challenge) => {
@@ -159,6 +160,12 @@ pub fn refusal_response(error: &AuthError) -> Response<Body> {
         }
     }
     response
+}
+
+/// A plain HTTP error as FastAPI writes one: `status`, `application/json`,
+/// `{"detail": "<message>"}`.
+pub(crate) fn detail_response(status: StatusCode, message: &str) -> Response<Body> {
+    json_response(status, &detail(message))
 }
 
 /// `{"detail": "<message>"}`, the message escaped as JSON.

@@ -42,6 +42,8 @@ mod web;
 pub use builder::ApplicationBuilder;
 pub use config::{Drain, Limits, ServerConfig, TlsFiles};
 pub use health::LIVENESS_SERVICE;
+#[cfg(feature = "proxy")]
+pub(crate) use http::detail_response;
 pub use http::{
     HttpGate, HttpRoutes, PRIVATE_ROOT_BODY, REALM, RETRY_AFTER_SECS, refusal_response,
 };

@@ -109,13 +109,16 @@ fn header_list_size(headers: &http::HeaderMap) -> usize {
         .sum()
 }
 
-/// Whether a request is gRPC or gRPC-Web (`application/grpc...`): the rest
-/// is plain HTTP.
+/// Whether a request is gRPC or gRPC-Web (`application/grpc...`, in any
+/// case, as media types are and as gRPC servers read them): the rest is
+/// plain HTTP.
 pub(crate) fn is_grpc<B>(request: &Request<B>) -> bool {
+    const GRPC: &[u8] = b"application/grpc";
     request
         .headers()
         .get(header::CONTENT_TYPE)
-        .is_some_and(|ct| ct.as_bytes().starts_with(b"application/grpc"))
+        .and_then(|ct| ct.as_bytes().get(..GRPC.len()))
+        .is_some_and(|ct| ct.eq_ignore_ascii_case(GRPC))
 }
 
 /// The front of the port: CORS for the allowed origins, plain HTTP to
@@ -259,6 +262,30 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn grpc_is_told_by_its_media_type_in_any_case() {
+        let with = |ct: &'static str| {
+            let mut request = Request::new(());
+            request
+                .headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
+            is_grpc(&request)
+        };
+        for ct in [
+            "application/grpc",
+            "application/grpc+proto",
+            "Application/GRPC",
+            "application/grpc-web-text",
+            "APPLICATION/GRPC-WEB+proto",
+        ] {
+            assert!(with(ct), "{ct}");
+        }
+        for ct in ["application/json", "application/grp", "text/plain"] {
+            assert!(!with(ct), "{ct}");
+        }
+        assert!(!is_grpc(&Request::new(())));
+    }
 
     #[test]
     fn origins_are_exact_or_any() {

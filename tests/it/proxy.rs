@@ -653,3 +653,153 @@ async fn an_https_upstream_is_checked_against_the_given_ca() {
     assert!(seen.try_recv().is_err(), "nothing reached the upstream");
     upstream.abort();
 }
+
+/// `GetPrivate`'s request sent to any `path` through the proxy, with `token`.
+async fn call_path(proxy: &TestProxy, path: &'static str, token: Option<&str>) -> Status {
+    let mut grpc = tonic::client::Grpc::new(proxy.channel().await);
+    grpc.ready().await.unwrap();
+    let codec = tonic_prost::ProstCodec::<GetPrivateRequest, GetPrivateResponse>::default();
+    let mut request = Request::new(GetPrivateRequest {});
+    if let Some(token) = token {
+        let bearer = format!("Bearer {token}").parse().unwrap();
+        request.metadata_mut().insert("authorization", bearer);
+    }
+    request
+        .metadata_mut()
+        .insert("x-trace", "refused".parse().unwrap());
+    let path = http::uri::PathAndQuery::from_static(path);
+    tokio::time::timeout(patience(), grpc.unary(request, path, codec))
+        .await
+        .expect("an answer within the patience")
+        .expect_err("the call is refused")
+}
+
+#[tokio::test]
+async fn paths_the_upstream_may_read_as_others_never_reach_it() {
+    let issuer = spawn_issuer().await;
+    let (upstream, mut seen) = spawn_upstream().await;
+    let rules = vec![
+        format!("/authgate.v1.PrivateService/GetPrivate={SCOPE}")
+            .parse()
+            .unwrap(),
+    ];
+    let options = ProxyOptions {
+        rules,
+        public: vec!["/docs/*"],
+        ..ProxyOptions::default()
+    };
+    let proxy = spawn_proxy(issuer.url(), &upstream.url(), options).await;
+    let unscoped = token(&issuer, &["other"]);
+
+    // Under a public prefix (health's, or --public's) without a token, and
+    // past the scope rule with a token that lacks its scope: paths that a
+    // server resolving `..`, merging `//` or decoding escapes would route
+    // to GetPrivate.
+    for path in [
+        "/grpc.health.v1.Health/../authgate.v1.PrivateService/GetPrivate",
+        "/docs/../authgate.v1.PrivateService/GetPrivate",
+        "/docs/%2E%2E/authgate.v1.PrivateService/GetPrivate",
+    ] {
+        let status = call_path(&proxy, path, None).await;
+        assert_eq!(status.code(), Code::InvalidArgument, "{path}: {status:?}");
+        assert!(
+            status.message().starts_with("request path refused"),
+            "{status:?}"
+        );
+    }
+    for path in [
+        "/authgate.v1.PrivateService/%47etPrivate",
+        "/authgate.v1.PrivateService%2FGetPrivate",
+        "/authgate.v1.PrivateService/./GetPrivate",
+        "//authgate.v1.PrivateService/GetPrivate",
+    ] {
+        let status = call_path(&proxy, path, Some(&unscoped)).await;
+        assert_eq!(status.code(), Code::InvalidArgument, "{path}: {status:?}");
+    }
+    // A path in another case is under the same rule (some servers route
+    // without regard to case).
+    let status = call_path(
+        &proxy,
+        "/AUTHGATE.V1.PRIVATESERVICE/GETPRIVATE",
+        Some(&unscoped),
+    )
+    .await;
+    assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+
+    let scoped = token(&issuer, &[SCOPE]);
+    proxy
+        .call(Some(&scoped), &[("x-trace", "allowed")])
+        .await
+        .unwrap();
+    assert_eq!(header(&next(&mut seen).await, "x-trace"), Some("allowed"));
+    assert!(
+        seen.try_recv().is_err(),
+        "a refused path reached the upstream"
+    );
+    drop(upstream);
+}
+
+#[tokio::test]
+async fn a_rule_for_a_service_the_upstream_does_not_list_is_warned_about() {
+    let issuer = spawn_issuer().await;
+    let (upstream, _seen) = spawn_upstream().await;
+    let mut config = server_config(issuer.url());
+    config.policy = ScopePolicy::new([
+        format!("/authgate.v1.PrivateServise/*={SCOPE}")
+            .parse()
+            .unwrap(),
+        "/admin/*=admin".parse().unwrap(),
+    ]);
+    let proxy = Proxy::new(UpstreamConfig::new(&upstream.url()).unwrap()).unwrap();
+    let app = proxy.install(Application::builder(config)).await;
+    let warnings = app.check().unwrap();
+    let typo: Vec<&String> = warnings
+        .iter()
+        .filter(|w| w.contains("PrivateServise"))
+        .collect();
+    assert_eq!(typo.len(), 1, "{warnings:?}");
+    assert!(
+        typo[0].contains("reflection does not list")
+            && typo[0].contains("/authgate.v1.PrivateService/GetPrivate"),
+        "{typo:?}"
+    );
+    // An HTTP path is the upstream's own business: no warning.
+    assert!(
+        !warnings.iter().any(|w| w.contains("/admin/")),
+        "{warnings:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_forwarded_health_watch_ends_when_the_proxy_drains() {
+    let issuer = spawn_issuer().await;
+    let (upstream, _seen) = spawn_upstream().await;
+    let mut proxy = spawn_proxy(issuer.url(), &upstream.url(), ProxyOptions::default()).await;
+    let mut health = HealthClient::new(proxy.channel().await);
+    let request = HealthCheckRequest {
+        service: "authgate.v1.PrivateService".into(),
+    };
+    let mut watch = health.watch(request).await.unwrap().into_inner();
+    // The upstream's own answer first.
+    let first = tokio::time::timeout(patience(), watch.message())
+        .await
+        .expect("the upstream answers")
+        .unwrap()
+        .expect("a status");
+    assert_eq!(first.status, NOT_SERVING, "the upstream's status");
+
+    proxy.drain.take().unwrap().send(()).unwrap();
+    let ended = tokio::time::timeout(patience(), watch.message())
+        .await
+        .expect("the watch ends when the proxy drains")
+        .expect_err("it ends with a status");
+    assert_eq!(ended.code(), Code::Unavailable, "{ended:?}");
+    assert!(ended.message().contains("not ready"), "{ended:?}");
+    // Watched again, the proxy itself says NOT_SERVING.
+    let request = HealthCheckRequest {
+        service: String::new(),
+    };
+    let mut again = health.watch(request).await.unwrap().into_inner();
+    let now = again.message().await.unwrap().expect("a status");
+    assert_eq!(now.status, NOT_SERVING);
+}

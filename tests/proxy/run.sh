@@ -311,6 +311,20 @@ if start_peer seed_app '^listening ' "$py" "$peers/seed_app.py" --events "$work/
     curl -s -o /dev/null -D "$work/last" -H "authorization: Bearer $token" "$url/admin/stats"
     has "seed 403: WWW-Authenticate insufficient_scope" \
       'www-authenticate: Bearer realm="authgate", error="insufficient_scope", scope="admin"'
+    # Paths uvicorn would read as /admin/stats (it decodes escapes; others
+    # resolve dot segments or ignore case) never pass the rule for /admin/*.
+    for spelled in '/%61dmin/stats' '/admin%2Fstats' '/x/../admin/stats' '//admin/stats' '/ADMIN/stats'; do
+      want=400
+      [ "$spelled" = /ADMIN/stats ] && want=403
+      curl -s --path-as-is -o "$work/last" -w '%{http_code}' -H "authorization: Bearer $token" \
+        "$url$spelled" >"$work/code"
+      if [ "$(cat "$work/code")" = "$want" ] &&
+        { [ "$want" = 403 ] || grep -qF 'request path refused' "$work/last"; }; then
+        pass "seed GET $spelled without the scope: $want"
+      else
+        fail "seed GET $spelled without the scope: $want (got $(cat "$work/code"))"
+      fi
+    done
     check "seed GET /admin/stats with the scope" env AUTHGATE_TOKEN="$admin_token" \
       "$py" "$peers/seed_client.py" "$url/admin/stats"
     has "seed /admin/stats body" '{"admin": true}'

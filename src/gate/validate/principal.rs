@@ -52,6 +52,14 @@ impl Principal {
         }))
     }
 
+    /// A principal granted `scopes` and nothing else, for unit tests.
+    #[cfg(test)]
+    pub(crate) fn with_scopes(scopes: &[&str]) -> Principal {
+        let payload = serde_json::json!({ "scope": scopes.join(" ") }).to_string();
+        let claims = Claims::parse(payload.as_bytes(), &Default::default()).expect("claims");
+        Principal::new(&claims, 0, 0, None, payload.as_bytes(), None)
+    }
+
     /// The token's `sub` (empty when it has none).
     pub fn subject(&self) -> &str {
         &self.0.subject
