@@ -15,6 +15,11 @@
 //! Each step waits on events (the balancer's view of a replica, a replica's
 //! health and metrics), never on a fixed pause. Then the calls by status per
 //! step, and throughput through the balancer against one replica direct.
+//!
+//! With `--proxy`, each replica is `authgate proxy` in front of an upstream
+//! of its own (`proxybench upstream`: GetPrivate and health over h2c, no
+//! authentication), as sidecars run: the same steps restart, rotate and kill
+//! the proxies while the upstreams run on.
 
 use std::{
     collections::BTreeMap,
@@ -61,6 +66,12 @@ struct Cli {
     connections: usize,
     #[arg(long, default_value_t = 16)]
     streams: usize,
+    /// Replicas are `authgate proxy`, each in front of an upstream of its own.
+    #[arg(long)]
+    proxy: bool,
+    /// The upstreams' binary, with `--proxy`.
+    #[arg(long, default_value = "target/release/proxybench")]
+    proxybench: PathBuf,
 }
 
 /// Distinct valid tokens in the load, each sent in turn.
@@ -82,6 +93,7 @@ async fn fleet(cli: Cli) -> Result<(), Error> {
     let mut replicas = Vec::new();
     for name in ["r1", "r2", "r3"] {
         let mut replica = Replica::new(name, &cli)?;
+        replica.start_upstream(&cli).await?;
         replica.start(&cli, &issuer)?;
         replicas.push(replica);
     }
@@ -95,8 +107,13 @@ async fn fleet(cli: Cli) -> Result<(), Error> {
     let version = std::process::Command::new("haproxy").arg("-v").output()?;
     let version = String::from_utf8_lossy(&version.stdout);
     println!(
-        "fleet: 3 replicas of {} behind {} on {}; {} connections x {} streams; {TOKENS} valid tokens in turn",
+        "fleet: 3 replicas of {}{} behind {} on {}; {} connections x {} streams; {TOKENS} valid tokens in turn",
         cli.authgate.display(),
+        if cli.proxy {
+            " proxy, each in front of an upstream of its own (proxybench upstream),"
+        } else {
+            ""
+        },
         version.lines().next().unwrap_or("HAProxy").trim(),
         balancer.addr,
         cli.connections,
@@ -151,10 +168,7 @@ async fn fleet(cli: Cli) -> Result<(), Error> {
     let cpu = replicas[0].cpu_seconds() - cpu_before;
     // Warm-up included in the CPU time, so count its calls too: the
     // replica's own count of calls answered.
-    let served = replicas[0]
-        .metric(r#"grpc_server_handled_total{grpc_type="unary",grpc_service="authgate.v1.PrivateService",grpc_method="GetPrivate",grpc_code="OK"}"#)
-        .await
-        .unwrap_or(0.0);
+    let served = replicas[0].answered_ok().await.unwrap_or(0.0);
     println!(
         "sizing: r1 used {cpu:.1} s of CPU for {served:.0} calls ({:.1} us a call, {:.2} cores at 1000 calls/s); peak RSS {} KiB",
         cpu * 1e6 / served.max(1.0),
@@ -415,6 +429,8 @@ struct Replica {
     metrics: SocketAddr,
     log: PathBuf,
     child: Option<Child>,
+    /// With `--proxy`: the upstream this replica forwards to, and its process.
+    upstream: Option<(SocketAddr, Child)>,
 }
 
 impl Replica {
@@ -425,7 +441,26 @@ impl Replica {
             metrics: free_addr()?,
             log: cli.work.join(format!("{name}.log")),
             child: None,
+            upstream: None,
         })
+    }
+
+    /// With `--proxy`, starts this replica's upstream and waits until it
+    /// answers health; without, does nothing.
+    async fn start_upstream(&mut self, cli: &Cli) -> Result<(), Error> {
+        if !cli.proxy {
+            return Ok(());
+        }
+        let addr = free_addr()?;
+        let log = cli.work.join(format!("{}-upstream.log", self.name));
+        let child = Command::new(&cli.proxybench)
+            .args(["upstream", "--listen", &addr.to_string()])
+            .stdout(std::fs::File::create(&log)?)
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()?;
+        self.upstream = Some((addr, child));
+        wait_health(&format!("{}'s upstream", self.name), addr).await
     }
 
     fn start(&mut self, cli: &Cli, issuer: &DevIssuer) -> std::io::Result<()> {
@@ -433,8 +468,14 @@ impl Replica {
             .create(true)
             .append(true)
             .open(&self.log)?;
-        let child = Command::new(&cli.authgate)
-            .args(["serve", "--listen", &self.addr.to_string()])
+        let mut command = Command::new(&cli.authgate);
+        match &self.upstream {
+            Some((upstream, _)) => command
+                .args(["proxy", "--listen", &self.addr.to_string()])
+                .args(["--upstream", &format!("http://{upstream}")]),
+            None => command.args(["serve", "--listen", &self.addr.to_string()]),
+        };
+        let child = command
             .args(["--issuer", issuer.url(), "--audience", issuer.audience()])
             .args(["--require-scope", &format!("{METHOD}={SCOPE}")])
             .args(["--metrics-listen", &self.metrics.to_string()])
@@ -507,22 +548,7 @@ impl Replica {
     }
 
     async fn wait_serving(&self) -> Result<(), Error> {
-        use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
-        let url = format!("http://{}", self.addr);
-        until(&format!("{} to be SERVING", self.name), || async {
-            let Ok(channel) = tonic::transport::Endpoint::from_shared(url.clone())
-                .expect("a URL")
-                .connect()
-                .await
-            else {
-                return false;
-            };
-            HealthClient::new(channel)
-                .check(HealthCheckRequest::default())
-                .await
-                .is_ok_and(|r| r.into_inner().status == 1)
-        })
-        .await
+        wait_health(self.name, self.addr).await
     }
 
     /// One series from this replica's `/metrics`.
@@ -541,15 +567,49 @@ impl Replica {
         .await
     }
 
+    /// The GetPrivate calls this replica has answered OK. A proxy whose
+    /// upstream has no reflection knows the method from its scope rule but
+    /// not its type, so the series is found whatever its `grpc_type`.
+    async fn answered_ok(&self) -> Option<f64> {
+        let text = http_get(self.metrics, "/metrics").await.ok()?;
+        text.lines()
+            .filter(|line| line.starts_with("grpc_server_handled_total{"))
+            .filter(|line| {
+                line.contains(
+                    r#"grpc_service="authgate.v1.PrivateService",grpc_method="GetPrivate",grpc_code="OK"}"#,
+                )
+            })
+            .find_map(|line| line.rsplit_once(' ')?.1.parse().ok())
+    }
+
     /// Waits until this replica has answered `n` more calls OK.
     async fn wait_calls(&self, n: u64) -> Result<(), Error> {
-        let series = r#"grpc_server_handled_total{grpc_type="unary",grpc_service="authgate.v1.PrivateService",grpc_method="GetPrivate",grpc_code="OK"}"#;
-        let start = self.metric(series).await.unwrap_or(0.0);
+        let start = self.answered_ok().await.unwrap_or(0.0);
         until(&format!("{} to answer calls", self.name), || async {
-            self.metric(series).await.unwrap_or(0.0) >= start + n as f64
+            self.answered_ok().await.unwrap_or(0.0) >= start + n as f64
         })
         .await
     }
+}
+
+/// Waits until the server at `addr` answers health `""` SERVING.
+async fn wait_health(name: &str, addr: SocketAddr) -> Result<(), Error> {
+    use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+    let url = format!("http://{addr}");
+    until(&format!("{name} to be SERVING"), || async {
+        let Ok(channel) = tonic::transport::Endpoint::from_shared(url.clone())
+            .expect("a URL")
+            .connect()
+            .await
+        else {
+            return false;
+        };
+        HealthClient::new(channel)
+            .check(HealthCheckRequest::default())
+            .await
+            .is_ok_and(|r| r.into_inner().status == 1)
+    })
+    .await
 }
 
 /// HAProxy with the repository's configuration.
