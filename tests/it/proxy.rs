@@ -35,6 +35,10 @@ use tonic_health::{
 use crate::common::{
     Options, SCOPE, eventually, held_address, metric_value, patience, spawn_issuer, start_issuer_on,
 };
+use crate::streams::ticker::{
+    self,
+    pb::{Tick, WatchRequest, ticker_client::TickerClient, ticker_server::TickerServer},
+};
 
 /// What the upstream saw of each call: its metadata.
 type Seen = mpsc::UnboundedReceiver<MetadataMap>;
@@ -75,6 +79,36 @@ struct Upstream {
     task: JoinHandle<()>,
 }
 
+/// A ticker upstream: ticks for whoever `x-authgate-subject` names, until
+/// the call ends.
+struct HeaderTicker;
+
+#[tonic::async_trait]
+impl ticker::pb::ticker_server::Ticker for HeaderTicker {
+    type WatchStream =
+        std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<Tick, Status>> + Send>>;
+
+    async fn watch(
+        &self,
+        request: Request<WatchRequest>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
+        let subject = header(request.metadata(), "x-authgate-subject")
+            .unwrap_or_default()
+            .to_owned();
+        let every = Duration::from_millis(request.get_ref().interval_ms.max(10).into());
+        let mut n = 0;
+        let interval = tokio_stream::wrappers::IntervalStream::new(tokio::time::interval(every));
+        let ticks = tokio_stream::StreamExt::map(interval, move |_| {
+            n += 1;
+            Ok(Tick {
+                n,
+                subject: subject.clone(),
+            })
+        });
+        Ok(Response::new(Box::pin(ticks)))
+    }
+}
+
 async fn spawn_upstream_on(listener: TcpListener) -> (Upstream, Seen) {
     let addr = listener.local_addr().unwrap();
     let (tx, seen) = mpsc::unbounded_channel();
@@ -90,6 +124,7 @@ async fn spawn_upstream_on(listener: TcpListener) -> (Upstream, Seen) {
     let task = tokio::spawn(async move {
         tonic::transport::Server::builder()
             .add_service(PrivateServiceServer::new(Recorder(tx)))
+            .add_service(TickerServer::new(HeaderTicker))
             .add_service(health)
             .add_service(reflection)
             .serve_with_incoming_shutdown(TcpIncoming::from(listener), async {
@@ -150,6 +185,8 @@ struct ProxyOptions {
     rules: Vec<ScopeRule>,
     public: Vec<&'static str>,
     wait_for_keys: bool,
+    /// The gate's clock, with no leeway: for expiry edges.
+    clock: Option<authgate::Clock>,
 }
 
 impl Default for ProxyOptions {
@@ -158,6 +195,7 @@ impl Default for ProxyOptions {
             rules: Vec::new(),
             public: Vec::new(),
             wait_for_keys: true,
+            clock: None,
         }
     }
 }
@@ -182,12 +220,15 @@ async fn spawn_proxy(issuer_url: &str, upstream: &str, options: ProxyOptions) ->
     let mut config = server_config(issuer_url);
     config.policy = ScopePolicy::new(options.rules);
     config.metrics_listen = Some("127.0.0.1:0".parse().unwrap());
+    let mut app = Application::builder(config.clone());
+    if let Some(clock) = options.clock {
+        config.issuers[0].validation.leeway = Duration::ZERO;
+        app = Application::builder(config).clock(clock);
+    }
     let app = options
         .public
         .iter()
-        .fold(Application::builder(config), |app, path| {
-            app.public_path(*path)
-        });
+        .fold(app, |app, path| app.public_path(*path));
     let proxy = Proxy::new(UpstreamConfig::new(upstream).unwrap()).unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let app = proxy.install(app).await.with_listener(listener).unwrap();
@@ -802,4 +843,47 @@ async fn a_forwarded_health_watch_ends_when_the_proxy_drains() {
     let mut again = health.watch(request).await.unwrap().into_inner();
     let now = again.message().await.unwrap().expect("a status");
     assert_eq!(now.status, NOT_SERVING);
+}
+
+#[tokio::test]
+async fn a_forwarded_stream_ends_when_its_token_expires() {
+    let (_, clock) = crate::common::manual_clock!(crate::common::now());
+    let issuer = spawn_issuer().await;
+    let (upstream, _seen) = spawn_upstream().await;
+    let options = ProxyOptions {
+        clock: Some(clock),
+        ..ProxyOptions::default()
+    };
+    let proxy = spawn_proxy(issuer.url(), &upstream.url(), options).await;
+    // The gate's clock stands at `iat`: the call is let in however long the
+    // test took to get here, then has one second of the runtime's clock.
+    let mut claims = issuer.claims("streamer", &[]);
+    claims["iat"] = clock().into();
+    claims["exp"] = (clock() + 1).into();
+    let mut request = Request::new(WatchRequest { interval_ms: 20 });
+    let bearer = format!("Bearer {}", issuer.mint(&claims));
+    request
+        .metadata_mut()
+        .insert("authorization", bearer.parse().unwrap());
+    let mut client = TickerClient::new(proxy.channel().await);
+    let mut ticks = client.watch(request).await.unwrap().into_inner();
+    let mut received = 0;
+    let ended = tokio::time::timeout(patience(), async {
+        loop {
+            match ticks.message().await {
+                Ok(Some(tick)) => {
+                    assert_eq!(tick.subject, "streamer", "the upstream was told who called");
+                    received += 1;
+                }
+                Ok(None) => panic!("the stream ended without a status after {received} ticks"),
+                Err(status) => break status,
+            }
+        }
+    })
+    .await
+    .expect("the stream ends at the token's expiry, within the patience");
+    assert!(received > 1, "ticks streamed before the expiry: {received}");
+    assert_eq!(ended.code(), Code::Unauthenticated, "{ended:?}");
+    assert!(ended.message().contains("expired"), "{ended:?}");
+    drop(upstream);
 }
