@@ -95,12 +95,12 @@ impl ScopePolicy {
         let mut services: Gathered = HashMap::new();
         for rule in rules {
             let any_of: AnyOf = rule.any_of.iter().map(|s| Arc::from(s.as_str())).collect();
-            let (map, path) = match rule.service() {
-                Some(service) => (&mut services, service),
-                None => (&mut methods, rule.method.as_str()),
+            let (map, path, prefix) = match rule.service() {
+                Some(service) => (&mut services, service, true),
+                None => (&mut methods, rule.method.as_str(), false),
             };
             let (_, rules) = map
-                .entry(path.to_ascii_lowercase().into())
+                .entry(key(path, prefix).into())
                 .or_insert_with(|| (path.into(), Vec::new()));
             if !rules.iter().any(|r| **r == *any_of) {
                 rules.push(any_of);
@@ -146,21 +146,40 @@ impl ScopePolicy {
             return Ok(());
         }
         lowercase(method, |path| {
+            // `/admin/stats/` is `/admin/stats` to most routers.
+            let path = match path.strip_suffix('/') {
+                Some(trimmed) if !trimmed.is_empty() => trimmed,
+                _ => path,
+            };
             if let Some(rules) = self.methods.get(path) {
                 holds(&rules.any_of, principal)?;
             }
             if self.services.is_empty() {
                 return Ok(());
             }
-            // Each prefix the path is under: `/` (a rule for `/*`), `/a/`,
-            // `/a/b/`, ... (for gRPC, the service `/package.Service/`).
-            for (end, _) in path.match_indices('/') {
-                if let Some(rules) = self.services.get(&path[..=end]) {
+            // Each prefix the path is under, keyed without its last `/`:
+            // every path (a rule for `/*`), `/a`, `/a/b`, ... (for gRPC, the
+            // service `/package.Service`), and the path itself, so that
+            // `/admin/*` guards `/admin`, where a mounted router answers.
+            let under = path.match_indices('/').skip(1).map(|(end, _)| &path[..end]);
+            for prefix in std::iter::once("").chain(under).chain([path]) {
+                if let Some(rules) = self.services.get(prefix) {
                     holds(&rules.any_of, principal)?;
                 }
             }
             Ok(())
         })
+    }
+}
+
+/// A rule's path as the policy looks it up: ASCII lowercase, without its
+/// last `/` (`/admin/` for `/admin/*` is `/admin`; `/` for `/*` is empty),
+/// but for a method's path `/` itself.
+fn key(path: &str, prefix: bool) -> String {
+    let lower = path.to_ascii_lowercase();
+    match lower.strip_suffix('/') {
+        Some(trimmed) if prefix || !trimmed.is_empty() => trimmed.to_owned(),
+        _ => lower,
     }
 }
 
@@ -300,6 +319,30 @@ mod tests {
                 .check("/authgate.v1.S/M", &Principal::with_scopes(&["grpc"]))
                 .is_ok()
         );
+        // The root of a prefix, and a trailing slash either way.
+        assert!(policy.check("/api/v1", &any).is_err());
+        assert!(policy.check("/API/V1/", &any).is_err());
+        let nobody = Principal::with_scopes(&[]);
+        let exact = super::tests::policy(&["/admin/stats=admin", "/files/=files"]);
+        for path in [
+            "/admin/stats",
+            "/admin/stats/",
+            "/files",
+            "/files/",
+            "/Admin/Stats/",
+        ] {
+            assert!(exact.check(path, &nobody).is_err(), "{path}");
+        }
+        assert!(exact.check("/admin/statsx", &nobody).is_ok());
+        assert!(exact.check("/", &nobody).is_ok());
+        let root = super::tests::policy(&["/=root"]);
+        assert!(root.check("/", &nobody).is_err());
+        assert!(root.check("/x", &nobody).is_ok());
+        let everything = super::tests::policy(&["/*=any"]);
+        assert!(everything.check("/", &any).is_ok());
+        assert!(everything.check("/", &nobody).is_err());
+        assert!(everything.check("/x/y", &nobody).is_err());
+        assert!(everything.check("/pkg.S/M", &nobody).is_err());
     }
 
     #[test]

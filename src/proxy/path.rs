@@ -10,36 +10,61 @@
 //! normalise theirs before sending.
 
 /// Why `path` may mean another path to the upstream, or `None` when it is
-/// in its one canonical form: segments separated by single `/`, none of
-/// them `.` or `..` (before any `;`), no `\`, and no percent-escape of a
-/// character that needs none (RFC 3986's unreserved ones), of `/`, `\`,
-/// `;` or `%` (decoded once, they make a separator or a new escape), or of
-/// a control character.
+/// in its one canonical form:
+/// - segments separated by single `/`, none of them `.` or `..`;
+/// - no `\` and no `;` (Tomcat, Jetty and Spring cut `;...` from each
+///   segment before routing; gRPC paths never have one);
+/// - ASCII only (clients percent-escape the rest), and what is escaped is
+///   UTF-8 once decoded (no overlong `%C0%AE`);
+/// - no percent-escape of a character a path may hold as it is (RFC 3986's
+///   `pchar`: letters, digits, `-._~`, `!$&'()*+,;=`, `:` and `@`), nor of
+///   `/`, `\`, `%` (decoded once, they make a separator or a new escape) or
+///   a control character. Servers that decode before routing would read
+///   `/%61dmin` as `/admin` and `/v1/x%3Abatch` as `/v1/x:batch`.
 pub(crate) fn ambiguity(path: &str) -> Option<&'static str> {
     let Some(rest) = path.strip_prefix('/') else {
         return Some("it does not start with /");
     };
+    if !path.is_ascii() {
+        return Some("it holds a character that is not ASCII");
+    }
     if path.contains('\\') {
         return Some("it holds a backslash");
     }
-    let bytes = path.as_bytes();
-    for (at, _) in path.match_indices('%') {
-        let escaped = bytes
-            .get(at + 1..at + 3)
-            .and_then(|hex| std::str::from_utf8(hex).ok())
-            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
-        match escaped {
-            None => return Some("it holds a % that is not a percent-escape"),
-            Some(b)
-                if b.is_ascii_alphanumeric()
-                    || b.is_ascii_control()
-                    || b"-._~/\\;%".contains(&b) =>
+    if path.contains(';') {
+        return Some("it holds a ; (path parameters)");
+    }
+    if path.contains('%') {
+        let bytes = path.as_bytes();
+        let mut decoded = Vec::with_capacity(bytes.len());
+        let mut at = 0;
+        while at < bytes.len() {
+            if bytes[at] != b'%' {
+                decoded.push(bytes[at]);
+                at += 1;
+                continue;
+            }
+            let escaped = bytes
+                .get(at + 1..at + 3)
+                .and_then(|hex| std::str::from_utf8(hex).ok())
+                .and_then(|hex| u8::from_str_radix(hex, 16).ok());
+            let Some(b) = escaped else {
+                return Some("it holds a % that is not a percent-escape");
+            };
+            if b.is_ascii_alphanumeric()
+                || b.is_ascii_control()
+                || b"-._~!$&'()*+,;=:@/\\%".contains(&b)
             {
                 return Some(
-                    "it percent-escapes a character that needs no escape, a separator, % or a control",
+                    "it percent-escapes a character a path holds as it is, a separator, % or a \
+                     control character",
                 );
             }
-            Some(_) => {}
+            decoded.push(b);
+            at += 3;
+        }
+        if std::str::from_utf8(&decoded).is_err() {
+            return Some("its percent-escapes are not UTF-8");
         }
     }
     // The last segment may be empty (`/admin/`); no other may.
@@ -48,8 +73,7 @@ pub(crate) fn ambiguity(path: &str) -> Option<&'static str> {
         if segment.is_empty() && i + 1 < segments.len() {
             return Some("it holds an empty segment (//)");
         }
-        let name = segment.split(';').next().unwrap_or_default();
-        if name == "." || name == ".." {
+        if *segment == "." || *segment == ".." {
             return Some("it holds a . or .. segment");
         }
     }
@@ -72,7 +96,9 @@ mod tests {
             "/q%3Fx",
             "/...",
             "/.well-known/jwks.json",
-            "/a;b=c",
+            "/a=b/c:d@e!f",
+            "/caf%C3%A9",
+            "/a%20b%3Fc%23d%5B%5D%7B%7D",
         ] {
             assert_eq!(ambiguity(path), None, "{path}");
         }
@@ -100,6 +126,19 @@ mod tests {
             "/public\\..\\admin",
             "/a%7Eb",
             "/..%3B/admin",
+            "/a;b=c",
+            "/admin;x/stats",
+            "/admin/stats;",
+            "/v1/things%3AbatchGet",
+            "/a%40b",
+            "/a%2Cb",
+            "/a%3Db",
+            "/a%21b",
+            "/a%2Ab",
+            "/caf\u{e9}",
+            "/%C0%AE%C0%AE/admin",
+            "/%C3",
+            "/%FF",
             "/%252e%252e/admin",
             "/admin%00.txt",
             "/a%",

@@ -121,6 +121,20 @@ pub(crate) fn is_grpc<B>(request: &Request<B>) -> bool {
         .is_some_and(|ct| ct.eq_ignore_ascii_case(GRPC))
 }
 
+/// The media type in lowercase, as tonic-web and tonic compare it: a
+/// client may write it in any case (RFC 9110 8.3.1), and must get the same
+/// gRPC or gRPC-Web answer.
+fn lowercase_media_type(headers: &mut http::HeaderMap) {
+    let Some(value) = headers.get(header::CONTENT_TYPE) else {
+        return;
+    };
+    if value.as_bytes().iter().any(u8::is_ascii_uppercase)
+        && let Ok(lower) = HeaderValue::from_bytes(&value.as_bytes().to_ascii_lowercase())
+    {
+        headers.insert(header::CONTENT_TYPE, lower);
+    }
+}
+
 /// The front of the port: CORS for the allowed origins, plain HTTP to
 /// `http` (an [`HttpGate`](super::HttpGate) around what answers it), and
 /// gRPC and gRPC-Web to the server inside, gRPC-Web translated.
@@ -250,8 +264,9 @@ where
         self.grpc.poll_ready(cx)
     }
 
-    fn call(&mut self, request: Request<B>) -> Self::Future {
+    fn call(&mut self, mut request: Request<B>) -> Self::Future {
         if is_grpc(&request) {
+            lowercase_media_type(request.headers_mut());
             Either::Left(self.grpc.call(request))
         } else {
             Either::Right(self.http.call(request))

@@ -817,17 +817,19 @@ async fn a_forwarded_health_watch_ends_when_the_proxy_drains() {
     let (upstream, _seen) = spawn_upstream().await;
     let mut proxy = spawn_proxy(issuer.url(), &upstream.url(), ProxyOptions::default()).await;
     let mut health = HealthClient::new(proxy.channel().await);
-    let request = HealthCheckRequest {
-        service: "authgate.v1.PrivateService".into(),
-    };
-    let mut watch = health.watch(request).await.unwrap().into_inner();
-    // The upstream's own answer first.
+    let mut watch = health
+        .watch(HealthCheckRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    // The upstream's own answer first: SERVING, where the proxy would say
+    // NOT_SERVING itself.
     let first = tokio::time::timeout(patience(), watch.message())
         .await
         .expect("the upstream answers")
         .unwrap()
         .expect("a status");
-    assert_eq!(first.status, NOT_SERVING, "the upstream's status");
+    assert_eq!(first.status, SERVING, "the upstream's status");
 
     proxy.drain.take().unwrap().send(()).unwrap();
     let ended = tokio::time::timeout(patience(), watch.message())

@@ -306,6 +306,28 @@ async fn grpc_web_unary_answers_over_http1_in_binary_and_text() {
 }
 
 #[tokio::test]
+async fn a_media_type_in_another_case_is_the_same_grpc_web_call() {
+    let app = spawn_app().await;
+    let token = bearer(&app.token());
+    let framed = frame(&GetPrivateRequest {});
+    for content_type in ["Application/gRPC-Web+proto", "APPLICATION/GRPC-WEB"] {
+        let headers = [("content-type", content_type), ("authorization", &token)];
+        let reply = http1(app.addr, "POST", GET_PRIVATE, &headers, &framed).await;
+        assert_eq!(reply.status, 200, "{content_type}");
+        let body = web_body(&reply.body);
+        assert_eq!(web_status(&reply, &body), "0", "{content_type}");
+        let answer = GetPrivateResponse::decode(&body.messages[0][..]).unwrap();
+        assert_eq!(answer.message, "This is private");
+        // Without a token: the gate's gRPC-Web refusal, not plain HTTP's.
+        let headers = [("content-type", content_type)];
+        let reply = http1(app.addr, "POST", GET_PRIVATE, &headers, &framed).await;
+        assert_eq!(reply.status, 200, "{content_type}");
+        assert_eq!(reply.header("grpc-status"), Some("16"), "{content_type}");
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn grpc_web_refusals_are_trailers_only() {
     let app = spawn_app().await;
     for text in [false, true] {

@@ -313,9 +313,10 @@ if start_peer seed_app '^listening ' "$py" "$peers/seed_app.py" --events "$work/
       'www-authenticate: Bearer realm="authgate", error="insufficient_scope", scope="admin"'
     # Paths uvicorn would read as /admin/stats (it decodes escapes; others
     # resolve dot segments or ignore case) never pass the rule for /admin/*.
-    for spelled in '/%61dmin/stats' '/admin%2Fstats' '/x/../admin/stats' '//admin/stats' '/ADMIN/stats'; do
+    for spelled in '/%61dmin/stats' '/admin%2Fstats' '/x/../admin/stats' '//admin/stats' \
+      '/admin;x/stats' '/ADMIN/stats' '/admin/stats/' '/admin'; do
       want=400
-      [ "$spelled" = /ADMIN/stats ] && want=403
+      case $spelled in /ADMIN/stats | /admin/stats/ | /admin) want=403 ;; esac
       curl -s --path-as-is -o "$work/last" -w '%{http_code}' -H "authorization: Bearer $token" \
         "$url$spelled" >"$work/code"
       if [ "$(cat "$work/code")" = "$want" ] &&
