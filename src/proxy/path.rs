@@ -68,12 +68,12 @@ pub(crate) fn ambiguity(path: &str) -> Option<&'static str> {
         }
     }
     // The last segment may be empty (`/admin/`); no other may.
-    let segments: Vec<&str> = rest.split('/').collect();
-    for (i, segment) in segments.iter().enumerate() {
-        if segment.is_empty() && i + 1 < segments.len() {
+    let mut segments = rest.split('/').peekable();
+    while let Some(segment) = segments.next() {
+        if segment.is_empty() && segments.peek().is_some() {
             return Some("it holds an empty segment (//)");
         }
-        if *segment == "." || *segment == ".." {
+        if segment == "." || segment == ".." {
             return Some("it holds a . or .. segment");
         }
     }
