@@ -511,19 +511,37 @@ pub fn now() -> i64 {
         .as_secs() as i64
 }
 
+/// A certificate for `localhost` from a throwaway CA, all as PEM.
+pub struct LocalhostCert {
+    pub ca: String,
+    pub cert: String,
+    pub key: String,
+}
+
+impl LocalhostCert {
+    pub fn new() -> LocalhostCert {
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca = ca_params.self_signed(&ca_key).unwrap();
+        let ca_issuer = rcgen::Issuer::new(ca_params, ca_key);
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
+            .unwrap()
+            .signed_by(&key, &ca_issuer)
+            .unwrap();
+        LocalhostCert {
+            ca: ca.pem(),
+            cert: cert.pem(),
+            key: key.serialize_pem(),
+        }
+    }
+}
+
 /// A server serving TLS with a certificate for `localhost` from a throwaway
 /// CA, and the path of that CA's PEM certificate.
 pub async fn spawn_tls_app(name: &str) -> (TestApp, std::path::PathBuf) {
-    let ca_key = rcgen::KeyPair::generate().unwrap();
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-    let ca_issuer = rcgen::Issuer::new(ca_params, ca_key);
-    let key = rcgen::KeyPair::generate().unwrap();
-    let cert = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
-        .unwrap()
-        .signed_by(&key, &ca_issuer)
-        .unwrap();
+    let pems = LocalhostCert::new();
     let dir = std::env::temp_dir().join(format!("authgate-tls-{name}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let (cert_path, key_path, ca_path) = (
@@ -531,9 +549,9 @@ pub async fn spawn_tls_app(name: &str) -> (TestApp, std::path::PathBuf) {
         dir.join("key.pem"),
         dir.join("ca.pem"),
     );
-    std::fs::write(&cert_path, cert.pem()).unwrap();
-    std::fs::write(&key_path, key.serialize_pem()).unwrap();
-    std::fs::write(&ca_path, ca.pem()).unwrap();
+    std::fs::write(&cert_path, &pems.cert).unwrap();
+    std::fs::write(&key_path, &pems.key).unwrap();
+    std::fs::write(&ca_path, &pems.ca).unwrap();
     let app = spawn_app_with(Options {
         tls: Some(TlsFiles {
             cert: cert_path,

@@ -610,17 +610,8 @@ async fn without_reflection_the_rules_and_public_paths_name_the_methods() {
 
 #[tokio::test]
 async fn an_https_upstream_is_checked_against_the_given_ca() {
-    let ca_key = rcgen::KeyPair::generate().unwrap();
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-    let ca_issuer = rcgen::Issuer::new(ca_params, ca_key);
-    let key = rcgen::KeyPair::generate().unwrap();
-    let cert = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
-        .unwrap()
-        .signed_by(&key, &ca_issuer)
-        .unwrap();
-    let identity = tonic::transport::Identity::from_pem(cert.pem(), key.serialize_pem());
+    let pems = crate::common::LocalhostCert::new();
+    let identity = tonic::transport::Identity::from_pem(&pems.cert, &pems.key);
 
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -638,7 +629,7 @@ async fn an_https_upstream_is_checked_against_the_given_ca() {
     let url = format!("https://localhost:{port}");
     let config = server_config(issuer.url());
     let mut upstream_config = UpstreamConfig::new(&url).unwrap();
-    upstream_config.ca_pem = Some(ca.pem().into_bytes());
+    upstream_config.ca_pem = Some(pems.ca.into_bytes());
     let proxy = Proxy::new(upstream_config).unwrap();
     let app = Application::builder(config)
         .forward_to(proxy.forward())
