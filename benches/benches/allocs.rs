@@ -120,7 +120,7 @@ fn main() {
         }),
     );
 
-    let inner = tower::service_fn(|_: http::Request<()>| async {
+    let inner = tower::service_fn(|_: http::Request<tonic::body::Body>| async {
         Ok::<_, std::convert::Infallible>(http::Response::new(()))
     });
     let mut cx = Context::from_waker(Waker::noop());
@@ -131,7 +131,7 @@ fn main() {
                 .method("POST")
                 .uri(METHOD)
                 .header("authorization", value.as_str())
-                .body(())
+                .body(tonic::body::Body::empty())
                 .unwrap()
         };
         let empty = per_call(20000, |_| drop(std::hint::black_box(request())));
@@ -173,7 +173,7 @@ fn main() {
             .method("POST")
             .uri(METHOD)
             .header("authorization", value.as_str())
-            .body(())
+            .body(tonic::body::Body::empty())
             .unwrap()
     };
     let empty = per_call(20000, |_| drop(std::hint::black_box(request())));

@@ -213,7 +213,7 @@ fn gate(c: &mut Criterion) {
     });
 
     // The whole call through the tower layer, to a service that answers at once.
-    let inner = tower::service_fn(|request: http::Request<()>| async move {
+    let inner = tower::service_fn(|request: http::Request<tonic::body::Body>| async move {
         assert!(request.extensions().get::<authgate::Principal>().is_some());
         Ok::<_, std::convert::Infallible>(http::Response::new(()))
     });
@@ -227,7 +227,7 @@ fn gate(c: &mut Criterion) {
                     .uri(METHOD)
                     .header("content-type", "application/grpc")
                     .header("authorization", value.as_str())
-                    .body(())
+                    .body(tonic::body::Body::empty())
                     .unwrap();
                 let mut future = std::pin::pin!(service.call(request));
                 match future.as_mut().poll(&mut waker_cx) {

@@ -1,11 +1,23 @@
-//! Calls that outlive their welcome: [`ExpiringBody`] ends a response
-//! stream at a deadline. A guarded call's deadline is its token's expiry,
-//! leeway included, and it ends with `UNAUTHENTICATED` (`token has expired`):
-//! a server-streaming or bidirectional call is checked once, at its start,
-//! and without this could run for hours on a token that stopped being valid
-//! long ago. A public call's deadline is its maximum age, and it ends with
-//! `UNAVAILABLE`, which health and reflection clients answer by calling
-//! again: without it, anyone could hold a `Watch` open forever.
+//! Calls that outlive their welcome: one [`Deadline`] per call, set when the
+//! gate lets the call in, ends it in every direction. A guarded call's
+//! deadline is its token's expiry, leeway included; a public call's is its
+//! maximum age. At the deadline:
+//!
+//! - a response not yet begun is answered as a refusal
+//!   ([`GateFuture`](super::GateFuture)): the service's or upstream's call
+//!   is dropped, and so cancelled;
+//! - a response body ([`ExpiringBody`]) ends: gRPC with trailers
+//!   (`UNAUTHENTICATED`, `token has expired`; `UNAVAILABLE` for a public
+//!   call, which health and reflection clients answer by calling again),
+//!   plain HTTP with an error, so that HTTP/2 resets the stream and
+//!   HTTP/1.1 closes the connection (a clean end would read as a complete
+//!   answer);
+//! - the request body ([`ExpiringRequest`]) fails, so that a client stream
+//!   stops feeding the service or the upstream.
+//!
+//! A streaming call is checked once, at its start: without this, it could
+//! run for hours on a token that stopped being valid long ago, and anyone
+//! could hold a public `Watch` open forever.
 
 use std::{
     future::Future,
@@ -23,9 +35,12 @@ use crate::error::AuthError;
 
 /// When a call must end, and how.
 #[derive(Debug, Clone, Copy)]
-pub struct Deadline {
+pub(crate) struct Deadline {
     at: Instant,
     ending: Ending,
+    /// Whether the call is gRPC (ended with trailers) or plain HTTP (ended
+    /// by an error: a reset stream or a closed connection).
+    grpc: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -36,43 +51,78 @@ enum Ending {
     MaxAge,
 }
 
+/// The message of a public call ended at its maximum age.
+const MAX_AGE_MESSAGE: &str = "stream reached its maximum age";
+
 impl Deadline {
     /// At `at`, the call's token has expired.
-    pub(crate) fn token_expiry(at: Instant) -> Deadline {
+    pub(crate) fn token_expiry(at: Instant, grpc: bool) -> Deadline {
         Deadline {
             at,
             ending: Ending::TokenExpired,
+            grpc,
         }
     }
 
     /// At `at`, a public call has lasted long enough.
-    pub(crate) fn max_age(at: Instant) -> Deadline {
+    pub(crate) fn max_age(at: Instant, grpc: bool) -> Deadline {
         Deadline {
             at,
             ending: Ending::MaxAge,
+            grpc,
         }
     }
 
-    /// The trailers that end the call.
-    fn trailers(self) -> HeaderMap {
-        let status = match self.ending {
-            // The same status and message a call with the expired token
-            // would get from the gate.
+    /// The refusal a call gets at its deadline, `None` at a public call's
+    /// maximum age: the one the gate would give the expired token now.
+    #[cfg(feature = "server")]
+    pub(crate) fn refusal(self) -> Option<AuthError> {
+        match self.ending {
+            Ending::TokenExpired => Some(AuthError::Expired),
+            Ending::MaxAge => None,
+        }
+    }
+
+    /// The status that ends the call: the gate's for an expired token, or
+    /// `UNAVAILABLE` at a public call's maximum age.
+    pub(crate) fn status(self) -> Status {
+        match self.ending {
             Ending::TokenExpired => Status::from(&AuthError::Expired),
             Ending::MaxAge => Status::unavailable(MAX_AGE_MESSAGE),
-        };
+        }
+    }
+
+    /// The trailers that end a gRPC call.
+    fn trailers(self) -> HeaderMap {
         let mut trailers = HeaderMap::new();
         // The status is made from fixed ASCII text, so it always encodes.
-        let _ = status.add_header(&mut trailers);
+        let _ = self.status().add_header(&mut trailers);
         trailers
+    }
+
+    /// Whether the deadline has passed, by the runtime's clock.
+    pub(crate) fn is_past(self) -> bool {
+        Instant::now() >= self.at
+    }
+
+    /// Whether the deadline has passed, with a timer armed only when first
+    /// asked while it has not: calls that end before they ever wait pay
+    /// nothing for it.
+    pub(crate) fn passed(self, timer: &mut Option<Pin<Box<Sleep>>>, cx: &mut Context<'_>) -> bool {
+        if self.is_past() {
+            return true;
+        }
+        timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(self.at)))
+            .as_mut()
+            .poll(cx)
+            .is_ready()
     }
 }
 
-/// The message of a public call ended at its maximum age.
-const MAX_AGE_MESSAGE: &str = "stream reached its maximum age";
-
 pin_project_lite::pin_project! {
-    /// A response body that ends at its deadline with the deadline's status.
+    /// A response body that ends at its deadline: with the deadline's
+    /// status in trailers (gRPC), or an error (plain HTTP).
     ///
     /// Unary calls, whose body is ready as soon as it is polled, never start
     /// a timer: one is armed only when the stream first waits, so the cost is
@@ -109,6 +159,7 @@ impl<B: Default> Default for ExpiringBody<B> {
 impl<B> Body for ExpiringBody<B>
 where
     B: Body<Data = Bytes>,
+    B::Error: From<Status>,
 {
     type Data = Bytes;
     type Error = B::Error;
@@ -125,22 +176,18 @@ where
             return this.inner.poll_frame(cx);
         };
         // A stream that never waits still stops at its deadline.
-        if Instant::now() >= deadline.at {
-            *this.expired = true;
-            return Poll::Ready(Some(Ok(Frame::trailers(deadline.trailers()))));
-        }
-        match this.inner.poll_frame(cx) {
-            Poll::Ready(frame) => Poll::Ready(frame),
-            Poll::Pending => {
-                let timer = this
-                    .timer
-                    .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline.at)));
-                if timer.as_mut().poll(cx).is_ready() {
-                    *this.expired = true;
-                    return Poll::Ready(Some(Ok(Frame::trailers(deadline.trailers()))));
-                }
-                Poll::Pending
+        if Instant::now() < deadline.at {
+            match this.inner.poll_frame(cx) {
+                Poll::Ready(frame) => return Poll::Ready(frame),
+                Poll::Pending if !deadline.passed(this.timer, cx) => return Poll::Pending,
+                Poll::Pending => {}
             }
+        }
+        *this.expired = true;
+        if deadline.grpc {
+            Poll::Ready(Some(Ok(Frame::trailers(deadline.trailers()))))
+        } else {
+            Poll::Ready(Some(Err(deadline.status().into())))
         }
     }
 
@@ -155,5 +202,63 @@ where
         } else {
             self.inner.size_hint()
         }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A request body that fails at its deadline, so that the service (or
+    /// the upstream, whose stream is then reset) stops receiving what a
+    /// caller whose token has expired still sends.
+    #[derive(Debug)]
+    pub(crate) struct ExpiringRequest<B> {
+        #[pin]
+        inner: B,
+        deadline: Deadline,
+        timer: Option<Pin<Box<Sleep>>>,
+    }
+}
+
+impl<B> ExpiringRequest<B> {
+    pub(crate) fn new(inner: B, deadline: Deadline) -> ExpiringRequest<B> {
+        ExpiringRequest {
+            inner,
+            deadline,
+            timer: None,
+        }
+    }
+}
+
+impl<B> Body for ExpiringRequest<B>
+where
+    B: Body<Data = Bytes>,
+    B::Error: From<Status>,
+{
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        let mut this = self.project();
+        if Instant::now() < this.deadline.at {
+            match this.inner.as_mut().poll_frame(cx) {
+                Poll::Ready(frame) => return Poll::Ready(frame),
+                Poll::Pending if !this.deadline.passed(this.timer, cx) => return Poll::Pending,
+                Poll::Pending => {}
+            }
+        }
+        if this.inner.is_end_stream() {
+            return Poll::Ready(None);
+        }
+        Poll::Ready(Some(Err(this.deadline.status().into())))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
     }
 }

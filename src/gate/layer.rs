@@ -1,6 +1,9 @@
-//! [`GateLayer`]: the gate in front of a whole tonic server, deny by
-//! default, health and reflection open (for a time, when given a maximum
-//! age); its service and response future.
+//! [`GateLayer`]: the gate in front of a whole server, deny by default,
+//! health and reflection open to gRPC (for a time, when given a maximum
+//! age). [`GateLayer::admit`] is the one decision every front makes (the
+//! gRPC layer here, plain HTTP in the server's `HttpGate`): the public-path
+//! rule, the token and the scope rules, the count, the refusal log and the
+//! call's deadline. The fronts only render its answer in their protocol.
 
 use std::{
     future::Future,
@@ -11,15 +14,16 @@ use std::{
     time::Duration,
 };
 
-use tokio::time::Instant;
+use tokio::time::{Instant, Sleep};
 
 use tonic::{
     Status,
+    body::Body,
     transport::server::{TcpConnectInfo, TlsConnectInfo},
 };
 
-use super::Gate;
-use crate::gate::expiry::{Deadline, ExpiringBody};
+use super::{Gate, Refusal};
+use crate::gate::expiry::{Deadline, ExpiringBody, ExpiringRequest};
 
 /// Services anyone may call without a token: health and reflection.
 pub const PUBLIC_SERVICES: [&str; 3] = [
@@ -46,31 +50,33 @@ impl GateLayer {
             interceptor,
             public: PUBLIC_SERVICES
                 .iter()
-                .map(|s| PublicPath::Prefix(format!("/{s}/").into()))
+                .map(|s| PublicPath::grpc_service(s))
                 .collect(),
             public_max_age: None,
         }
     }
 
     /// Ends each call to a public method (a health `Watch`, a reflection
-    /// stream) `max_age` after it starts, with `UNAVAILABLE` (`stream
-    /// reached its maximum age`), on which their clients call again; by
-    /// default such calls last as long as the client likes. The server
-    /// assembly sets this from its `Limits`.
+    /// stream, a public plain HTTP stream) `max_age` after it starts, with
+    /// `UNAVAILABLE` (`stream reached its maximum age`), on which their
+    /// clients call again; by default such calls last as long as the client
+    /// likes. The server assembly sets this from its `Limits`.
     pub fn public_stream_max_age(mut self, max_age: Duration) -> GateLayer {
         self.public_max_age = Some(max_age);
         self
     }
 
-    /// Also leaves `service` (`package.Service`) open without a token.
+    /// Also leaves the gRPC service `service` (`package.Service`) open
+    /// without a token, to gRPC and gRPC-Web calls (plain HTTP to its paths
+    /// still needs one).
     pub fn allow_unauthenticated(self, service: &str) -> GateLayer {
-        self.allow(PublicPath::Prefix(format!("/{service}/").into()))
+        self.allow(PublicPath::grpc_service(service))
     }
 
-    /// Also leaves `path` open without a token: a path exactly
-    /// (`/echo.v1.Echo/Unary`, `/healthz`), or, ending in `/*`, every path
-    /// under it (`/docs/*` opens `/docs/` and everything below; `/*` opens
-    /// every path). Fails on a pattern that is neither.
+    /// Also leaves `path` open without a token, to every protocol: a path
+    /// exactly (`/echo.v1.Echo/Unary`, `/healthz`), or, ending in `/*`,
+    /// every path under it (`/docs/*` opens `/docs/` and everything below;
+    /// `/*` opens every path). Fails on a pattern that is neither.
     pub fn allow_path(self, path: &str) -> Result<GateLayer, String> {
         Ok(self.allow(parse_public_path(path)?))
     }
@@ -90,20 +96,60 @@ impl GateLayer {
         self
     }
 
-    /// The paths open without a token, for plain HTTP's gate to share.
-    #[cfg(feature = "server")]
-    pub(crate) fn public_paths(&self) -> Arc<[PublicPath]> {
-        self.public.clone()
+    /// Whether `path` is open without a token to a call that is gRPC (or
+    /// gRPC-Web), or not.
+    fn is_public(&self, path: &str, grpc: bool) -> bool {
+        self.public.iter().any(|public| public.matches(path, grpc))
     }
 
-    fn is_public(&self, path: &str) -> bool {
-        is_public(&self.public, path)
+    /// The one decision, for every front: whether `request` may pass, and
+    /// until when. A public path passes without a token (until the public
+    /// maximum age); any other needs a valid token that meets the scope
+    /// rules of `rules_path` (the request's path unless given), and then
+    /// carries the caller's [`Principal`](crate::Principal) in its
+    /// extensions and ends when the token does. The decision is counted,
+    /// and a refusal logged (rate-limited); the caller renders it.
+    pub(crate) fn admit<B>(
+        &self,
+        request: &mut http::Request<B>,
+        grpc: bool,
+        rules_path: Option<&str>,
+    ) -> Result<Option<Deadline>, Refusal> {
+        let path = request.uri().path();
+        if self.is_public(path, grpc) {
+            let max_age = self.public_max_age;
+            return Ok(max_age.map(|age| Deadline::max_age(Instant::now() + age, grpc)));
+        }
+        let values = request.headers().get_all(http::header::AUTHORIZATION);
+        let checked = self.interceptor.check(
+            rules_path.unwrap_or(path),
+            values.iter().map(|v| v.as_bytes()),
+        );
+        match checked {
+            Ok(principal) => {
+                let deadline = Deadline::token_expiry(self.interceptor.deadline(&principal), grpc);
+                request.extensions_mut().insert(principal);
+                Ok(Some(deadline))
+            }
+            Err(refusal) => {
+                self.interceptor.log_refusal(path, peer(request), &refusal);
+                Err(refusal)
+            }
+        }
     }
 }
 
 /// A path open without a token.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) enum PublicPath {
+pub(crate) struct PublicPath {
+    pattern: Pattern,
+    /// Open to gRPC and gRPC-Web calls only: health and reflection, whose
+    /// paths, asked by plain HTTP, would reach an HTTP upstream's own routes.
+    grpc_only: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Pattern {
     /// This path exactly.
     Exact(Box<str>),
     /// Every path that starts with this (`/grpc.health.v1.Health/`).
@@ -111,20 +157,27 @@ pub(crate) enum PublicPath {
 }
 
 impl PublicPath {
-    fn matches(&self, path: &str) -> bool {
-        match self {
-            PublicPath::Exact(exact) => path == &**exact,
-            PublicPath::Prefix(prefix) => path.starts_with(&**prefix),
+    /// Every method of a gRPC service, to gRPC calls only.
+    fn grpc_service(service: &str) -> PublicPath {
+        PublicPath {
+            pattern: Pattern::Prefix(format!("/{service}/").into()),
+            grpc_only: true,
+        }
+    }
+
+    fn matches(&self, path: &str, grpc: bool) -> bool {
+        if self.grpc_only && !grpc {
+            return false;
+        }
+        match &self.pattern {
+            Pattern::Exact(exact) => path == &**exact,
+            Pattern::Prefix(prefix) => path.starts_with(&**prefix),
         }
     }
 }
 
-/// Whether one of `public` opens `path`.
-pub(crate) fn is_public(public: &[PublicPath], path: &str) -> bool {
-    public.iter().any(|public| public.matches(path))
-}
-
-/// A public path as `--public` takes it: `/exact/path` or `/prefix/*`.
+/// A public path as `--public` takes it: `/exact/path` or `/prefix/*`,
+/// open to every protocol.
 fn parse_public_path(path: &str) -> Result<PublicPath, String> {
     let wrong = || {
         format!(
@@ -134,14 +187,18 @@ fn parse_public_path(path: &str) -> Result<PublicPath, String> {
     if !path.starts_with('/') || path.contains(char::is_whitespace) {
         return Err(wrong());
     }
-    match path.strip_suffix('*') {
+    let pattern = match path.strip_suffix('*') {
         Some(prefix) if prefix.ends_with('/') && !prefix.contains('*') => {
-            Ok(PublicPath::Prefix(prefix.into()))
+            Pattern::Prefix(prefix.into())
         }
-        Some(_) => Err(wrong()),
-        None if path.contains('*') => Err(wrong()),
-        None => Ok(PublicPath::Exact(path.into())),
-    }
+        Some(_) => return Err(wrong()),
+        None if path.contains('*') => return Err(wrong()),
+        None => Pattern::Exact(path.into()),
+    };
+    Ok(PublicPath {
+        pattern,
+        grpc_only: false,
+    })
 }
 
 impl<S> tower_layer::Layer<S> for GateLayer {
@@ -154,16 +211,17 @@ impl<S> tower_layer::Layer<S> for GateLayer {
     }
 }
 
-/// The service [`GateLayer`] wraps around a server.
+/// The service [`GateLayer`] wraps around a server: the gRPC front of the
+/// decision (gRPC-Web arrives here translated).
 #[derive(Clone, Debug)]
 pub struct GateService<S> {
     inner: S,
     layer: GateLayer,
 }
 
-impl<S, B, R> tower_service::Service<http::Request<B>> for GateService<S>
+impl<S, R> tower_service::Service<http::Request<Body>> for GateService<S>
 where
-    S: tower_service::Service<http::Request<B>, Response = http::Response<R>>,
+    S: tower_service::Service<http::Request<Body>, Response = http::Response<R>>,
     R: Default,
 {
     type Response = http::Response<ExpiringBody<R>>;
@@ -174,45 +232,37 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
-        let path = request.uri().path();
-        if self.layer.is_public(path) {
-            let deadline = self
-                .layer
-                .public_max_age
-                .map(|max_age| Deadline::max_age(Instant::now() + max_age));
-            return GateFuture::Inner {
-                future: self.inner.call(request),
+    fn call(&mut self, mut request: http::Request<Body>) -> Self::Future {
+        match self.layer.admit(&mut request, true, None) {
+            Ok(deadline) => GateFuture::new(
+                self.inner.call(expiring_request(request, deadline)),
                 deadline,
-            };
-        }
-        let values = request.headers().get_all(http::header::AUTHORIZATION);
-        match self
-            .layer
-            .interceptor
-            .check(path, values.iter().map(|v| v.as_bytes()))
-        {
-            Ok(principal) => {
-                // The call, streams included, ends when its token does.
-                let deadline = self.layer.interceptor.deadline(&principal);
-                request.extensions_mut().insert(principal);
-                GateFuture::Inner {
-                    future: self.inner.call(request),
-                    deadline: Some(Deadline::token_expiry(deadline)),
-                }
-            }
-            Err(refusal) => {
-                self.layer
-                    .interceptor
-                    .log_refusal(path, peer(&request), &refusal);
-                GateFuture::Refused {
-                    response: Some(Status::from(&refusal.error).into_http()),
-                }
-            }
+                grpc_expired,
+            ),
+            Err(refusal) => GateFuture::refused(Status::from(&refusal.error).into_http()),
         }
     }
 }
 
+/// `request`, whose body fails at `deadline`: a client stream stops
+/// feeding the service (or the upstream) when its token expires.
+pub(crate) fn expiring_request(
+    request: http::Request<Body>,
+    deadline: Option<Deadline>,
+) -> http::Request<Body> {
+    match deadline {
+        Some(deadline) => request.map(|body| Body::new(ExpiringRequest::new(body, deadline))),
+        None => request,
+    }
+}
+
+/// A gRPC call's answer at its deadline before its response began: a
+/// trailers-only answer with the deadline's status.
+fn grpc_expired<R: Default>(deadline: Deadline) -> http::Response<R> {
+    deadline.status().into_http()
+}
+
+/// The caller's address, as tonic's server records it.
 pub(crate) fn peer<B>(request: &http::Request<B>) -> Option<SocketAddr> {
     let extensions = request.extensions();
     extensions
@@ -226,15 +276,56 @@ pub(crate) fn peer<B>(request: &http::Request<B>) -> Option<SocketAddr> {
 }
 
 pin_project_lite::pin_project! {
-    /// The response of [`GateService`]: the inner call, or a refusal.
-    // pin-project-lite takes no docs on variant fields; the variants say it.
-    #[allow(missing_docs)]
-    #[project = GateFutureProj]
-    pub enum GateFuture<F, R> {
-        /// The call went through; its response ends at the deadline.
-        Inner { #[pin] future: F, deadline: Option<Deadline> },
-        /// The call was refused with this gRPC status.
-        Refused { response: Option<http::Response<ExpiringBody<R>>> },
+    /// The response of a front of the gate: the inner call, cut at the
+    /// call's deadline (the caller then gets the deadline's refusal and the
+    /// inner call is dropped, so cancelled), its body ending there too; or
+    /// a refusal.
+    pub struct GateFuture<F, R> {
+        #[pin]
+        inner: Option<F>,
+        deadline: Option<Deadline>,
+        timer: Option<Pin<Box<Sleep>>>,
+        // The answer at the deadline, in the front's protocol.
+        expired: fn(Deadline) -> http::Response<R>,
+        // The refusal, when the call was refused.
+        refused: Option<http::Response<R>>,
+    }
+}
+
+impl<F, R> GateFuture<F, R> {
+    /// The call `inner`, cut at `deadline` with `expired`'s answer.
+    pub(crate) fn new(
+        inner: F,
+        deadline: Option<Deadline>,
+        expired: fn(Deadline) -> http::Response<R>,
+    ) -> GateFuture<F, R> {
+        GateFuture {
+            inner: Some(inner),
+            deadline,
+            timer: None,
+            expired,
+            refused: None,
+        }
+    }
+
+    /// A refusal: `response`, at once.
+    pub(crate) fn refused(response: http::Response<R>) -> GateFuture<F, R> {
+        GateFuture {
+            inner: None,
+            deadline: None,
+            timer: None,
+            expired: |_| unreachable!("a refusal has no deadline"),
+            refused: Some(response),
+        }
+    }
+}
+
+impl<F, R> std::fmt::Debug for GateFuture<F, R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GateFuture")
+            .field("deadline", &self.deadline)
+            .field("refused", &self.refused.is_some())
+            .finish_non_exhaustive()
     }
 }
 
@@ -245,14 +336,31 @@ where
     type Output = Result<http::Response<ExpiringBody<R>>, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project() {
-            GateFutureProj::Inner { future, deadline } => future
-                .poll(cx)
-                .map_ok(|response| response.map(|body| ExpiringBody::new(body, *deadline))),
-            GateFutureProj::Refused { response } => {
-                Poll::Ready(Ok(response.take().expect("polled after completion")))
-            }
-        }
+        let mut this = self.project();
+        let deadline = *this.deadline;
+        let Some(inner) = this.inner.as_mut().as_pin_mut() else {
+            let refused = this.refused.take().expect("polled after completion");
+            return Poll::Ready(Ok(refused.map(|body| ExpiringBody::new(body, None))));
+        };
+        // An answer that comes at the deadline is one the deadline may have
+        // caused (a request body cut off): the caller is told why.
+        let passed = match inner.poll(cx) {
+            Poll::Ready(answer) => match deadline {
+                Some(deadline) if deadline.is_past() => deadline,
+                _ => {
+                    let answer = answer.map(|r| r.map(|body| ExpiringBody::new(body, deadline)));
+                    return Poll::Ready(answer);
+                }
+            },
+            Poll::Pending => match deadline {
+                Some(deadline) if deadline.passed(this.timer, cx) => deadline,
+                _ => return Poll::Pending,
+            },
+        };
+        // Dropping the call cancels it, upstream too.
+        this.inner.set(None);
+        let response = (this.expired)(passed);
+        Poll::Ready(Ok(response.map(|body| ExpiringBody::new(body, None))))
     }
 }
 
@@ -263,16 +371,25 @@ mod tests {
     #[test]
     fn public_paths_are_exact_or_a_prefix() {
         let exact = parse_public_path("/echo.v1.Echo/Unary").unwrap();
-        assert!(exact.matches("/echo.v1.Echo/Unary"));
-        assert!(!exact.matches("/echo.v1.Echo/UnaryX"));
+        assert!(exact.matches("/echo.v1.Echo/Unary", true));
+        assert!(exact.matches("/echo.v1.Echo/Unary", false));
+        assert!(!exact.matches("/echo.v1.Echo/UnaryX", true));
         let prefix = parse_public_path("/docs/*").unwrap();
-        assert!(prefix.matches("/docs/"));
-        assert!(prefix.matches("/docs/a/b"));
-        assert!(!prefix.matches("/docs"));
-        assert!(!prefix.matches("/docsx/a"));
-        assert!(parse_public_path("/*").unwrap().matches("/anything"));
+        assert!(prefix.matches("/docs/", false));
+        assert!(prefix.matches("/docs/a/b", false));
+        assert!(!prefix.matches("/docs", false));
+        assert!(!prefix.matches("/docsx/a", false));
+        assert!(parse_public_path("/*").unwrap().matches("/anything", false));
         for bad in ["docs/*", "/docs*", "/a/*/b", "/a b", "", "/a/**"] {
             assert!(parse_public_path(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn health_and_reflection_are_public_to_grpc_only() {
+        let health = PublicPath::grpc_service("grpc.health.v1.Health");
+        assert!(health.matches("/grpc.health.v1.Health/Check", true));
+        assert!(!health.matches("/grpc.health.v1.Health/Check", false));
+        assert!(!health.matches("/grpc.health.v1.Health/orders", false));
     }
 }

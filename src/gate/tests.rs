@@ -122,14 +122,14 @@ fn the_whole_authorization_value_is_bounded_too() {
 #[test]
 fn the_layer_is_ready_only_when_the_service_behind_it_is() {
     struct NeverReady;
-    impl tower_service::Service<http::Request<()>> for NeverReady {
+    impl tower_service::Service<http::Request<tonic::body::Body>> for NeverReady {
         type Response = http::Response<()>;
         type Error = std::convert::Infallible;
         type Future = std::future::Ready<Result<http::Response<()>, Self::Error>>;
         fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
             Poll::Pending
         }
-        fn call(&mut self, _: http::Request<()>) -> Self::Future {
+        fn call(&mut self, _: http::Request<tonic::body::Body>) -> Self::Future {
             unreachable!("called while not ready")
         }
     }

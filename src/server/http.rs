@@ -10,13 +10,14 @@ use std::{
     task::{Context, Poll},
 };
 
-use futures_util::future::Either;
+use futures_util::{TryFutureExt, future::MapOk};
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use tonic::{Code, body::Body};
 
 use crate::{
-    AuthError, Gate, GateLayer,
-    gate::layer::{PublicPath, is_public},
+    AuthError, Gate, GateFuture, GateLayer,
+    gate::expiry::{Deadline, ExpiringBody},
+    gate::layer::expiring_request,
 };
 
 /// The realm every `WWW-Authenticate` challenge names.
@@ -29,20 +30,23 @@ pub const RETRY_AFTER_SECS: u32 = 5;
 /// `GET /`'s body, byte for byte as the seed's FastAPI route is quoted.
 pub const PRIVATE_ROOT_BODY: &str = r#"{"message": "This is private"}"#;
 
-/// The gate in front of a plain HTTP handler `H`: a request reaches `H` only
-/// with a valid bearer token that meets the scope rules of its path (or of
-/// the gRPC method the path is checked as), carrying the [`Principal`] in
-/// its extensions, or without one on a path [`HttpGate::public_as`] opened
-/// (and then with no `Principal`); any other gets the RFC 6750 refusal.
+/// The gate in front of a plain HTTP handler `H`: the plain HTTP front of
+/// the one decision ([`GateLayer`]'s). A request reaches `H` only with a
+/// valid bearer token that meets the scope rules of its path (or of the gRPC
+/// method the path is checked as), carrying the [`Principal`] in its
+/// extensions, or without one on a path [`HttpGate::public_as`] opened to
+/// every protocol (and then with no `Principal`); any other gets the RFC
+/// 6750 refusal. An admitted request's body and its answer end with its
+/// token (a public one's at the public maximum age): the answer by an
+/// error, which resets its HTTP/2 stream or closes its HTTP/1.1 connection.
 ///
 /// [`Principal`]: crate::Principal
 #[derive(Clone, Debug)]
 pub struct HttpGate<H> {
-    gate: Gate,
+    /// The decision, with the paths open without a token.
+    layer: GateLayer,
     /// Paths checked under another path's scope rules: (path, method).
     checked_as: Arc<[(Box<str>, Box<str>)]>,
-    /// Paths let through without a token, as the gate layer's.
-    public: Arc<[PublicPath]>,
     inner: H,
 }
 
@@ -51,17 +55,17 @@ impl<H> HttpGate<H> {
     /// rules until [`HttpGate::check_as`] says otherwise.
     pub fn new(gate: Gate, inner: H) -> HttpGate<H> {
         HttpGate {
-            gate,
+            layer: gate.layer(),
             checked_as: Arc::new([]),
-            public: Arc::new([]),
             inner,
         }
     }
 
-    /// Lets requests for the paths that `layer` leaves open through without
-    /// a token (and without a [`Principal`](crate::Principal)).
+    /// Decides as `layer` does: the same gate, the same paths open without
+    /// a token (those opened to every protocol: health and reflection are
+    /// open to gRPC only), the same public maximum age.
     pub fn public_as(mut self, layer: &GateLayer) -> HttpGate<H> {
-        self.public = layer.public_paths();
+        self.layer = layer.clone();
         self
     }
 
@@ -73,45 +77,50 @@ impl<H> HttpGate<H> {
         self.checked_as = checked_as.into();
         self
     }
+}
 
-    fn method_of<'a>(&'a self, path: &'a str) -> &'a str {
-        self.checked_as
-            .iter()
-            .find(|(p, _)| **p == *path)
-            .map_or(path, |(_, method)| method)
+/// The answer to a plain HTTP request admitted by the gate whose deadline
+/// passed before its answer began: the expired token's refusal, or 503 at a
+/// public call's maximum age.
+fn http_expired(deadline: Deadline) -> Response<Body> {
+    match deadline.refusal() {
+        Some(error) => refusal_response(&error),
+        None => detail_response(StatusCode::SERVICE_UNAVAILABLE, deadline.status().message()),
     }
 }
 
-impl<H, B> tower_service::Service<Request<B>> for HttpGate<H>
+type Boxed = fn(Response<ExpiringBody<Body>>) -> Response<Body>;
+
+impl<H> tower_service::Service<Request<Body>> for HttpGate<H>
 where
-    H: tower_service::Service<Request<B>, Response = Response<Body>>,
+    H: tower_service::Service<Request<Body>, Response = Response<Body>>,
 {
     type Response = Response<Body>;
     type Error = H::Error;
-    type Future = Either<Ready<Result<Response<Body>, H::Error>>, H::Future>;
+    type Future = MapOk<GateFuture<H::Future, Body>, Boxed>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), H::Error>> {
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, mut request: Request<B>) -> Self::Future {
+    fn call(&mut self, mut request: Request<Body>) -> Self::Future {
         let path = request.uri().path();
-        if is_public(&self.public, path) {
-            return Either::Right(self.inner.call(request));
-        }
-        let method = self.method_of(path);
-        let values = request.headers().get_all(header::AUTHORIZATION);
-        match self.gate.check(method, values.iter().map(|v| v.as_bytes())) {
-            Ok(principal) => {
-                request.extensions_mut().insert(principal);
-                Either::Right(self.inner.call(request))
-            }
-            Err(refusal) => {
-                self.gate
-                    .log_refusal(path, crate::gate::layer::peer(&request), &refusal);
-                Either::Left(ready(Ok(refusal_response(&refusal.error))))
-            }
-        }
+        let rules_path = self
+            .checked_as
+            .iter()
+            .find(|(p, _)| **p == *path)
+            .map(|(_, method)| method.clone());
+        let future = match self.layer.admit(&mut request, false, rules_path.as_deref()) {
+            Ok(deadline) => GateFuture::new(
+                self.inner.call(expiring_request(request, deadline)),
+                deadline,
+                http_expired,
+            ),
+            Err(refusal) => GateFuture::refused(refusal_response(&refusal.error)),
+        };
+        // An answer whose body may end early is one more box: plain HTTP
+        // shares its body type with gRPC-Web's on the port.
+        future.map_ok(|response| response.map(Body::new))
     }
 }
 

@@ -21,6 +21,7 @@ mod metrics;
 mod proxy;
 mod refresh;
 mod scopes;
+mod seams;
 mod server;
 mod shapes;
 mod streams;

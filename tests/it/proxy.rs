@@ -173,20 +173,24 @@ impl Drop for Upstream {
 }
 
 /// A proxy in front of `upstream`, trusting `issuer`.
-struct TestProxy {
-    addr: SocketAddr,
+pub(crate) struct TestProxy {
+    pub(crate) addr: SocketAddr,
     metrics: SocketAddr,
     drain: Option<oneshot::Sender<()>>,
     _close: oneshot::Sender<()>,
     _server: JoinHandle<Result<(), authgate::StartupError>>,
 }
 
-struct ProxyOptions {
-    rules: Vec<ScopeRule>,
-    public: Vec<&'static str>,
-    wait_for_keys: bool,
+pub(crate) struct ProxyOptions {
+    pub(crate) rules: Vec<ScopeRule>,
+    pub(crate) public: Vec<&'static str>,
+    pub(crate) wait_for_keys: bool,
     /// The gate's clock, with no leeway: for expiry edges.
-    clock: Option<authgate::Clock>,
+    pub(crate) clock: Option<authgate::Clock>,
+    /// The upstream's settings but its URL.
+    pub(crate) upstream: fn(UpstreamConfig) -> UpstreamConfig,
+    /// The server's limits.
+    pub(crate) limits: fn(&mut authgate::server::Limits),
 }
 
 impl Default for ProxyOptions {
@@ -196,6 +200,8 @@ impl Default for ProxyOptions {
             public: Vec::new(),
             wait_for_keys: true,
             clock: None,
+            upstream: |upstream| upstream,
+            limits: |_| {},
         }
     }
 }
@@ -216,9 +222,14 @@ fn server_config(issuer_url: &str) -> ServerConfig {
     config
 }
 
-async fn spawn_proxy(issuer_url: &str, upstream: &str, options: ProxyOptions) -> TestProxy {
+pub(crate) async fn spawn_proxy(
+    issuer_url: &str,
+    upstream: &str,
+    options: ProxyOptions,
+) -> TestProxy {
     let mut config = server_config(issuer_url);
     config.policy = ScopePolicy::new(options.rules);
+    (options.limits)(&mut config.limits);
     config.metrics_listen = Some("127.0.0.1:0".parse().unwrap());
     let mut app = Application::builder(config.clone());
     if let Some(clock) = options.clock {
@@ -229,7 +240,7 @@ async fn spawn_proxy(issuer_url: &str, upstream: &str, options: ProxyOptions) ->
         .public
         .iter()
         .fold(app, |app, path| app.public_path(*path));
-    let proxy = Proxy::new(UpstreamConfig::new(upstream).unwrap()).unwrap();
+    let proxy = Proxy::new((options.upstream)(UpstreamConfig::new(upstream).unwrap())).unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let app = proxy.install(app).await.with_listener(listener).unwrap();
     let (addr, metrics) = (app.local_addr(), app.metrics_addr().unwrap());
@@ -309,7 +320,7 @@ impl TestProxy {
     }
 }
 
-fn token(issuer: &DevIssuer, scopes: &[&str]) -> String {
+pub(crate) fn token(issuer: &DevIssuer, scopes: &[&str]) -> String {
     issuer.mint(&issuer.claims("user|1", scopes))
 }
 

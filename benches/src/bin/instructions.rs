@@ -70,7 +70,7 @@ fn main() {
 
     // The server's request path as tower layers, with and without the gRPC
     // metrics layer in front: the difference is what metrics cost a call.
-    let inner = tower::service_fn(|_: http::Request<()>| async {
+    let inner = tower::service_fn(|_: http::Request<tonic::body::Body>| async {
         Ok::<_, std::convert::Infallible>(http::Response::new(()))
     });
     let mut layered = tower_layer::Layer::layer(&gate.layer(), inner);
@@ -86,7 +86,7 @@ fn main() {
             .method("POST")
             .uri(METHOD)
             .header("authorization", value.as_str())
-            .body(())
+            .body(tonic::body::Body::empty())
             .unwrap()
     };
     let mut cx = Context::from_waker(Waker::noop());

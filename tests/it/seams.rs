@@ -1,0 +1,443 @@
+//! The proxy's seams that the third outside review found (issue 27), each
+//! a test that fails without its fix, against an upstream that reports
+//! what reached it: every header and trailer, and how each request body
+//! ended (completely, or cut off). The upstream speaks HTTP/1.1 and h2c on
+//! one port, like uvicorn behind a proxy, or a Go or Java gRPC server.
+
+use std::{
+    convert::Infallible,
+    net::SocketAddr,
+    pin::Pin,
+    task::{Context, Poll},
+    time::Duration,
+};
+
+use authgate::{
+    issuer::DevIssuer,
+    proxy::{UpstreamConfig, UpstreamProtocol},
+};
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Request, Response};
+use http_body::{Body, Frame};
+use hyper::body::Incoming;
+use hyper_util::{
+    rt::{TokioExecutor, TokioIo},
+    server::conn::auto,
+};
+use tokio::{
+    net::{TcpListener, TcpStream},
+    sync::mpsc,
+    task::JoinHandle,
+};
+
+use crate::common::{patience, spawn_app, spawn_issuer};
+use crate::proxy::{ProxyOptions, TestProxy, spawn_proxy, token};
+
+/// What the upstream saw of one request, once its body ended.
+#[derive(Debug)]
+pub(crate) struct Seen {
+    pub(crate) path: String,
+    pub(crate) headers: HeaderMap,
+    pub(crate) trailers: Option<HeaderMap>,
+    /// How the request body ended: `Ok` at its end, `Err` cut off.
+    pub(crate) body: Result<(), String>,
+}
+
+/// An upstream on 127.0.0.1 speaking HTTP/1.1 and h2c. `/events` answers
+/// at once with an endless stream of events (reading the request body on
+/// the side); every other path reads the whole request body, then answers
+/// `ok` (gRPC requests: status OK, trailers-only).
+pub(crate) struct Reporter {
+    pub(crate) addr: SocketAddr,
+    seen: mpsc::UnboundedReceiver<Seen>,
+    task: JoinHandle<()>,
+}
+
+impl Drop for Reporter {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Reporter {
+    pub(crate) async fn spawn() -> Reporter {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, seen) = mpsc::unbounded_channel();
+        let task = tokio::spawn(async move {
+            let mut connections = tokio::task::JoinSet::new();
+            while let Ok((stream, _)) = listener.accept().await {
+                let tx = tx.clone();
+                connections.spawn(async move {
+                    let service = hyper::service::service_fn(move |r| answer(r, tx.clone()));
+                    let _ = auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Reporter { addr, seen, task }
+    }
+
+    pub(crate) fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The next request that reached it (but for the proxy's own
+    /// reflection calls at start-up), within the patience.
+    pub(crate) async fn next(&mut self) -> Seen {
+        loop {
+            let seen = tokio::time::timeout(patience(), self.seen.recv())
+                .await
+                .expect("a request reaches the upstream within the patience")
+                .expect("the upstream runs");
+            if !seen.path.starts_with("/grpc.reflection.") {
+                return seen;
+            }
+        }
+    }
+}
+
+async fn answer(
+    request: Request<Incoming>,
+    tx: mpsc::UnboundedSender<Seen>,
+) -> Result<Response<Answer>, Infallible> {
+    let (parts, body) = request.into_parts();
+    let grpc = parts
+        .headers
+        .get("content-type")
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
+    let path = parts.uri.path().to_owned();
+    let events = path == "/events";
+    let report = move |(trailers, body)| {
+        let _ = tx.send(Seen {
+            path,
+            headers: parts.headers,
+            trailers,
+            body,
+        });
+    };
+    let mut response = if events {
+        tokio::spawn(async move { report(read(body).await) });
+        let interval = tokio::time::interval(Duration::from_millis(20));
+        Response::new(Answer::Events(interval))
+    } else {
+        report(read(body).await);
+        Response::new(Answer::Once(if grpc {
+            None
+        } else {
+            Some(Bytes::from_static(b"ok"))
+        }))
+    };
+    if grpc {
+        let headers = response.headers_mut();
+        headers.insert("content-type", HeaderValue::from_static("application/grpc"));
+        if matches!(response.body(), Answer::Once(_)) {
+            response
+                .headers_mut()
+                .insert("grpc-status", HeaderValue::from_static("0"));
+        }
+    }
+    Ok(response)
+}
+
+/// Reads a request body to its end: its trailers, and whether it ended or
+/// was cut off.
+async fn read(mut body: Incoming) -> (Option<HeaderMap>, Result<(), String>) {
+    let mut trailers = None;
+    loop {
+        match std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await {
+            None => return (trailers, Ok(())),
+            Some(Ok(frame)) => {
+                if let Ok(t) = frame.into_trailers() {
+                    trailers = Some(t);
+                }
+            }
+            Some(Err(error)) => return (trailers, Err(error.to_string())),
+        }
+    }
+}
+
+/// The upstream's answers: one body, or an event every tick forever.
+enum Answer {
+    Once(Option<Bytes>),
+    Events(tokio::time::Interval),
+}
+
+impl Body for Answer {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        match self.get_mut() {
+            Answer::Once(body) => Poll::Ready(body.take().map(|b| Ok(Frame::data(b)))),
+            Answer::Events(interval) => interval
+                .poll_tick(cx)
+                .map(|_| Some(Ok(Frame::data(Bytes::from_static(b"data: tick\n\n"))))),
+        }
+    }
+}
+
+/// An HTTP/2 connection (prior knowledge) to `addr`.
+async fn h2(addr: SocketAddr) -> h2::client::SendRequest<Bytes> {
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let (client, connection) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    client.ready().await.unwrap()
+}
+
+fn bearer(token: &str) -> String {
+    format!("Bearer {token}")
+}
+
+/// A token the gate lets in for one more second of the runtime's clock:
+/// the proxy's clock (`options.clock`) stands at its `iat`.
+fn expiring_token(issuer: &DevIssuer, clock: authgate::Clock) -> String {
+    let mut claims = issuer.claims("streamer", &[]);
+    claims["iat"] = clock().into();
+    claims["exp"] = (clock() + 1).into();
+    issuer.mint(&claims)
+}
+
+fn over(protocol: UpstreamProtocol) -> fn(UpstreamConfig) -> UpstreamConfig {
+    match protocol {
+        UpstreamProtocol::H2 => |upstream| upstream,
+        UpstreamProtocol::Http1 => |upstream| upstream.protocol(UpstreamProtocol::Http1),
+    }
+}
+
+async fn proxy_to(issuer: &DevIssuer, upstream: &Reporter, options: ProxyOptions) -> TestProxy {
+    spawn_proxy(issuer.url(), &upstream.url(), options).await
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder().build().unwrap()
+}
+
+// --- 1. Health and reflection are public to gRPC only ----------------------
+
+#[tokio::test]
+async fn health_and_reflection_paths_open_no_plain_http_route() {
+    let issuer = spawn_issuer().await;
+    let mut upstream = Reporter::spawn().await;
+    let options = ProxyOptions {
+        upstream: over(UpstreamProtocol::Http1),
+        ..ProxyOptions::default()
+    };
+    let proxy = proxy_to(&issuer, &upstream, options).await;
+    for path in [
+        "/grpc.health.v1.Health/orders",
+        "/grpc.reflection.v1.ServerReflection/orders",
+        "/grpc.reflection.v1alpha.ServerReflection/orders",
+    ] {
+        let answer = client()
+            .get(format!("http://{}{path}", proxy.addr))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 401, "{path}");
+    }
+    // What reaches the upstream next is the call with a token: none of the
+    // refused ones did.
+    let answer = client()
+        .get(format!("http://{}/acme/orders", proxy.addr))
+        .header("authorization", bearer(&token(&issuer, &[])))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    assert_eq!(upstream.next().await.path, "/acme/orders");
+
+    // `serve` refuses them too (it has no plain HTTP route there).
+    let app = spawn_app().await;
+    let answer = client()
+        .get(format!("http://{}/grpc.health.v1.Health/Check", app.addr))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 401);
+}
+
+// --- 3. Streams end with their token, both ways ----------------------------
+
+/// Reads `answer` until it breaks off or ends; how many chunks came, and
+/// whether it broke off (rather than ending as if complete).
+async fn read_until_cut(answer: &mut reqwest::Response) -> (usize, bool) {
+    let mut chunks = 0;
+    let read = async {
+        loop {
+            match answer.chunk().await {
+                Ok(Some(_)) => chunks += 1,
+                Ok(None) => return false,
+                Err(_) => return true,
+            }
+        }
+    };
+    let cut = tokio::time::timeout(patience(), read)
+        .await
+        .expect("the stream ends within the patience");
+    (chunks, cut)
+}
+
+#[tokio::test]
+async fn a_plain_http_response_stream_ends_when_its_token_expires() {
+    for protocol in [UpstreamProtocol::H2, UpstreamProtocol::Http1] {
+        let (_, clock) = crate::common::manual_clock!(crate::common::now());
+        let issuer = spawn_issuer().await;
+        let upstream = Reporter::spawn().await;
+        let options = ProxyOptions {
+            clock: Some(clock),
+            upstream: over(protocol),
+            ..ProxyOptions::default()
+        };
+        let proxy = proxy_to(&issuer, &upstream, options).await;
+        let mut answer = client()
+            .get(format!("http://{}/events", proxy.addr))
+            .header("authorization", bearer(&expiring_token(&issuer, clock)))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 200);
+        let (chunks, cut) = read_until_cut(&mut answer).await;
+        assert!(
+            chunks > 1,
+            "{protocol:?}: events before the expiry: {chunks}"
+        );
+        assert!(cut, "{protocol:?}: broken off, not ended as if complete");
+    }
+}
+
+/// Sends `path` over HTTP/2 with a token good for one second and a body
+/// that never ends (a chunk every 20 ms, until the stream is gone).
+async fn endless_upload(
+    proxy: &TestProxy,
+    path: &str,
+    grpc: bool,
+    token: &str,
+) -> h2::client::ResponseFuture {
+    let mut client = h2(proxy.addr).await;
+    let mut request = Request::post(format!("http://{}{path}", proxy.addr))
+        .header("authorization", bearer(token));
+    if grpc {
+        request = request
+            .header("content-type", "application/grpc")
+            .header("te", "trailers");
+    }
+    let (answer, mut send) = client
+        .send_request(request.body(()).unwrap(), false)
+        .unwrap();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(20));
+        loop {
+            tick.tick().await;
+            if send
+                .send_data(Bytes::from_static(&[0, 0, 0, 0, 1, 7]), false)
+                .is_err()
+            {
+                break;
+            }
+        }
+    });
+    answer
+}
+
+#[tokio::test]
+async fn a_client_stream_stops_reaching_the_upstream_when_its_token_expires() {
+    for (protocol, grpc) in [
+        (UpstreamProtocol::H2, true),
+        (UpstreamProtocol::H2, false),
+        (UpstreamProtocol::Http1, false),
+    ] {
+        let (_, clock) = crate::common::manual_clock!(crate::common::now());
+        let issuer = spawn_issuer().await;
+        let mut upstream = Reporter::spawn().await;
+        let options = ProxyOptions {
+            clock: Some(clock),
+            upstream: over(protocol),
+            ..ProxyOptions::default()
+        };
+        let proxy = proxy_to(&issuer, &upstream, options).await;
+        let token = expiring_token(&issuer, clock);
+        let answer = endless_upload(&proxy, "/upload", grpc, &token).await;
+        let seen = upstream.next().await;
+        assert!(
+            seen.body.is_err(),
+            "{protocol:?} grpc={grpc}: cut off upstream"
+        );
+        let answer = tokio::time::timeout(patience(), answer)
+            .await
+            .expect("an answer within the patience")
+            .unwrap();
+        if grpc {
+            assert_eq!(answer.headers()["grpc-status"], "16", "UNAUTHENTICATED");
+        } else {
+            assert_eq!(answer.status(), 401, "{protocol:?}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_bidi_stream_is_cut_both_ways_when_its_token_expires() {
+    for grpc in [true, false] {
+        let (_, clock) = crate::common::manual_clock!(crate::common::now());
+        let issuer = spawn_issuer().await;
+        let mut upstream = Reporter::spawn().await;
+        let options = ProxyOptions {
+            clock: Some(clock),
+            ..ProxyOptions::default()
+        };
+        let proxy = proxy_to(&issuer, &upstream, options).await;
+        let token = expiring_token(&issuer, clock);
+        let answer = endless_upload(&proxy, "/events", grpc, &token).await;
+        let answer = tokio::time::timeout(patience(), answer)
+            .await
+            .expect("an answer within the patience")
+            .unwrap();
+        assert_eq!(answer.status(), 200);
+        let mut body = answer.into_body();
+        let ended = tokio::time::timeout(patience(), async {
+            while let Some(Ok(_)) = body.data().await {}
+            body.trailers().await
+        })
+        .await
+        .expect("the answer ends within the patience");
+        if grpc {
+            let trailers = ended.unwrap().expect("the answer ends with trailers");
+            assert_eq!(trailers["grpc-status"], "16", "UNAUTHENTICATED");
+        } else {
+            assert!(ended.is_err(), "plain HTTP: the stream is reset");
+        }
+        let seen = upstream.next().await;
+        assert_eq!(seen.path, "/events");
+        assert!(
+            seen.body.is_err(),
+            "grpc={grpc}: the request side is cut too"
+        );
+    }
+}
+
+#[tokio::test]
+async fn public_plain_http_streams_end_at_their_maximum_age() {
+    let issuer = spawn_issuer().await;
+    let upstream = Reporter::spawn().await;
+    let options = ProxyOptions {
+        public: vec!["/events"],
+        limits: |limits| limits.public_stream_max_age = Duration::from_secs(1),
+        ..ProxyOptions::default()
+    };
+    let proxy = proxy_to(&issuer, &upstream, options).await;
+    let mut answer = client()
+        .get(format!("http://{}/events", proxy.addr))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    let (chunks, cut) = read_until_cut(&mut answer).await;
+    assert!(chunks > 1, "events before the maximum age: {chunks}");
+    assert!(cut, "broken off, not ended as if complete");
+}
