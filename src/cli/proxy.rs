@@ -2,7 +2,7 @@
 //! gate lets in.
 
 use super::*;
-use crate::proxy::{Proxy, UpstreamConfig, UpstreamProtocol};
+use crate::proxy::{Cidr, Proxy, UpstreamConfig, UpstreamProtocol};
 
 /// `authgate proxy`.
 #[derive(Debug, Args)]
@@ -34,6 +34,16 @@ pub struct ProxyArgs {
     /// Keep the caller's Authorization for the upstream (removed by default).
     #[arg(long)]
     pub forward_authorization: bool,
+    /// Keep the X-Forwarded-For of a peer in this range (a balancer in
+    /// front; 10.0.0.0/8, fd00::/8) and append the peer to it; every other
+    /// caller's X-Forwarded-*, Forwarded and X-Real-IP are replaced by what
+    /// the proxy saw. Repeat for more.
+    #[arg(long, value_name = "CIDR")]
+    pub trust_forwarded: Vec<Cidr>,
+    /// Send the caller's Host upstream instead of the upstream's own
+    /// (HTTP/1.1 upstreams; X-Forwarded-Host carries it either way).
+    #[arg(long)]
+    pub preserve_host: bool,
     /// Every `serve` setting: the gate, the keys, listening, TLS, limits,
     /// metrics, draining and the config file.
     #[command(flatten)]
@@ -74,6 +84,8 @@ impl ProxyArgs {
             upstream.ca_pem = Some(pem);
         }
         upstream.forward_authorization = self.forward_authorization;
+        upstream.trust_forwarded = self.trust_forwarded.clone();
+        upstream.preserve_host = self.preserve_host;
         Ok(upstream)
     }
 }
@@ -114,6 +126,10 @@ pub(super) async fn proxy(args: ProxyArgs) -> Result<(), StartupError> {
             "# forward-authorization = {}\n",
             upstream.forward_authorization
         ));
+        for range in &upstream.trust_forwarded {
+            more.push_str(&format!("# trust-forwarded = \"{range}\"\n"));
+        }
+        more.push_str(&format!("# preserve-host = {}\n", upstream.preserve_host));
         serve::print_check("proxy", &args.serve, &settings, &warnings, &more)?;
         return Ok(());
     }

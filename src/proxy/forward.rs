@@ -13,7 +13,7 @@ use std::{
     time::Duration,
 };
 
-use http::{HeaderMap, StatusCode, header};
+use http::{HeaderMap, HeaderValue, StatusCode, header};
 use hyper_util::{
     client::legacy::{Client as HttpClient, connect::HttpConnector},
     rt::TokioExecutor,
@@ -24,7 +24,13 @@ use tonic::{
     transport::{Certificate, Channel, ClientTlsConfig, Endpoint},
 };
 
-use super::{UpstreamConfig, UpstreamProtocol, identity::set_identity, path::ambiguity};
+use super::{
+    UpstreamConfig, UpstreamProtocol,
+    forwarded::{arrival, caller_host, set_forwarded},
+    identity::set_identity,
+    path::ambiguity,
+    trailers::{FilteredTrailers, Trailers},
+};
 use crate::{
     Principal, StartupError,
     error::error_chain,
@@ -82,6 +88,13 @@ impl Forward {
     /// within a Tokio runtime.
     pub fn new(upstream: UpstreamConfig) -> Result<Forward, StartupError> {
         let client = match upstream.protocol {
+            UpstreamProtocol::H2 if upstream.preserve_host => {
+                return Err(StartupError::Config(format!(
+                    "upstream {}: keeping the caller's host is supported for HTTP/1.1 \
+                     upstreams only (an HTTP/2 upstream is sent its own :authority)",
+                    upstream.display()
+                )));
+            }
             UpstreamProtocol::H2 => Client::H2(channel(&upstream)?),
             UpstreamProtocol::Http1 => {
                 if upstream.is_tls() {
@@ -172,14 +185,32 @@ impl tower_service::Service<http::Request<Body>> for Forward {
             return Box::pin(std::future::ready(Ok(ambiguous_path(grpc, why))));
         }
         let principal = request.extensions().get::<Principal>().cloned();
+        let arrival = arrival(&request);
+        let host = caller_host(&request);
+        let upstream = &self.shared.upstream;
         let headers = request.headers_mut();
         strip_hop_by_hop(headers);
-        // The upstream's authority is the client's to set.
+        // The upstream's authority is the client's to set, unless the
+        // caller's is kept.
         headers.remove(header::HOST);
-        if !self.shared.upstream.forward_authorization {
+        if upstream.preserve_host
+            && let Some(host) = &host
+        {
+            headers.insert(header::HOST, host.clone());
+        }
+        set_forwarded(headers, arrival, host, &upstream.trust_forwarded);
+        if !upstream.forward_authorization {
             headers.remove(header::AUTHORIZATION);
         }
         set_identity(headers, principal.as_ref());
+        let trailers = if grpc {
+            Trailers::Filter {
+                keep_authorization: upstream.forward_authorization,
+            }
+        } else {
+            Trailers::Drop
+        };
+        let mut request = request.map(|body| Body::new(FilteredTrailers::new(body, trailers)));
         let shared = self.shared.clone();
         match &self.client {
             Client::H2(channel) => {
@@ -225,6 +256,7 @@ impl tower_service::Service<http::Request<Body>> for Forward {
                     }
                 }
                 *request.version_mut() = http::Version::HTTP_11;
+                join_cookies(request.headers_mut());
                 let client = (**client).clone();
                 Box::pin(async move {
                     Ok(match client.request(request).await {
@@ -274,6 +306,24 @@ fn ambiguous_path(grpc: bool, why: &str) -> http::Response<Body> {
     detail_response(StatusCode::BAD_REQUEST, &message)
 }
 
+/// Joins several `cookie` headers (HTTP/2 may split them, one per cookie)
+/// into one, as RFC 9113 section 8.2.3 says to before HTTP/1.1: many
+/// HTTP/1.1 servers read only the first.
+fn join_cookies(headers: &mut HeaderMap) {
+    let mut cookies = headers.get_all(header::COOKIE).iter();
+    if cookies.next().is_none() || cookies.next().is_none() {
+        return;
+    }
+    let joined: Vec<&[u8]> = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .map(|v| v.as_bytes())
+        .collect();
+    if let Ok(value) = HeaderValue::from_bytes(&joined.join(&b"; "[..])) {
+        headers.insert(header::COOKIE, value);
+    }
+}
+
 /// Removes the hop-by-hop headers, and those `Connection` names.
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
     let named: Vec<String> = headers
@@ -303,7 +353,6 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http::HeaderValue;
 
     #[test]
     fn hop_by_hop_headers_go_and_te_trailers_stays() {
@@ -324,5 +373,18 @@ mod tests {
         headers.insert("te", HeaderValue::from_static("gzip"));
         strip_hop_by_hop(&mut headers);
         assert!(!headers.contains_key("te"));
+    }
+
+    #[test]
+    fn cookies_split_by_http2_are_one_header_for_http1() {
+        let mut headers = HeaderMap::new();
+        headers.append("cookie", HeaderValue::from_static("a=1"));
+        join_cookies(&mut headers);
+        assert_eq!(headers["cookie"], "a=1");
+        headers.append("cookie", HeaderValue::from_static("b=2"));
+        headers.append("cookie", HeaderValue::from_static("c=3"));
+        join_cookies(&mut headers);
+        assert_eq!(headers.get_all("cookie").iter().count(), 1);
+        assert_eq!(headers["cookie"], "a=1; b=2; c=3");
     }
 }

@@ -25,27 +25,34 @@ const PREFIX: &[u8] = b"x-authgate-";
 pub const IDENTITY_HEADERS: [&str; 4] =
     [SUBJECT_HEADER, ISSUER_HEADER, SCOPES_HEADER, CLAIMS_HEADER];
 
-/// Removes every identity header the caller sent, then, for a caller the
-/// gate authenticated, sets them from `principal`. Public paths have none.
-pub(crate) fn set_identity(headers: &mut HeaderMap, principal: Option<&Principal>) {
-    // Any name that is, or could be read as, one of ours: `x-authgate-*`,
-    // with `_` for `-` too (CGI-style servers read `x_authgate_subject` as
-    // `HTTP_X_AUTHGATE_SUBJECT`, the same as the real header).
+/// Whether `name` is, or could be read as, one of ours: `x-authgate-*`,
+/// with `_` for `-` too (CGI-style servers read `x_authgate_subject` as
+/// `HTTP_X_AUTHGATE_SUBJECT`, the same as the real header).
+pub(crate) fn is_identity_header(name: &HeaderName) -> bool {
+    let name = name.as_str().as_bytes();
+    name.len() >= PREFIX.len()
+        && name[..PREFIX.len()]
+            .iter()
+            .zip(PREFIX)
+            .all(|(&b, &p)| b == p || (p == b'-' && b == b'_'))
+}
+
+/// Removes every header (or trailer) named as one of ours.
+pub(crate) fn remove_identity(headers: &mut HeaderMap) {
     let forged: Vec<HeaderName> = headers
         .keys()
-        .filter(|name| {
-            let name = name.as_str().as_bytes();
-            name.len() >= PREFIX.len()
-                && name[..PREFIX.len()]
-                    .iter()
-                    .zip(PREFIX)
-                    .all(|(&b, &p)| b == p || (p == b'-' && b == b'_'))
-        })
+        .filter(|name| is_identity_header(name))
         .cloned()
         .collect();
     for name in forged {
         headers.remove(name);
     }
+}
+
+/// Removes every identity header the caller sent, then, for a caller the
+/// gate authenticated, sets them from `principal`. Public paths have none.
+pub(crate) fn set_identity(headers: &mut HeaderMap, principal: Option<&Principal>) {
+    remove_identity(headers);
     let Some(principal) = principal else {
         return;
     };

@@ -27,11 +27,14 @@ use crate::{StartupError, server::ApplicationBuilder};
 
 mod describe;
 mod forward;
+mod forwarded;
 mod identity;
 mod path;
+mod trailers;
 mod upstream;
 
 pub use forward::{Forward, HOP_BY_HOP};
+pub use forwarded::{Cidr, FORWARDED_HEADERS};
 pub use identity::{CLAIMS_HEADER, IDENTITY_HEADERS, ISSUER_HEADER, SCOPES_HEADER, SUBJECT_HEADER};
 pub use upstream::{DEFAULT_CONNECT_TIMEOUT, UpstreamConfig, UpstreamProtocol};
 

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use super::Cidr;
 use crate::StartupError;
 
 /// The protocol the upstream speaks.
@@ -32,6 +33,12 @@ pub struct UpstreamConfig {
     pub forward_authorization: bool,
     /// How long connecting (TCP, and TLS) may take.
     pub connect_timeout: Duration,
+    /// Peers whose `X-Forwarded-For` is kept and appended to (a balancer in
+    /// front); every other caller's is replaced.
+    pub trust_forwarded: Vec<Cidr>,
+    /// Send the caller's `Host` upstream instead of the upstream's own
+    /// (HTTP/1.1 upstreams).
+    pub preserve_host: bool,
 }
 
 /// How long connecting to the upstream may take by default: an upstream
@@ -71,6 +78,8 @@ impl UpstreamConfig {
             ca_pem: None,
             forward_authorization: false,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            trust_forwarded: Vec::new(),
+            preserve_host: false,
         })
     }
 

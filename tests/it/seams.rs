@@ -263,6 +263,72 @@ async fn health_and_reflection_paths_open_no_plain_http_route() {
     assert_eq!(answer.status(), 401);
 }
 
+// --- 2. Request trailers -----------------------------------------------------
+
+/// Trailers a caller forges: its own identity, a token, and one to keep.
+fn forged_trailers() -> HeaderMap {
+    let mut trailers = HeaderMap::new();
+    for (name, value) in [
+        ("x-authgate-subject", "admin-forged"),
+        ("x-authgate-scopes", "admin"),
+        ("x_authgate_claims", "e30"),
+        ("authorization", "Bearer forged"),
+        ("x-keep", "kept"),
+    ] {
+        trailers.insert(name, HeaderValue::from_static(value));
+    }
+    trailers
+}
+
+/// Sends `path` with a body and the forged trailers over HTTP/2; waits for
+/// the answer's head.
+async fn send_with_trailers(proxy: &TestProxy, path: &str, grpc: bool, token: Option<&str>) {
+    let mut client = h2(proxy.addr).await;
+    let mut request = Request::post(format!("http://{}{path}", proxy.addr));
+    if grpc {
+        request = request
+            .header("content-type", "application/grpc")
+            .header("te", "trailers");
+    }
+    if let Some(token) = token {
+        request = request.header("authorization", bearer(token));
+    }
+    let (answer, mut send) = client
+        .send_request(request.body(()).unwrap(), false)
+        .unwrap();
+    send.send_data(Bytes::from_static(&[0, 0, 0, 0, 0]), false)
+        .unwrap();
+    send.send_trailers(forged_trailers()).unwrap();
+    let answer = tokio::time::timeout(patience(), answer)
+        .await
+        .expect("an answer within the patience")
+        .unwrap();
+    assert_eq!(answer.status(), 200, "{path}");
+}
+
+#[tokio::test]
+async fn request_trailers_reach_a_grpc_upstream_filtered_and_plain_http_drops_them() {
+    let issuer = spawn_issuer().await;
+    let mut upstream = Reporter::spawn().await;
+    let options = ProxyOptions {
+        public: vec!["/open/*"],
+        ..ProxyOptions::default()
+    };
+    let proxy = proxy_to(&issuer, &upstream, options).await;
+    let token = token(&issuer, &[]);
+    for (path, token) in [("/pkg.Svc/Method", Some(&*token)), ("/open/x", None)] {
+        send_with_trailers(&proxy, path, true, token).await;
+        let seen = upstream.next().await;
+        let trailers = seen.trailers.expect("gRPC request trailers are forwarded");
+        let names: Vec<&str> = trailers.keys().map(|n| n.as_str()).collect();
+        assert_eq!(names, ["x-keep"], "{path}: only what the caller may say");
+    }
+    send_with_trailers(&proxy, "/items", false, Some(&token)).await;
+    let seen = upstream.next().await;
+    assert_eq!(seen.path, "/items");
+    assert!(seen.trailers.is_none(), "plain HTTP: {:?}", seen.trailers);
+}
+
 // --- 3. Streams end with their token, both ways ----------------------------
 
 /// Reads `answer` until it breaks off or ends; how many chunks came, and
@@ -440,4 +506,90 @@ async fn public_plain_http_streams_end_at_their_maximum_age() {
     let (chunks, cut) = read_until_cut(&mut answer).await;
     assert!(chunks > 1, "events before the maximum age: {chunks}");
     assert!(cut, "broken off, not ended as if complete");
+}
+
+// --- 4. Where a call came from ----------------------------------------------
+
+/// A call through `proxy` to `/orders` with the caller's own word on where
+/// it came from, over HTTP/1.1 as `app.example`; what the upstream saw.
+async fn forged_origin(proxy: &TestProxy, upstream: &mut Reporter, token: &str) -> HeaderMap {
+    let answer = client()
+        .get(format!("http://{}/orders", proxy.addr))
+        .header("host", "app.example")
+        .header("authorization", bearer(token))
+        .header("x-forwarded-for", "10.1.2.3")
+        .header("x-forwarded-proto", "https")
+        .header("x-forwarded-host", "evil.example")
+        .header("forwarded", "for=10.9.9.9;proto=https")
+        .header("x-real-ip", "10.9.9.9")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    upstream.next().await.headers
+}
+
+#[tokio::test]
+async fn the_upstream_hears_where_a_call_came_from_not_what_the_caller_forged() {
+    let issuer = spawn_issuer().await;
+    let token = token(&issuer, &[]);
+    let mut upstream = Reporter::spawn().await;
+    let options = ProxyOptions {
+        upstream: over(UpstreamProtocol::Http1),
+        ..ProxyOptions::default()
+    };
+    let proxy = proxy_to(&issuer, &upstream, options).await;
+    let seen = forged_origin(&proxy, &mut upstream, &token).await;
+    assert_eq!(seen["x-forwarded-for"], "127.0.0.1");
+    assert_eq!(seen["x-forwarded-proto"], "http");
+    assert_eq!(seen["x-forwarded-host"], "app.example");
+    assert_eq!(seen["host"], upstream.addr.to_string());
+    assert!(!seen.contains_key("forwarded"), "{seen:?}");
+    assert!(!seen.contains_key("x-real-ip"), "{seen:?}");
+
+    // A balancer in front keeps its chain; the caller's host is kept when
+    // asked for.
+    let options = ProxyOptions {
+        upstream: |upstream| {
+            let mut upstream = upstream.protocol(UpstreamProtocol::Http1);
+            upstream.trust_forwarded = vec!["127.0.0.0/8".parse().unwrap()];
+            upstream.preserve_host = true;
+            upstream
+        },
+        ..ProxyOptions::default()
+    };
+    let trusting = proxy_to(&issuer, &upstream, options).await;
+    let seen = forged_origin(&trusting, &mut upstream, &token).await;
+    assert_eq!(seen["x-forwarded-for"], "10.1.2.3, 127.0.0.1");
+    assert_eq!(seen["x-forwarded-proto"], "http");
+    assert_eq!(seen["host"], "app.example");
+
+    // Over HTTP/2 to an HTTP/2 upstream: the :authority is the host, and
+    // cookies split by HTTP/2 reach an HTTP/1.1 upstream as one header.
+    let mut h2_upstream = Reporter::spawn().await;
+    let h2_proxy = proxy_to(&issuer, &h2_upstream, ProxyOptions::default()).await;
+    let mut client = h2(h2_proxy.addr).await;
+    let request = Request::get("http://app.example:8080/orders")
+        .header("authorization", bearer(&token))
+        .header("x-forwarded-for", "10.1.2.3")
+        .body(())
+        .unwrap();
+    let (answer, _) = client.send_request(request, true).unwrap();
+    assert_eq!(answer.await.unwrap().status(), 200);
+    let seen = h2_upstream.next().await.headers;
+    assert_eq!(seen["x-forwarded-for"], "127.0.0.1");
+    assert_eq!(seen["x-forwarded-host"], "app.example:8080");
+
+    let mut client = h2(proxy.addr).await;
+    let request = Request::get(format!("http://{}/orders", proxy.addr))
+        .header("authorization", bearer(&token))
+        .header("cookie", "a=1")
+        .header("cookie", "b=2")
+        .body(())
+        .unwrap();
+    let (answer, _) = client.send_request(request, true).unwrap();
+    assert_eq!(answer.await.unwrap().status(), 200);
+    let seen = upstream.next().await.headers;
+    let cookies: Vec<_> = seen.get_all("cookie").iter().collect();
+    assert_eq!(cookies, ["a=1; b=2"]);
 }
