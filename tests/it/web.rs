@@ -585,6 +585,63 @@ async fn a_bad_token_gets_invalid_token_and_is_never_echoed() {
 }
 
 #[tokio::test]
+async fn grpc_grpc_web_and_plain_http_get_one_challenge_per_reason() {
+    let app = spawn_app().await;
+    let mut forged = app.token();
+    forged.truncate(forged.len() - 4);
+    forged.push_str("AAAA");
+    let cases = [
+        ("no token", None, r#"Bearer realm="authgate""#.to_owned()),
+        (
+            "a bad token",
+            Some(forged),
+            r#"Bearer realm="authgate", error="invalid_token", error_description="token signature is invalid""#.to_owned(),
+        ),
+        (
+            "an expired token",
+            Some(expired_token(&app)),
+            r#"Bearer realm="authgate", error="invalid_token", error_description="token has expired""#.to_owned(),
+        ),
+        (
+            "a missing scope",
+            Some(token_without_scope(&app)),
+            format!(r#"Bearer realm="authgate", error="insufficient_scope", scope="{SCOPE}""#),
+        ),
+    ];
+    for (reason, token, expected) in cases {
+        let authorization: Vec<String> = token.iter().map(|t| bearer(t)).collect();
+        let headers: Vec<(&str, &str)> = authorization
+            .iter()
+            .map(|value| ("authorization", value.as_str()))
+            .collect();
+        // gRPC over HTTP/2: the status's metadata.
+        let status = app.call_with(&authorization).await.unwrap_err();
+        let grpc = status
+            .metadata()
+            .get("www-authenticate")
+            .map(|v| v.to_str().unwrap().to_owned());
+        // gRPC-Web over HTTP/1.1: the trailers-only answer's headers.
+        let (web, _) = web_get_private(&app, false, &headers).await;
+        assert_ne!(web.header("grpc-status"), Some("0"), "{reason}");
+        // Plain HTTP: the RFC 6750 refusal.
+        let plain = get_root(&app, &headers).await;
+        assert!(matches!(plain.status, 401 | 403), "{reason}: {plain:?}");
+        assert_eq!(
+            plain.header("www-authenticate"),
+            Some(&*expected),
+            "{reason}"
+        );
+        assert_eq!(grpc.as_deref(), Some(&*expected), "{reason}: gRPC");
+        assert_eq!(
+            web.header("www-authenticate"),
+            Some(&*expected),
+            "{reason}: gRPC-Web"
+        );
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn unavailable_keys_get_503_with_retry_after() {
     let (_held, down) = held_address();
     let app = spawn_app_with(Options {
