@@ -778,6 +778,62 @@ async fn every_answer_to_an_allowed_origin_carries_cors_headers() {
     app.stop().await;
 }
 
+/// Whether a `Vary` header lists `Origin` (in any case, among others).
+fn varies_on_origin(reply: &Reply) -> bool {
+    reply
+        .headers
+        .iter()
+        .filter(|(name, _)| name == "vary")
+        .flat_map(|(_, value)| value.split(','))
+        .any(|name| name.trim().eq_ignore_ascii_case("origin"))
+}
+
+/// With CORS on: plain HTTP answered and refused, gRPC-Web answered and
+/// refused, and a request whose headers are too large, from `origin`.
+async fn answers_from(app: &TestApp, origin: Option<&str>) -> Vec<Reply> {
+    let token = bearer(&app.token());
+    let without: Vec<(&str, &str)> = origin.map(|o| ("origin", o)).into_iter().collect();
+    let mut with = without.clone();
+    with.push(("authorization", &token));
+    let refused = get_root(app, &without).await;
+    assert_eq!(refused.status, 401, "{refused:?}");
+    let answered = get_root(app, &with).await;
+    assert_eq!(answered.status, 200, "{answered:?}");
+    let (web_refused, _) = web_get_private(app, false, &without).await;
+    assert_eq!(web_refused.header("grpc-status"), Some("16"));
+    let (web_answered, body) = web_get_private(app, false, &with).await;
+    assert_eq!(web_status(&web_answered, &body), "0");
+    let big = "p".repeat(20 * 1024);
+    let mut oversized = with.clone();
+    oversized.push(("x-padding", &big));
+    let too_large = get_root(app, &oversized).await;
+    assert_eq!(too_large.status, 431);
+    vec![refused, answered, web_refused, web_answered, too_large]
+}
+
+#[tokio::test]
+async fn with_cors_on_every_answer_varies_on_origin() {
+    let app = cors_app(&[ORIGIN]).await;
+    for origin in [None, Some(OTHER_ORIGIN), Some(ORIGIN)] {
+        for reply in answers_from(&app, origin).await {
+            assert!(varies_on_origin(&reply), "origin {origin:?}: {reply:?}");
+        }
+    }
+    let preflight = http1(app.addr, "OPTIONS", "/", &preflight(ORIGIN), b"").await;
+    assert!(varies_on_origin(&preflight), "{preflight:?}");
+    app.stop().await;
+
+    // With CORS off an answer does not depend on the origin: a `Vary`
+    // would only split a shared cache's entries for nothing.
+    let off = spawn_app().await;
+    for origin in [None, Some(ORIGIN)] {
+        for reply in answers_from(&off, origin).await {
+            assert!(!varies_on_origin(&reply), "origin {origin:?}: {reply:?}");
+        }
+    }
+    off.stop().await;
+}
+
 #[tokio::test]
 async fn any_other_origin_gets_no_cors_headers() {
     let app = cors_app(&[ORIGIN]).await;
