@@ -1,8 +1,10 @@
 //! authgate's errors: why a call was refused, why a key set fetch failed, why
-//! start-up stopped; and the one mapping from a refusal to a `tonic::Status`.
+//! start-up stopped; and the one mapping from a refusal to a `tonic::Status`
+//! and to its RFC 6750 challenge.
 
 use std::sync::Arc;
 
+use http::{HeaderValue, header};
 use tonic::{Code, Status};
 
 /// Why a call was refused. Messages say why in a few words and never echo the
@@ -203,15 +205,70 @@ fn missing_scope(any_of: &[Arc<str>]) -> String {
     }
 }
 
+/// The realm, written once for [`REALM`] and the static bare challenge.
+macro_rules! realm {
+    () => {
+        "authgate"
+    };
+}
+
+/// The realm every `WWW-Authenticate` challenge names.
+pub(crate) const REALM: &str = realm!();
+
+/// The challenge to a request without a bearer token (RFC 6750 §3).
+const BARE_CHALLENGE: &str = concat!("Bearer realm=\"", realm!(), "\"");
+
+/// The RFC 6750 `WWW-Authenticate` challenge for a refusal: the one value
+/// that gRPC, gRPC-Web and plain HTTP callers all get for the same reason.
+/// `None` when the keys are unavailable: no credential would do better.
+pub(crate) fn challenge(error: &AuthError) -> Option<HeaderValue> {
+    let challenge = match (error.code(), error) {
+        (Code::Unauthenticated, AuthError::MissingAuthorization | AuthError::NotBearer) => {
+            return Some(HeaderValue::from_static(BARE_CHALLENGE));
+        }
+        (Code::Unauthenticated, _) => format!(
+            "Bearer realm=\"{REALM}\", error=\"invalid_token\", error_description=\"{}\"",
+            quotable(&error.to_string())
+        ),
+        (Code::PermissionDenied, AuthError::MissingScope(any_of)) => format!(
+            "Bearer realm=\"{REALM}\", error=\"insufficient_scope\", scope=\"{}\"",
+            quotable(any_of.first().map_or("", |s| &**s))
+        ),
+        (Code::PermissionDenied, _) => {
+            format!("Bearer realm=\"{REALM}\", error=\"insufficient_scope\"")
+        }
+        _ => return None,
+    };
+    // Quoted text is printable ASCII, so this cannot fail; were it to, the
+    // bare challenge still says how to authenticate.
+    Some(
+        HeaderValue::try_from(challenge)
+            .unwrap_or_else(|_| HeaderValue::from_static(BARE_CHALLENGE)),
+    )
+}
+
+/// `text` with only the characters RFC 6750 allows in `error_description`
+/// and `scope` (printable ASCII but `"` and `\`); others become `?`.
+fn quotable(text: &str) -> String {
+    text.chars()
+        .map(|c| match c {
+            ' '..='~' if c != '"' && c != '\\' => c,
+            _ => '?',
+        })
+        .collect()
+}
+
 impl From<&AuthError> for Status {
     fn from(error: &AuthError) -> Status {
         let mut status = Status::new(error.code(), error.to_string());
-        if error.code() == Code::Unauthenticated {
-            // RFC 6750 §3: tell HTTP-aware clients how to authenticate.
-            status.metadata_mut().insert(
-                "www-authenticate",
-                tonic::metadata::MetadataValue::from_static("Bearer"),
-            );
+        if let Some(challenge) = challenge(error) {
+            // RFC 6750 §3, as plain HTTP callers get it: gRPC metadata
+            // are HTTP/2 headers, and gRPC-Web's trailers-only refusals
+            // carry them as HTTP/1.1 headers a page can read.
+            status
+                .metadata_mut()
+                .as_mut()
+                .insert(header::WWW_AUTHENTICATE, challenge);
         }
         status
     }
@@ -406,5 +463,53 @@ mod tests {
             assert_eq!(error.reason(), *label);
             assert!(seen.insert(error.reason_index()), "{label} shares an index");
         }
+    }
+
+    #[test]
+    fn a_status_carries_the_challenge_plain_http_gets() {
+        let www = |error: &AuthError| {
+            Status::from(error)
+                .metadata()
+                .get("www-authenticate")
+                .map(|v| v.to_str().unwrap().to_owned())
+        };
+        let cases = [
+            (
+                AuthError::MissingAuthorization,
+                Some(r#"Bearer realm="authgate""#),
+            ),
+            (AuthError::NotBearer, Some(r#"Bearer realm="authgate""#)),
+            (
+                AuthError::Expired,
+                Some(
+                    r#"Bearer realm="authgate", error="invalid_token", error_description="token has expired""#,
+                ),
+            ),
+            (
+                AuthError::MissingScope(["a".into(), "b".into()].into()),
+                Some(r#"Bearer realm="authgate", error="insufficient_scope", scope="a""#),
+            ),
+            (
+                AuthError::MethodNotAllowed("i".into()),
+                Some(r#"Bearer realm="authgate", error="insufficient_scope""#),
+            ),
+            (AuthError::KeysNotLoaded("i".into()), None),
+        ];
+        for (error, expected) in cases {
+            let expected = expected.map(str::to_owned);
+            assert_eq!(www(&error), expected, "{error:?}");
+            let header = challenge(&error).map(|v| v.to_str().unwrap().to_owned());
+            assert_eq!(header, expected, "{error:?}");
+        }
+    }
+
+    #[test]
+    fn quoted_strings_stay_quoted() {
+        assert_eq!(quotable(r#"a "b" \c é"#), "a ?b? ?c ?");
+        let error = AuthError::MissingScope(["say \"hi\"".into()].into());
+        assert_eq!(
+            challenge(&error).unwrap(),
+            r#"Bearer realm="authgate", error="insufficient_scope", scope="say ?hi?""#
+        );
     }
 }

@@ -16,12 +16,13 @@ use tonic::{Code, body::Body};
 
 use crate::{
     AuthError, Gate, GateFuture, GateLayer,
+    error::challenge,
     gate::expiry::{Deadline, ExpiringBody},
     gate::layer::expiring_request,
 };
 
 /// The realm every `WWW-Authenticate` challenge names.
-pub const REALM: &str = "authgate";
+pub const REALM: &str = crate::error::REALM;
 
 /// What `Retry-After` says when the keys are unavailable: the refresher
 /// retries within seconds, so a client need not wait longer.
@@ -128,41 +129,16 @@ where
 /// status, challenge and `{"detail": "<the gRPC message>"}`. Messages never
 /// hold the token, so neither does this.
 pub fn refusal_response(error: &AuthError) -> Response<Body> {
-    let message = error.to_string();
-    let (status, challenge) = match (error.code(), error) {
-        (Code::Unauthenticated, AuthError::MissingAuthorization | AuthError::NotBearer) => (
-            StatusCode::UNAUTHORIZED,
-            Some(format!("Bearer realm=\"{REALM}\"")),
-        ),
-        (Code::Unauthenticated, _) => (
-            StatusCode::UNAUTHORIZED,
-            Some(format!(
-                "Bearer realm=\"{REALM}\", error=\"invalid_token\", error_description=\"{}\"",
-                quotable(&message)
-            )),
-        ),
-        (Code::PermissionDenied, AuthError::MissingScope(any_of)) => (
-            StatusCode::FORBIDDEN,
-            Some(format!(
-                "Bearer realm=\"{REALM}\", error=\"insufficient_scope\", scope=\"{}\"",
-                quotable(any_of.first().map_or("", |s| &**s))
-            )),
-        ),
-        (Code::PermissionDenied, _) => (
-            StatusCode::FORBIDDEN,
-            Some(format!(
-                "Bearer realm=\"{REALM}\", error=\"insufficient_scope\""
-            )),
-        ),
-        _ => (StatusCode::SERVICE_UNAVAILABLE, None),
+    let status = match error.code() {
+        Code::Unauthenticated => StatusCode::UNAUTHORIZED,
+        Code::PermissionDenied => StatusCode::FORBIDDEN,
+        _ => StatusCode::SERVICE_UNAVAILABLE,
     };
-    let mut response = detail_response(status, &message);
+    let mut response = detail_response(status, &error.to_string());
     let headers = response.headers_mut();
-    match challenge {
+    match challenge(error) {
         Some(challenge) => {
-            let value = HeaderValue::try_from(challenge)
-                .unwrap_or_else(|_| HeaderValue::from_static("Bearer realm=\"authgate\""));
-            headers.insert(header::WWW_AUTHENTICATE, value);
+            headers.insert(header::WWW_AUTHENTICATE, challenge);
         }
         None => {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
@@ -181,17 +157,6 @@ pub(crate) fn detail_response(status: StatusCode, message: &str) -> Response<Bod
 fn detail(message: &str) -> String {
     let quoted = serde_json::to_string(message).expect("a string serializes");
     format!("{{\"detail\": {quoted}}}")
-}
-
-/// `text` with only the characters RFC 6750 allows in `error_description`
-/// and `scope` (printable ASCII but `"` and `\`); others become `?`.
-fn quotable(text: &str) -> String {
-    text.chars()
-        .map(|c| match c {
-            ' '..='~' if c != '"' && c != '\\' => c,
-            _ => '?',
-        })
-        .collect()
 }
 
 fn json_response(status: StatusCode, body: &str) -> Response<Body> {
@@ -308,7 +273,6 @@ mod tests {
 
     #[test]
     fn quoted_strings_stay_quoted() {
-        assert_eq!(quotable(r#"a "b" \c é"#), "a ?b? ?c ?");
         assert_eq!(detail(r#"say "hi""#), r#"{"detail": "say \"hi\""}"#);
     }
 }

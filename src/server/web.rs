@@ -11,7 +11,7 @@ use std::{
     time::Duration,
 };
 
-use futures_util::future::Either;
+use futures_util::future::{Either, MapOk, TryFutureExt};
 use http::{HeaderName, HeaderValue, Method, Request, Response, StatusCode, Version, header};
 use tonic_web::{GrpcWebLayer, GrpcWebService};
 use tower_http::cors::{AllowOrigin, Cors, CorsLayer};
@@ -33,6 +33,12 @@ pub const CORS_ALLOW_HEADERS: [&str; 5] = [
 /// The response headers a page may read: a trailers-only refusal's status
 /// and message, and the plain HTTP challenge.
 pub const CORS_EXPOSE_HEADERS: [&str; 3] = ["grpc-status", "grpc-message", "www-authenticate"];
+
+/// What `Vary` says on the answers outside CORS while CORS is on: that
+/// another `Origin` could have had another answer (CORS headers, or a
+/// preflight answered), so a shared cache must not serve this one to it.
+/// tower-http's CORS layer writes its own on the answers it makes.
+const VARY_ORIGIN: HeaderValue = HeaderValue::from_static("origin");
 
 /// How long a browser may cache a preflight's answer.
 const PREFLIGHT_MAX_AGE: Duration = Duration::from_secs(600);
@@ -185,10 +191,26 @@ impl<S: Clone, H: Clone> Layer<S> for OnePortLayer<H> {
     }
 }
 
+/// What the answers outside CORS go through: [`vary_origin`] with CORS on,
+/// [`as_it_is`] with it off. A function pointer, chosen once per request,
+/// so that the future has one type and costs no allocation.
+type Finish<R> = fn(Response<R>) -> Response<R>;
+
+/// Adds `Vary: Origin` to an answer, beside any `Vary` it has.
+fn vary_origin<R>(mut response: Response<R>) -> Response<R> {
+    response.headers_mut().append(header::VARY, VARY_ORIGIN);
+    response
+}
+
+fn as_it_is<R>(response: Response<R>) -> Response<R> {
+    response
+}
+
 /// The service [`OnePortLayer`] makes.
 #[derive(Debug, Clone)]
 pub struct OnePort<S, H> {
-    /// For requests from no origin, or one not allowed: no CORS headers.
+    /// For requests from no origin, or one not allowed: no CORS headers,
+    /// but `Vary: Origin` while CORS is on.
     plain: Split<S, H>,
     /// For requests from an allowed origin.
     cors: Option<(CorsOrigins, Cors<Split<S, H>>)>,
@@ -205,7 +227,7 @@ where
     type Future = Either<
         Ready<Result<Response<R>, Self::Error>>,
         Either<
-            <Split<S, H> as Service<Request<B>>>::Future,
+            MapOk<<Split<S, H> as Service<Request<B>>>::Future, Finish<R>>,
             <Cors<Split<S, H>> as Service<Request<B>>>::Future,
         >,
     >;
@@ -220,19 +242,23 @@ where
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
+        let finish: Finish<R> = match &self.cors {
+            Some(_) => vary_origin,
+            None => as_it_is,
+        };
         if request.version() < Version::HTTP_2
             && header_list_size(request.headers()) > self.max_header_list_bytes
         {
             let mut response = Response::new(R::default());
             *response.status_mut() = StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE;
-            return Either::Left(ready(Ok(response)));
+            return Either::Left(ready(Ok(finish(response))));
         }
         let origin = request.headers().get(header::ORIGIN);
         Either::Right(match &mut self.cors {
             Some((origins, cors)) if origin.is_some_and(|o| origins.allows(o)) => {
                 Either::Right(cors.call(request))
             }
-            _ => Either::Left(self.plain.call(request)),
+            _ => Either::Left(self.plain.call(request).map_ok(finish)),
         })
     }
 }

@@ -99,6 +99,8 @@ async fn a_stream_ends_when_its_token_expires() {
             .metadata()
             .get("www-authenticate")
             .and_then(|v| v.to_str().ok()),
-        Some("Bearer")
+        Some(
+            r#"Bearer realm="authgate", error="invalid_token", error_description="token has expired""#
+        )
     );
 }

@@ -585,6 +585,63 @@ async fn a_bad_token_gets_invalid_token_and_is_never_echoed() {
 }
 
 #[tokio::test]
+async fn grpc_grpc_web_and_plain_http_get_one_challenge_per_reason() {
+    let app = spawn_app().await;
+    let mut forged = app.token();
+    forged.truncate(forged.len() - 4);
+    forged.push_str("AAAA");
+    let cases = [
+        ("no token", None, r#"Bearer realm="authgate""#.to_owned()),
+        (
+            "a bad token",
+            Some(forged),
+            r#"Bearer realm="authgate", error="invalid_token", error_description="token signature is invalid""#.to_owned(),
+        ),
+        (
+            "an expired token",
+            Some(expired_token(&app)),
+            r#"Bearer realm="authgate", error="invalid_token", error_description="token has expired""#.to_owned(),
+        ),
+        (
+            "a missing scope",
+            Some(token_without_scope(&app)),
+            format!(r#"Bearer realm="authgate", error="insufficient_scope", scope="{SCOPE}""#),
+        ),
+    ];
+    for (reason, token, expected) in cases {
+        let authorization: Vec<String> = token.iter().map(|t| bearer(t)).collect();
+        let headers: Vec<(&str, &str)> = authorization
+            .iter()
+            .map(|value| ("authorization", value.as_str()))
+            .collect();
+        // gRPC over HTTP/2: the status's metadata.
+        let status = app.call_with(&authorization).await.unwrap_err();
+        let grpc = status
+            .metadata()
+            .get("www-authenticate")
+            .map(|v| v.to_str().unwrap().to_owned());
+        // gRPC-Web over HTTP/1.1: the trailers-only answer's headers.
+        let (web, _) = web_get_private(&app, false, &headers).await;
+        assert_ne!(web.header("grpc-status"), Some("0"), "{reason}");
+        // Plain HTTP: the RFC 6750 refusal.
+        let plain = get_root(&app, &headers).await;
+        assert!(matches!(plain.status, 401 | 403), "{reason}: {plain:?}");
+        assert_eq!(
+            plain.header("www-authenticate"),
+            Some(&*expected),
+            "{reason}"
+        );
+        assert_eq!(grpc.as_deref(), Some(&*expected), "{reason}: gRPC");
+        assert_eq!(
+            web.header("www-authenticate"),
+            Some(&*expected),
+            "{reason}: gRPC-Web"
+        );
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn unavailable_keys_get_503_with_retry_after() {
     let (_held, down) = held_address();
     let app = spawn_app_with(Options {
@@ -719,6 +776,62 @@ async fn every_answer_to_an_allowed_origin_carries_cors_headers() {
         );
     }
     app.stop().await;
+}
+
+/// Whether a `Vary` header lists `Origin` (in any case, among others).
+fn varies_on_origin(reply: &Reply) -> bool {
+    reply
+        .headers
+        .iter()
+        .filter(|(name, _)| name == "vary")
+        .flat_map(|(_, value)| value.split(','))
+        .any(|name| name.trim().eq_ignore_ascii_case("origin"))
+}
+
+/// With CORS on: plain HTTP answered and refused, gRPC-Web answered and
+/// refused, and a request whose headers are too large, from `origin`.
+async fn answers_from(app: &TestApp, origin: Option<&str>) -> Vec<Reply> {
+    let token = bearer(&app.token());
+    let without: Vec<(&str, &str)> = origin.map(|o| ("origin", o)).into_iter().collect();
+    let mut with = without.clone();
+    with.push(("authorization", &token));
+    let refused = get_root(app, &without).await;
+    assert_eq!(refused.status, 401, "{refused:?}");
+    let answered = get_root(app, &with).await;
+    assert_eq!(answered.status, 200, "{answered:?}");
+    let (web_refused, _) = web_get_private(app, false, &without).await;
+    assert_eq!(web_refused.header("grpc-status"), Some("16"));
+    let (web_answered, body) = web_get_private(app, false, &with).await;
+    assert_eq!(web_status(&web_answered, &body), "0");
+    let big = "p".repeat(20 * 1024);
+    let mut oversized = with.clone();
+    oversized.push(("x-padding", &big));
+    let too_large = get_root(app, &oversized).await;
+    assert_eq!(too_large.status, 431);
+    vec![refused, answered, web_refused, web_answered, too_large]
+}
+
+#[tokio::test]
+async fn with_cors_on_every_answer_varies_on_origin() {
+    let app = cors_app(&[ORIGIN]).await;
+    for origin in [None, Some(OTHER_ORIGIN), Some(ORIGIN)] {
+        for reply in answers_from(&app, origin).await {
+            assert!(varies_on_origin(&reply), "origin {origin:?}: {reply:?}");
+        }
+    }
+    let preflight = http1(app.addr, "OPTIONS", "/", &preflight(ORIGIN), b"").await;
+    assert!(varies_on_origin(&preflight), "{preflight:?}");
+    app.stop().await;
+
+    // With CORS off an answer does not depend on the origin: a `Vary`
+    // would only split a shared cache's entries for nothing.
+    let off = spawn_app().await;
+    for origin in [None, Some(ORIGIN)] {
+        for reply in answers_from(&off, origin).await {
+            assert!(!varies_on_origin(&reply), "origin {origin:?}: {reply:?}");
+        }
+    }
+    off.stop().await;
 }
 
 #[tokio::test]
