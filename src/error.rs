@@ -103,6 +103,11 @@ pub enum AuthError {
     /// the issuer's last key set was dropped.
     #[error("the signing keys of issuer `{0}` went stale: no fetch has succeeded for too long")]
     KeysStale(Arc<str>),
+    /// The request's path may mean another path to the service behind a
+    /// proxy (a dot segment, a needless escape, ...): refused before any
+    /// token is read. `INVALID_ARGUMENT`.
+    #[error("request path refused: {0}")]
+    AmbiguousPath(&'static str),
 }
 
 impl AuthError {
@@ -115,6 +120,7 @@ impl AuthError {
             AuthError::KeysNotLoaded(_) | AuthError::NoUsableKey(_) | AuthError::KeysStale(_) => {
                 Code::Unavailable
             }
+            AuthError::AmbiguousPath(_) => Code::InvalidArgument,
             _ => Code::Unauthenticated,
         }
     }
@@ -128,7 +134,7 @@ impl AuthError {
     /// [`AuthError::reason_index`]: a finite set, so counters can be a fixed
     /// array indexed without a map, a lock or an allocation. New reasons
     /// are added at the end, so that an index, once given, keeps its reason.
-    pub const REASONS: [&'static str; 27] = [
+    pub const REASONS: [&'static str; 28] = [
         "missing_authorization",
         "duplicate_authorization",
         "not_bearer",
@@ -156,6 +162,7 @@ impl AuthError {
         "keys_stale",
         "wrong_token_use",
         "method_not_allowed",
+        "ambiguous_path",
     ];
 
     /// Where this refusal's reason stands in [`AuthError::REASONS`].
@@ -189,6 +196,7 @@ impl AuthError {
             AuthError::KeysStale(_) => 24,
             AuthError::WrongTokenUse => 25,
             AuthError::MethodNotAllowed(_) => 26,
+            AuthError::AmbiguousPath(_) => 27,
         }
     }
 }
@@ -456,6 +464,7 @@ mod tests {
                 AuthError::MethodNotAllowed("i".into()),
                 "method_not_allowed",
             ),
+            (AuthError::AmbiguousPath("why"), "ambiguous_path"),
         ];
         assert_eq!(all.len(), AuthError::REASONS.len());
         let mut seen = std::collections::HashSet::new();

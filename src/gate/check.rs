@@ -13,7 +13,7 @@ use std::sync::Mutex;
 use tokio::{task::AbortHandle, time::Instant};
 
 use super::GateBuilder;
-use super::stats::RefusalLog;
+use super::stats::LogBudget;
 use super::{
     Clock, GateLayer, GateStats, ScopePolicy, TrustedIssuer, bearer::bearer_token, system_clock,
 };
@@ -44,7 +44,7 @@ pub(super) struct Shared {
     pub(super) cache: Option<TokenCache>,
     /// Bounds how many refusals are logged, so a flood of junk cannot flood
     /// the logs or stall on a slow log sink.
-    pub(super) refusal_log: RefusalLog,
+    pub(super) refusal_log: LogBudget,
     /// Decisions and cache lookups, counted for metrics.
     pub(super) stats: GateStats,
     /// The refreshers [`GateBuilder::build`] started, stopped with the gate.
@@ -155,7 +155,7 @@ impl Gate {
                 issuers: issuers.into_boxed_slice(),
                 policy,
                 cache: TokenCache::new(entries),
-                refusal_log: RefusalLog::default(),
+                refusal_log: LogBudget::new("refusals"),
                 stats: GateStats::default(),
                 refreshers: Refreshers::default(),
             }),

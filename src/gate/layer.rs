@@ -23,7 +23,13 @@ use tonic::{
 };
 
 use super::{Gate, Refusal};
-use crate::gate::expiry::{Deadline, ExpiringBody, ExpiringRequest};
+use crate::{
+    AuthError,
+    gate::{
+        expiry::{Deadline, ExpiringBody, ExpiringRequest},
+        path::ambiguity,
+    },
+};
 
 /// Services anyone may call without a token: health and reflection.
 pub const PUBLIC_SERVICES: [&str; 3] = [
@@ -41,6 +47,8 @@ pub struct GateLayer {
     public: Arc<[PublicPath]>,
     /// How long a public call may last; `None`: as long as it likes.
     public_max_age: Option<Duration>,
+    /// Whether paths a service may read as another are refused.
+    refuse_ambiguous: bool,
 }
 
 impl GateLayer {
@@ -53,7 +61,22 @@ impl GateLayer {
                 .map(|s| PublicPath::grpc_service(s))
                 .collect(),
             public_max_age: None,
+            refuse_ambiguous: false,
         }
+    }
+
+    /// Refuses, before any token is read, a request whose path the service
+    /// behind may read as another path than the gate does: a dot or empty
+    /// segment, `\`, `;`, a byte that is not ASCII, a needless
+    /// percent-escape (`/%61dmin` is `/admin` to uvicorn), or an escape of
+    /// `/`, `\`, `%` or a control character. `INVALID_ARGUMENT` (400 for
+    /// plain HTTP), counted and logged as refusals are. For a proxy (the
+    /// server assembly sets it for one) and for authorization answered for
+    /// another proxy: tonic's own router matches paths exactly, so a
+    /// server of its own needs none of it.
+    pub fn refuse_ambiguous_paths(mut self) -> GateLayer {
+        self.refuse_ambiguous = true;
+        self
     }
 
     /// Ends each call to a public method (a health `Watch`, a reflection
@@ -116,6 +139,18 @@ impl GateLayer {
         rules_path: Option<&str>,
     ) -> Result<Option<Deadline>, Refusal> {
         let path = request.uri().path();
+        if self.refuse_ambiguous
+            && let Some(why) = ambiguity(path)
+        {
+            let refusal = Refusal {
+                error: AuthError::AmbiguousPath(why),
+                subject: None,
+            };
+            self.interceptor.shared.stats.count(Some(&refusal.error));
+            // The path is the caller's own: the log names the reason only.
+            self.interceptor.log_refusal("", peer(request), &refusal);
+            return Err(refusal);
+        }
         if self.is_public(path, grpc) {
             let max_age = self.public_max_age;
             return Ok(max_age.map(|age| Deadline::max_age(Instant::now() + age, grpc)));

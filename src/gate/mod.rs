@@ -15,6 +15,7 @@ pub(crate) mod expiry;
 pub(crate) mod interceptor;
 pub(crate) mod issuers;
 pub(crate) mod layer;
+pub(crate) mod path;
 pub(crate) mod policy;
 pub(crate) mod stats;
 pub(crate) mod validate;

@@ -60,17 +60,31 @@ impl GateStats {
 /// count is logged when the next second begins.
 pub const REFUSALS_LOGGED_PER_SECOND: u32 = 100;
 
-#[derive(Default)]
-pub(super) struct RefusalLog {
+/// A budget of log lines a second for lines a caller can cause (refusals,
+/// an upstream's failures): past it, lines are counted, and the count is
+/// logged when the next second begins, so a flood of junk cannot flood the
+/// logs or stall on a slow log sink.
+pub(crate) struct LogBudget {
+    /// What is logged, as the line about the suppressed ones names it.
+    what: &'static str,
     /// The second the counts below are for.
     second: AtomicI64,
     logged: AtomicU32,
     suppressed: AtomicU64,
 }
 
-impl RefusalLog {
-    /// Whether a refusal at `now` (seconds) may be logged; lock-free.
-    pub(super) fn admit(&self, now: i64) -> bool {
+impl LogBudget {
+    pub(crate) const fn new(what: &'static str) -> LogBudget {
+        LogBudget {
+            what,
+            second: AtomicI64::new(0),
+            logged: AtomicU32::new(0),
+            suppressed: AtomicU64::new(0),
+        }
+    }
+
+    /// Whether a line at `now` (seconds) may be logged; lock-free.
+    pub(crate) fn admit(&self, now: i64) -> bool {
         let second = self.second.load(Ordering::Relaxed);
         if now != second
             && self
@@ -84,7 +98,8 @@ impl RefusalLog {
                 tracing::warn!(
                     suppressed,
                     limit_per_second = REFUSALS_LOGGED_PER_SECOND,
-                    "more refusals than the log limit; these were counted, not logged"
+                    "more {} than the log limit; these were counted, not logged",
+                    self.what
                 );
             }
         }

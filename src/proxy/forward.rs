@@ -28,12 +28,12 @@ use super::{
     UpstreamConfig, UpstreamProtocol,
     forwarded::{arrival, caller_host, set_forwarded},
     identity::set_identity,
-    path::ambiguity,
     trailers::{FilteredTrailers, Trailers},
 };
 use crate::{
     Principal, StartupError,
     error::error_chain,
+    gate::stats::LogBudget,
     server::{detail_response, is_grpc},
 };
 
@@ -68,8 +68,11 @@ enum Client {
 
 struct Shared {
     upstream: UpstreamConfig,
-    /// `scheme://host:port`, as refusals name it.
+    /// `scheme://host:port`, as the log names it.
     name: Box<str>,
+    /// Bounds the lines an upstream that is down writes: every caller can
+    /// cause one.
+    failures_logged: LogBudget,
 }
 
 impl fmt::Debug for Forward {
@@ -119,6 +122,7 @@ impl Forward {
             shared: Arc::new(Shared {
                 name: upstream.display().into(),
                 upstream,
+                failures_logged: LogBudget::new("upstream failures"),
             }),
         })
     }
@@ -181,9 +185,6 @@ impl tower_service::Service<http::Request<Body>> for Forward {
 
     fn call(&mut self, mut request: http::Request<Body>) -> ForwardFuture {
         let grpc = is_grpc(&request);
-        if let Some(why) = ambiguity(request.uri().path()) {
-            return Box::pin(std::future::ready(Ok(ambiguous_path(grpc, why))));
-        }
         let principal = request.extensions().get::<Principal>().cloned();
         let arrival = arrival(&request);
         let host = caller_host(&request);
@@ -274,36 +275,69 @@ impl tower_service::Service<http::Request<Body>> for Forward {
 }
 
 impl Shared {
-    /// The answer when the upstream cannot be reached: `UNAVAILABLE` naming
-    /// it, or 502 for plain HTTP.
+    /// The answer when the request could not be forwarded: `400` (or
+    /// `INVALID_ARGUMENT`) when the caller broke its own request body,
+    /// else `UNAVAILABLE` (502 for plain HTTP) saying only `upstream
+    /// unavailable`. The upstream's address and the error (OS errors,
+    /// certificate names) are the operator's, so they go to the log, at
+    /// most [`REFUSALS_LOGGED_PER_SECOND`](crate::REFUSALS_LOGGED_PER_SECOND)
+    /// lines a second however many calls fail.
     fn unavailable(
         &self,
         grpc: bool,
         error: &(dyn std::error::Error + 'static),
     ) -> http::Response<Body> {
-        let message = format!(
-            "upstream {} is unavailable: {}",
-            self.name,
-            error_chain(error)
-        );
-        tracing::warn!(upstream = %self.name, "{message}");
-        if grpc {
-            return Status::unavailable(message).into_http();
+        if broken_body(error) {
+            if grpc {
+                return Status::invalid_argument(MALFORMED_BODY).into_http();
+            }
+            return detail_response(StatusCode::BAD_REQUEST, MALFORMED_BODY);
         }
-        detail_response(StatusCode::BAD_GATEWAY, &message)
+        if self.failures_logged.admit(crate::util::unix_now()) {
+            tracing::warn!(
+                upstream = %self.name,
+                "upstream unavailable: {}",
+                error_chain(error)
+            );
+        }
+        if grpc {
+            return Status::unavailable(UNAVAILABLE).into_http();
+        }
+        detail_response(StatusCode::BAD_GATEWAY, UNAVAILABLE)
     }
 }
 
-/// The answer to a path the upstream may read as another:
-/// `INVALID_ARGUMENT`, or 400 for plain HTTP, saying why (the path is the
-/// caller's own, so it is not repeated).
-fn ambiguous_path(grpc: bool, why: &str) -> http::Response<Body> {
-    let message = format!("request path refused: {why}");
-    tracing::info!(reason = "ambiguous_path", "{message}");
-    if grpc {
-        return Status::invalid_argument(message).into_http();
+/// What a caller is told of an upstream that cannot be reached.
+const UNAVAILABLE: &str = "upstream unavailable";
+
+/// What a caller is told of a request body it broke (a bad chunk, a reset
+/// stream) before it was all forwarded.
+pub(super) const MALFORMED_BODY: &str = "malformed request body";
+
+/// Whether forwarding failed because the caller's own request body did:
+/// [`FilteredTrailers`] turns such an error into a `Status` saying so,
+/// which hyper's HTTP/1.1 client keeps as the cause of its error; its
+/// HTTP/2 client instead resets the upstream's stream from our side, with
+/// `INTERNAL_ERROR`, and reports that reset.
+fn broken_body(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(error);
+    while let Some(error) = cause {
+        if let Some(status) = error.downcast_ref::<Status>()
+            && status.code() == tonic::Code::InvalidArgument
+            && status.message() == MALFORMED_BODY
+        {
+            return true;
+        }
+        if let Some(h2) = error.downcast_ref::<h2::Error>()
+            && h2.is_reset()
+            && !h2.is_remote()
+            && h2.reason() == Some(h2::Reason::INTERNAL_ERROR)
+        {
+            return true;
+        }
+        cause = error.source();
     }
-    detail_response(StatusCode::BAD_REQUEST, &message)
+    false
 }
 
 /// Joins several `cookie` headers (HTTP/2 may split them, one per cookie)

@@ -29,7 +29,6 @@ mod describe;
 mod forward;
 mod forwarded;
 mod identity;
-mod path;
 mod trailers;
 mod upstream;
 

@@ -2,7 +2,9 @@
 //! calls they reach the upstream with the same removals as headers (the
 //! caller's own `x-authgate-*`, and `authorization` unless it is
 //! forwarded), since an upstream may read them as metadata; a plain HTTP
-//! request's are dropped, as most proxies drop them.
+//! request's are dropped, as most proxies drop them. A body the caller
+//! breaks (a bad chunk, a reset stream) fails with a status saying so, for
+//! the forwarder to tell from an upstream that failed.
 
 use std::{
     pin::Pin,
@@ -13,7 +15,9 @@ use bytes::Bytes;
 use http::header;
 use http_body::{Body, Frame, SizeHint};
 
-use super::identity::remove_identity;
+use tonic::Status;
+
+use super::{forward::MALFORMED_BODY, identity::remove_identity};
 
 /// What becomes of a request's trailers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,7 +30,8 @@ pub(crate) enum Trailers {
 }
 
 pin_project_lite::pin_project! {
-    /// A request body whose trailers are filtered or dropped.
+    /// A request body whose trailers are filtered or dropped, and whose
+    /// failure, when the caller breaks it, says so.
     #[derive(Debug)]
     pub(crate) struct FilteredTrailers<B> {
         #[pin]
@@ -41,7 +46,10 @@ impl<B> FilteredTrailers<B> {
     }
 }
 
-impl<B: Body<Data = Bytes>> Body for FilteredTrailers<B> {
+impl<B> Body for FilteredTrailers<B>
+where
+    B: Body<Data = Bytes, Error = Status>,
+{
     type Data = Bytes;
     type Error = B::Error;
 
@@ -52,6 +60,11 @@ impl<B: Body<Data = Bytes>> Body for FilteredTrailers<B> {
         let this = self.project();
         let frame = match this.inner.poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => frame,
+            // A token that expired meanwhile ends the body too; the gate
+            // answers that call itself, whatever the forwarder says.
+            Poll::Ready(Some(Err(_))) => {
+                return Poll::Ready(Some(Err(Status::invalid_argument(MALFORMED_BODY))));
+            }
             other => return other,
         };
         let mut trailers = match frame.into_trailers() {

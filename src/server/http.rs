@@ -132,17 +132,15 @@ pub fn refusal_response(error: &AuthError) -> Response<Body> {
     let status = match error.code() {
         Code::Unauthenticated => StatusCode::UNAUTHORIZED,
         Code::PermissionDenied => StatusCode::FORBIDDEN,
+        Code::InvalidArgument => StatusCode::BAD_REQUEST,
         _ => StatusCode::SERVICE_UNAVAILABLE,
     };
     let mut response = detail_response(status, &error.to_string());
     let headers = response.headers_mut();
-    match challenge(error) {
-        Some(challenge) => {
-            headers.insert(header::WWW_AUTHENTICATE, challenge);
-        }
-        None => {
-            headers.insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
-        }
+    if let Some(challenge) = challenge(error) {
+        headers.insert(header::WWW_AUTHENTICATE, challenge);
+    } else if status == StatusCode::SERVICE_UNAVAILABLE {
+        headers.insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
     }
     response
 }

@@ -249,6 +249,13 @@ impl Application {
             .try_fold(gate.layer(), |layer, path| layer.allow_path(path))
             .map_err(|e| StartupError::Config(format!("public path: {e}")))?
             .public_stream_max_age(limits.public_stream_max_age);
+        // What a proxy forwards, its upstream may route by another reading
+        // of the path: such paths are refused before the gate reads a token.
+        let gate_layer = if forward.is_some() {
+            gate_layer.refuse_ambiguous_paths()
+        } else {
+            gate_layer
+        };
         // Plain HTTP passes the same gate, answered as RFC 6750 says: to the
         // upstream for a proxy, else to the seed's route (with the demo).
         let (routes, http) = match forward {

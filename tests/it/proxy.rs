@@ -279,7 +279,7 @@ impl TestProxy {
     }
 
     /// `GetPrivate` through the proxy with `token` (if any) and `metadata`.
-    async fn call(
+    pub(crate) async fn call(
         &self,
         token: Option<&str>,
         metadata: &[(&'static str, &str)],
@@ -517,7 +517,7 @@ async fn health_is_not_serving_until_keys_load_then_the_upstreams_until_draining
 }
 
 #[tokio::test]
-async fn an_upstream_that_is_down_is_unavailable_by_name_and_back_when_it_is() {
+async fn an_upstream_that_is_down_is_unavailable_and_back_when_it_is() {
     let issuer = spawn_issuer().await;
     let (upstream, _seen) = spawn_upstream().await;
     let (addr, url) = (upstream.addr, upstream.url());
@@ -528,13 +528,8 @@ async fn an_upstream_that_is_down_is_unavailable_by_name_and_back_when_it_is() {
     upstream.stop().await;
     let down = proxy.call(Some(&token), &[]).await.unwrap_err();
     assert_eq!(down.code(), Code::Unavailable, "{}", down.message());
-    assert!(
-        down.message()
-            .starts_with(&format!("upstream {url} is unavailable")),
-        "{}",
-        down.message()
-    );
-    assert!(!down.message().contains(&token));
+    // Its address and the OS's error are the operator's, in the log.
+    assert_eq!(down.message(), "upstream unavailable");
 
     // Back on the same address: calls go through again, on a new connection.
     let (_upstream, mut seen) = spawn_upstream_on(TcpListener::bind(addr).await.unwrap()).await;

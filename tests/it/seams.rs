@@ -593,3 +593,70 @@ async fn the_upstream_hears_where_a_call_came_from_not_what_the_caller_forged() 
     let cookies: Vec<_> = seen.get_all("cookie").iter().collect();
     assert_eq!(cookies, ["a=1; b=2"]);
 }
+
+// --- 5. What a caller is told when forwarding fails -------------------------
+
+#[tokio::test]
+async fn an_unreachable_upstream_and_a_broken_body_say_only_what_the_caller_may_know() {
+    let issuer = spawn_issuer().await;
+    let token = token(&issuer, &[]);
+    // A port held but not listened on: connections are refused.
+    let (_held, addr) = crate::common::held_address();
+    for protocol in [UpstreamProtocol::H2, UpstreamProtocol::Http1] {
+        let options = ProxyOptions {
+            upstream: over(protocol),
+            ..ProxyOptions::default()
+        };
+        let proxy = spawn_proxy(issuer.url(), &format!("http://{addr}"), options).await;
+        let answer = client()
+            .get(format!("http://{}/orders", proxy.addr))
+            .header("authorization", bearer(&token))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 502, "{protocol:?}");
+        let body = answer.text().await.unwrap();
+        assert_eq!(
+            body, r#"{"detail": "upstream unavailable"}"#,
+            "{protocol:?}"
+        );
+    }
+    let proxy = spawn_proxy(
+        issuer.url(),
+        &format!("http://{addr}"),
+        ProxyOptions::default(),
+    )
+    .await;
+    let status = proxy.call(Some(&token), &[]).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::Unavailable);
+    assert_eq!(status.message(), "upstream unavailable");
+
+    // A request body the caller breaks (a chunk size that is no number) is
+    // the caller's fault, not the upstream's.
+    for protocol in [UpstreamProtocol::H2, UpstreamProtocol::Http1] {
+        let upstream = Reporter::spawn().await;
+        let options = ProxyOptions {
+            upstream: over(protocol),
+            ..ProxyOptions::default()
+        };
+        let proxy = proxy_to(&issuer, &upstream, options).await;
+        let mut stream = TcpStream::connect(proxy.addr).await.unwrap();
+        let head = format!(
+            "POST /upload HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {token}\r\n\
+             transfer-encoding: chunked\r\n\r\n5\r\nhello\r\nzz\r\n"
+        );
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        stream.write_all(head.as_bytes()).await.unwrap();
+        let mut answer = Vec::new();
+        tokio::time::timeout(patience(), stream.read_to_end(&mut answer))
+            .await
+            .expect("an answer within the patience")
+            .unwrap();
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(answer.starts_with("HTTP/1.1 400"), "{protocol:?}: {answer}");
+        assert!(
+            answer.contains("malformed request body"),
+            "{protocol:?}: {answer}"
+        );
+    }
+}

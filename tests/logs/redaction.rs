@@ -38,7 +38,7 @@ impl std::io::Write for Captured {
 /// subscriber that keeps every line logged: at every level by authgate,
 /// from `debug` by the crates under it. The refresher's tasks and the
 /// servers' run on this thread, so nothing they log escapes it.
-fn with_logs_captured<T>(test: impl Future<Output = T>) -> (T, String) {
+pub(crate) fn with_logs_captured<T>(test: impl Future<Output = T>) -> (T, String) {
     let captured = Captured::default();
     let writer = captured.clone();
     let subscriber = tracing_subscriber::fmt()

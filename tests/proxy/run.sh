@@ -256,10 +256,11 @@ assert d["sub"] == "authgate-dev@clients" and d["iss"] == sys.argv[2], d' "$clai
     pass "$name: the token is never written"
   fi
 
-  # An upstream that goes away: UNAVAILABLE at once, naming it.
+  # An upstream that goes away: UNAVAILABLE at once, its address in the log only.
   stop "$name"
   check "$name gone: UNAVAILABLE" "${c[@]}" --token-env TOKEN --expect-code UNAVAILABLE unary
-  has "$name gone: the message names the upstream" "upstream http://$upstream is unavailable"
+  has "$name gone: the message says so" "upstream unavailable"
+  lacks "$name gone: the message keeps the address" "$upstream"
   stop "$name-proxy"
 }
 
@@ -349,7 +350,8 @@ if start_peer seed_app '^listening ' "$py" "$peers/seed_app.py" --events "$work/
     fi
     stop seed_app
     check "seed gone: 502" env AUTHGATE_TOKEN="$token" "$py" "$peers/seed_client.py" --expect 502 "$url/"
-    has "seed gone: the detail names the upstream" "upstream http://$seed is unavailable"
+    has "seed gone: the detail says so" "upstream unavailable"
+    lacks "seed gone: the detail keeps the address" "$seed"
     stop seed-proxy
   else
     fail "seed-proxy starts"
@@ -366,7 +368,7 @@ if start_proxy nowhere-proxy --upstream "http://127.0.0.1:$held"; then
   # Until the keys load the gate answers UNAVAILABLE itself; then the proxy does.
   deadline=$((SECONDS + 30))
   until "$py" "$peers/echo_client.py" --target "$proxy" --token-env TOKEN --expect-code UNAVAILABLE \
-    unary 2>&1 | grep -qF "upstream http://127.0.0.1:$held is unavailable"; do
+    unary 2>&1 | grep -qF "upstream unavailable"; do
     [ "$SECONDS" -lt "$deadline" ] || break
     sleep 0.1
   done
@@ -374,7 +376,8 @@ if start_proxy nowhere-proxy --upstream "http://127.0.0.1:$held"; then
   check "nowhere: UNAVAILABLE" "$py" "$peers/echo_client.py" --target "$proxy" --token-env TOKEN \
     --expect-code UNAVAILABLE unary
   took_ms=$((($(date +%s%N) - started) / 1000000))
-  has "nowhere: names the upstream" "upstream http://127.0.0.1:$held is unavailable"
+  has "nowhere: says so" "upstream unavailable"
+  lacks "nowhere: keeps the address" "$held"
   echo "took ${took_ms}ms" >"$work/last"
   if [ "$took_ms" -le 3000 ]; then pass "nowhere: answered quickly"; else fail "nowhere: answered quickly"; fi
   check "nowhere: health is the upstream's, UNAVAILABLE" "$py" "$peers/echo_client.py" --target "$proxy" \

@@ -1,5 +1,7 @@
-//! Request paths the proxy refuses to forward because the upstream may read
-//! them as another path than the gate did. The gate matches public paths,
+//! Request paths a proxy's gate refuses (before it reads a token, see
+//! [`GateLayer::refuse_ambiguous_paths`](crate::GateLayer::refuse_ambiguous_paths))
+//! because the service behind may read them as another path than the gate
+//! did. The gate matches public paths,
 //! scope rules and an issuer's `methods` on the path as it arrives; many
 //! servers resolve `..`, merge `//`, decode `%61` or `%2F`, or cut `;...`
 //! before they route (uvicorn unquotes, Kestrel and Tomcat resolve dot
