@@ -712,3 +712,32 @@ async fn a_rule_with_an_http_method_binds_only_that_method() {
     );
     assert_eq!(upstream.next().await.path, "/reports/q3");
 }
+
+// --- 7. The request timeout, as each protocol reads it ----------------------
+
+#[tokio::test]
+async fn a_request_past_the_timeout_is_504_for_plain_http_and_cancelled_for_grpc() {
+    let issuer = spawn_issuer().await;
+    let upstream = Reporter::spawn().await;
+    let options = ProxyOptions {
+        public: vec!["/upload"],
+        limits: |limits| limits.request_timeout = Duration::from_millis(500),
+        ..ProxyOptions::default()
+    };
+    let proxy = proxy_to(&issuer, &upstream, options).await;
+    let token = token(&issuer, &[]);
+    // The upstream answers only once the body ends, which it never does.
+    let answer = endless_upload(&proxy, "/upload", false, &token).await;
+    let answer = tokio::time::timeout(patience(), answer)
+        .await
+        .expect("an answer within the patience")
+        .unwrap();
+    assert_eq!(answer.status(), 504);
+    let answer = endless_upload(&proxy, "/upload", true, &token).await;
+    let answer = tokio::time::timeout(patience(), answer)
+        .await
+        .expect("an answer within the patience")
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    assert_eq!(answer.headers()["grpc-status"], "1", "CANCELLED");
+}
