@@ -54,7 +54,7 @@ pub(crate) use web::is_grpc;
 pub use web::{CORS_ALLOW_HEADERS, CORS_EXPOSE_HEADERS, CorsOrigins, OnePort, OnePortLayer, Split};
 
 use crate::{Clock, Gate, StartupError, keys::KeyStore, keys::Refresher};
-use fallback::Fallback;
+use fallback::{Fallback, fallback};
 use health::{HealthGate, Readiness};
 use metrics::Metrics;
 #[cfg(feature = "proxy")]
@@ -234,8 +234,11 @@ impl Application {
             // A proxy: health and reflection are the upstream's, but for
             // health while this side is not ready.
             Some(forward) => {
-                let fallback = Fallback::new(HealthGate::new(forward.clone(), ready_now));
-                let routes = self.routes.into_axum_router().fallback_service(fallback);
+                let health_gate = fallback(HealthGate::new(forward.clone(), ready_now));
+                let routes = self
+                    .routes
+                    .into_axum_router()
+                    .fallback_service(fallback::for_axum(health_gate));
                 stack.build(Routes::from(routes), forward, true)?
             }
             None => {
@@ -250,7 +253,7 @@ impl Application {
                 } else {
                     HttpRoutes::not_found()
                 };
-                stack.build(routes, Fallback::new(root), false)?
+                stack.build(routes, fallback(root), false)?
             }
         };
 
