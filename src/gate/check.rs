@@ -345,8 +345,12 @@ impl Gate {
     /// When a call made with `principal`'s token must end: its `exp` plus
     /// the leeway of its issuer, as an instant of the async runtime's clock.
     pub fn deadline(&self, principal: &Principal) -> Instant {
-        let left = principal.accepted_until() - (self.clock)();
-        Instant::now() + Duration::from_secs(u64::try_from(left).unwrap_or(0))
+        // An `exp` of centuries ahead (or the saturated `i64::MAX` of one
+        // past 2^63) is a century: the runtime's clock cannot hold more.
+        const CENTURY: u64 = 100 * 365 * 24 * 3600;
+        let left = principal.accepted_until().saturating_sub((self.clock)());
+        let left = u64::try_from(left).unwrap_or(0).min(CENTURY);
+        Instant::now() + Duration::from_secs(left)
     }
 
     /// A layer that guards every method of a tonic server but health and

@@ -40,6 +40,9 @@ const HANDSHAKE_BYTES: usize = 24;
 /// peer still sends, waiting for the peer to close its side.
 const LINGER: Duration = Duration::from_secs(2);
 
+/// How much of what the peer still sends is read and dropped at most.
+const LINGER_BYTES: usize = 256 * 1024;
+
 /// Connections from `listener` within `limits`: `max_connections` open at
 /// once, `max_connections_per_peer` from one address, each closed if it
 /// does not start within the `handshake_timeout`.
@@ -193,6 +196,8 @@ pub(super) struct BoundedStream {
     /// Once the server has closed its side: until when bytes the peer still
     /// sends are read and dropped, before the socket closes.
     linger: Option<Pin<Box<Sleep>>>,
+    /// How many bytes have been dropped so, at most [`LINGER_BYTES`].
+    lingered: usize,
 }
 
 impl BoundedStream {
@@ -215,6 +220,7 @@ impl BoundedStream {
             cutoff: Arc::default(),
             on_close: None,
             linger: None,
+            lingered: 0,
         }
     }
 
@@ -321,12 +327,20 @@ impl AsyncWrite for BoundedStream {
         }
         let mut buffer = [0u8; 4096];
         loop {
-            if this.cutoff.is_cut() {
+            // A peer that keeps sending is not waited for past the linger
+            // time or the byte budget, whatever the reads say.
+            let linger = this.linger.as_ref().expect("set above");
+            if this.cutoff.is_cut()
+                || this.lingered >= LINGER_BYTES
+                || Instant::now() >= linger.deadline()
+            {
                 return Poll::Ready(Ok(()));
             }
             let mut read = ReadBuf::new(&mut buffer);
             match Pin::new(&mut this.stream).poll_read(cx, &mut read) {
-                Poll::Ready(Ok(())) if !read.filled().is_empty() => continue,
+                Poll::Ready(Ok(())) if !read.filled().is_empty() => {
+                    this.lingered += read.filled().len();
+                }
                 // The peer has closed its side too, or is gone.
                 Poll::Ready(_) => return Poll::Ready(Ok(())),
                 Poll::Pending => {

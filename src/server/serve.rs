@@ -140,7 +140,10 @@ fn http1_buffer(max_header_list_bytes: u32) -> usize {
 }
 
 /// The server's stack behind hyper: each request in tonic's body type, with
-/// where it came from in its extensions, as tonic's own server records it.
+/// where it came from in its extensions: tonic's `TcpConnectInfo` (what
+/// the gate's logs read), and [`ArrivedOverTls`] over TLS. tonic's
+/// `TlsConnectInfo`, and so `Request::peer_certs`, is not there: tonic
+/// offers no way to make one, and client certificates are not asked for.
 #[derive(Clone)]
 struct Arrival<S> {
     inner: S,
