@@ -521,3 +521,164 @@ async fn call_reaches_a_tls_server_through_a_private_ca() {
         .unwrap();
     assert!(!output.status.success());
 }
+
+/// What `authgate` wrote on stderr, started with `args` at `RUST_LOG=debug`,
+/// from its start up to a key set fetched, then through SIGTERM to its exit.
+async fn debug_lines_to_a_fetch(args: &[String]) -> Vec<String> {
+    let mut command = authgate();
+    command
+        .args(args)
+        .env("RUST_LOG", "debug")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut child = spawn(&mut command);
+    let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
+    let (mut serving, mut fetched) = (false, false);
+    let mut said = lines_until(&mut stderr, |line| {
+        serving |= line.contains("authgate serving");
+        fetched |= line.contains("fetched the JWKS");
+        serving && fetched
+    })
+    .await;
+    assert!(serving && fetched, "{args:?} never served keys: {said:#?}");
+    signal(&child, libc::SIGTERM);
+    said.extend(lines_until(&mut stderr, |_| false).await);
+    let status = wait(&mut child).await;
+    assert_eq!(status.code(), Some(0), "{args:?}: {status:?}");
+    said
+}
+
+/// No line `serve` or `proxy` writes, in either log format, tells a URL's
+/// query, whether the URL came from a flag, the config file or discovery,
+/// and whether it is the JWKS URL or the issuer; a URL with userinfo is
+/// refused without telling it either. The URLs are still named, redacted.
+#[tokio::test]
+async fn no_line_tells_a_urls_query_or_userinfo() {
+    const SECRET: &str = "hunter2";
+    let issuer = spawn_issuer().await;
+    let signed = format!(
+        "{}?sig={SECRET}-sig&api_key={SECRET}-key",
+        issuer.jwks_url()
+    );
+    let discovering = spawn_issuer().await;
+    discovering.set_discovery_member(
+        "jwks_uri",
+        serde_json::json!(format!("{}?sig={SECRET}-found", discovering.jwks_url())),
+    );
+    let dir = temp_dir("start-up-secrets");
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("authgate.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "audience = \"{}\"\n[[issuer]]\nurl = \"{}?tenant={SECRET}-issuer\"\njwks-url = \"{signed}\"\n",
+            issuer.audience(),
+            issuer.url()
+        ),
+    )
+    .unwrap();
+    let flags = |issuer: &authgate::issuer::DevIssuer, jwks: Option<&str>| {
+        let mut args = vec!["--issuer", issuer.url(), "--audience", issuer.audience()];
+        args.extend(jwks.map(|url| ["--jwks-url", url]).into_iter().flatten());
+        args.into_iter().map(str::to_owned).collect::<Vec<_>>()
+    };
+    let sources = [
+        ("--jwks-url", flags(&issuer, Some(&signed))),
+        (
+            "--config",
+            vec!["--config".into(), file.display().to_string()],
+        ),
+        ("discovery", flags(&discovering, None)),
+    ];
+    // Refused at once: the proxy starts without its upstream.
+    let (_held, upstream) = crate::common::held_address();
+    for command in ["serve", "proxy"] {
+        for format in ["text", "json"] {
+            for (source, settings) in &sources {
+                let mut args: Vec<String> = [command, "--listen", "127.0.0.1:0"]
+                    .into_iter()
+                    .chain(["--log-format", format])
+                    .map(str::to_owned)
+                    .collect();
+                if command == "proxy" {
+                    args.extend(["--upstream".into(), format!("http://{upstream}")]);
+                }
+                args.extend(settings.iter().cloned());
+                let said = debug_lines_to_a_fetch(&args).await;
+                let case = format!("{command} --log-format {format}, from {source}");
+                for line in &said {
+                    assert!(!line.contains(SECRET), "{case}: {line}");
+                }
+                let trusting = said
+                    .iter()
+                    .find(|line| line.contains("trusting issuer"))
+                    .unwrap_or_else(|| panic!("{case}: no `trusting issuer` line"));
+                if *source != "discovery" {
+                    assert!(
+                        trusting.contains("jwks.json?<redacted>"),
+                        "{case}: {trusting}"
+                    );
+                }
+            }
+        }
+    }
+
+    // Userinfo is refused, from a flag or the file, without being told.
+    let with_userinfo = format!(
+        "http://jwks:{SECRET}-password@{}/jwks.json?sig={SECRET}-sig",
+        issuer.addr()
+    );
+    std::fs::write(
+        &file,
+        format!(
+            "audience = \"a\"\n[[issuer]]\nurl = \"{}\"\njwks-url = \"{with_userinfo}\"\n",
+            issuer.url()
+        ),
+    )
+    .unwrap();
+    let refusals = [
+        flags(&issuer, Some(&with_userinfo)),
+        vec!["--config".into(), file.display().to_string()],
+    ];
+    for settings in refusals {
+        for command in [&["serve"][..], &["serve", "--check"]] {
+            let output = authgate()
+                .args(command)
+                .args(&settings)
+                .env("RUST_LOG", "debug")
+                .output()
+                .unwrap();
+            let (stdout, stderr) = (
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr),
+            );
+            assert_eq!(output.status.code(), Some(2), "{settings:?}: {stderr}");
+            assert!(stderr.contains("<redacted>@"), "{settings:?}: {stderr}");
+            assert!(!stderr.contains(SECRET), "{settings:?}: {stderr}");
+            assert!(!stdout.contains(SECRET), "{settings:?}: {stdout}");
+        }
+    }
+
+    // Discovery that names another issuer stops the server, naming both
+    // issuers redacted.
+    discovering.set_discovery_member(
+        "issuer",
+        serde_json::json!(format!("{}?tenant={SECRET}-named", discovering.url())),
+    );
+    let mut command = authgate();
+    command
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .args(flags(&discovering, None));
+    // Off this thread: the issuer answers on it.
+    let output = tokio::task::spawn_blocking(move || command.output().unwrap())
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("?<redacted>`, not the configured"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains(SECRET), "{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
