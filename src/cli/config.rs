@@ -235,9 +235,12 @@ fn issuer_config(issuer: &IssuerSettings, leeway: Duration) -> Result<IssuerConf
 /// the file that toml's own message quotes: the file holds signed URLs
 /// (credentials in a query, or refused userinfo), which no error echoes.
 fn toml_error(text: &str, error: &toml::de::Error) -> String {
-    let why = error.message();
+    // Without the text, toml says why and the key it was reading.
+    let mut bare = error.clone();
+    bare.set_input(None);
+    let why = bare.to_string().trim_end().replace('\n', " ");
     let Some(before) = error.span().and_then(|span| text.get(..span.start)) else {
-        return why.to_owned();
+        return why;
     };
     let line = before.matches('\n').count() + 1;
     let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
