@@ -6,4 +6,5 @@
 #[path = "../it/common.rs"]
 #[allow(dead_code, unused_macros, unused_imports)]
 mod common;
+mod documents;
 mod redaction;

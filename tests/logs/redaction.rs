@@ -38,7 +38,7 @@ impl std::io::Write for Captured {
 /// subscriber that keeps every line logged: at every level by authgate,
 /// from `debug` by the crates under it. The refresher's tasks and the
 /// servers' run on this thread, so nothing they log escapes it.
-fn with_logs_captured<T>(test: impl Future<Output = T>) -> (T, String) {
+pub(crate) fn with_logs_captured<T>(test: impl Future<Output = T>) -> (T, String) {
     let captured = Captured::default();
     let writer = captured.clone();
     let subscriber = tracing_subscriber::fmt()
@@ -68,7 +68,7 @@ fn secret_url(issuer: &DevIssuer, name: &str) -> String {
 
 /// Waits until the last error of `app`'s key store says `why`, and returns
 /// it: each fault below overwrites the one before.
-async fn fails_with(app: &TestApp, why: &str) -> String {
+pub(crate) async fn fails_with(app: &TestApp, why: &str) -> String {
     let said = eventually(patience(), || async {
         let status = app.keys.status();
         status.last_error.is_some_and(|(_, e)| e.contains(why))
