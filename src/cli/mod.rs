@@ -12,7 +12,7 @@ use crate::{
     },
     error::{StartupError, error_chain},
     gate::{ScopePolicy, ScopeRule},
-    issuer::{DevClient, DevIssuer, DevIssuerConfig, random_secret},
+    issuer::{DevClient, DevIssuer, DevIssuerConfig, DevSigningKey, random_secret},
     keys::Algorithm,
     keys::{JwksSource, KeyStore, RefreshConfig, Refresher},
     net,

@@ -269,15 +269,18 @@ async fn serve_drains_on_sigterm_then_exits_zero() {
 
 /// Starts `authgate dev` with `args` and reads its banner up to the last line.
 pub(crate) async fn dev_banner(args: &[&str]) -> (Child, Vec<String>) {
+    let args: Vec<&str> = ["--issuer-listen", "127.0.0.1:0"]
+        .into_iter()
+        .chain(args.iter().copied())
+        .collect();
+    dev_banner_with_issuer(&args).await
+}
+
+/// [`dev_banner`], where `args` say where the issuer listens.
+async fn dev_banner_with_issuer(args: &[&str]) -> (Child, Vec<String>) {
     let mut command = authgate();
     command
-        .args([
-            "dev",
-            "--listen",
-            "127.0.0.1:0",
-            "--issuer-listen",
-            "127.0.0.1:0",
-        ])
+        .args(["dev", "--listen", "127.0.0.1:0"])
         .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::null());
@@ -680,5 +683,98 @@ async fn no_line_tells_a_urls_query_or_userinfo() {
         "{stderr}"
     );
     assert!(!stderr.contains(SECRET), "{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `authgate dev --signing-key FILE` keeps its key across a restart: FILE is
+/// made with mode 0600, the `kid` stays, and a token issued before the
+/// restart is still accepted after it; a restart without the flag makes a
+/// new key, which refuses that token.
+#[tokio::test]
+async fn dev_keeps_its_signing_key_in_a_file_across_restarts() {
+    let dir = temp_dir("signing-key");
+    std::fs::create_dir_all(&dir).unwrap();
+    let key = dir.join("dev-key.pem");
+    let key = key.to_str().unwrap();
+    /// The issuer's URL, the gRPC address and the token the banner shows.
+    fn read(lines: &[String]) -> (String, String, String) {
+        let issuer = lines
+            .iter()
+            .find_map(|l| l.trim().strip_prefix("issuer "))
+            .expect("an issuer line")
+            .trim()
+            .to_owned();
+        let grpcurl: Vec<&str> = lines
+            .iter()
+            .find(|l| l.trim_start().starts_with("grpcurl -plaintext -H"))
+            .expect("a grpcurl command")
+            .split_whitespace()
+            .collect();
+        let token = grpcurl[5].trim_end_matches('\'').to_owned();
+        (issuer, grpcurl[6].to_owned(), token)
+    }
+    fn kid(token: &str) -> String {
+        let header = token.split('.').next().unwrap();
+        let header: serde_json::Value = serde_json::from_slice(
+            &base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, header)
+                .unwrap(),
+        )
+        .unwrap();
+        header["kid"].as_str().unwrap().to_owned()
+    }
+    async fn stop(mut child: Child) {
+        signal(&child, libc::SIGINT);
+        let status = wait(&mut child).await;
+        assert_eq!(status.code(), Some(0), "{status:?}");
+    }
+
+    let (child, lines) =
+        dev_banner_with_issuer(&["--issuer-listen", "127.0.0.1:0", "--signing-key", key]).await;
+    let (issuer, addr, before) = read(&lines);
+    assert_eq!(call(&addr, &before).await.unwrap(), "authgate-dev@clients");
+    stop(child).await;
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(key).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+
+    // The same issuer URL, so that the old token's `iss` still names it.
+    let listen = issuer
+        .strip_prefix("http://")
+        .and_then(|rest| rest.strip_suffix('/'))
+        .expect("http://ADDR/");
+    let (child, lines) =
+        dev_banner_with_issuer(&["--issuer-listen", listen, "--signing-key", key]).await;
+    let (again, addr, after) = read(&lines);
+    assert_eq!(again, issuer);
+    assert_eq!(kid(&after), kid(&before), "the restart kept the key");
+    assert_eq!(call(&addr, &before).await.unwrap(), "authgate-dev@clients");
+    stop(child).await;
+
+    let (child, lines) = dev_banner_with_issuer(&["--issuer-listen", listen]).await;
+    let (_, addr, fresh) = read(&lines);
+    assert_ne!(kid(&fresh), kid(&before), "without the file, a new key");
+    let refused = call(&addr, &before).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::Unauthenticated, "{refused:?}");
+    stop(child).await;
+
+    // A key file that others may read is refused before anything starts.
+    std::fs::set_permissions(key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let output = authgate()
+        .args([
+            "dev",
+            "--listen",
+            "127.0.0.1:0",
+            "--issuer-listen",
+            "127.0.0.1:0",
+        ])
+        .args(["--signing-key", key])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("--signing-key") && stderr.contains("chmod 600"),
+        "{stderr}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
