@@ -12,7 +12,7 @@ use crate::{
     },
     error::{StartupError, error_chain},
     gate::{ScopePolicy, ScopeRule},
-    issuer::{DevClient, DevIssuer, DevIssuerConfig, random_secret},
+    issuer::{DevClient, DevIssuer, DevIssuerConfig, DevSigningKey, random_secret},
     keys::Algorithm,
     keys::{JwksSource, KeyStore, RefreshConfig, Refresher},
     net,
@@ -80,9 +80,18 @@ pub enum Command {
     Call(CallArgs),
 }
 
+/// A duration as every flag and config-file key takes it, at most
+/// [`Limits::MAX_DURATION`] (100 years): longer ones overflow the deadlines
+/// computed from them. Each setting may have a tighter bound of its own.
 fn parse_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s)
-        .map_err(|e| format!("`{s}` is not a duration like 90s, 10m, 1h: {e}"))
+    let duration = humantime::parse_duration(s)
+        .map_err(|e| format!("`{s}` is not a duration like 90s, 10m, 1h: {e}"))?;
+    if duration > Limits::MAX_DURATION {
+        return Err(format!(
+            "`{s}` must be at most 100 years, the longest duration authgate takes"
+        ));
+    }
+    Ok(duration)
 }
 
 /// `IP:PORT`, or `HOST:PORT` resolved once at start (an IPv4 address when
@@ -217,5 +226,15 @@ mod tests {
         assert_eq!(parse_duration("10m"), Ok(Duration::from_secs(600)));
         assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
         assert!(parse_duration("ten minutes").is_err());
+        assert_eq!(parse_duration("100y"), Ok(Limits::MAX_DURATION));
+        for long in ["101y", "500000000000y", "99999999999999999999s"] {
+            let error = parse_duration(long).unwrap_err();
+            assert!(error.contains(&format!("`{long}`")), "{error}");
+        }
+        assert!(
+            parse_duration("101y")
+                .unwrap_err()
+                .contains("at most 100 years")
+        );
     }
 }

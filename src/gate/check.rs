@@ -24,6 +24,7 @@ use crate::{
     gate::validate::{Principal, Validator, claimed_issuer},
     keys::KeyStore,
     keys::Refresher,
+    net,
 };
 
 /// Authenticates and authorizes calls. Cheap to clone: clones share the key
@@ -103,7 +104,7 @@ impl Gate {
     pub(crate) fn start(&self, refreshers: Vec<Refresher>) {
         let mut tasks = crate::util::lock(&self.shared.refreshers.0);
         for refresher in refreshers {
-            let span = tracing::info_span!("jwks", issuer = %refresher.issuer());
+            let span = tracing::info_span!("jwks", issuer = %net::redact(refresher.issuer()));
             let task = tokio::spawn(tracing::Instrument::instrument(refresher.run(), span));
             tasks.push(task.abort_handle());
         }

@@ -29,10 +29,12 @@ use tokio::{net::TcpListener, task::JoinHandle};
 use crate::keys::Algorithm;
 
 mod faults;
+mod key_file;
 mod routes;
 mod signing;
 
 pub use faults::{JwksFault, TokenFault};
+pub use key_file::DevSigningKey;
 use routes::{discovery, jwks, token};
 pub use signing::RsaKeyPool;
 use signing::{Keys, SigningKey};
@@ -74,6 +76,10 @@ pub struct DevIssuerConfig {
     /// Pre-generated RSA keys to sign with before generating any: generating
     /// an RSA-2048 key takes some 80 ms, and a test suite starts many issuers.
     pub rsa_keys: Option<Arc<RsaKeyPool>>,
+    /// The first signing key, for `algorithm`, instead of a new one: a key
+    /// kept across restarts keeps its `kid`, and the tokens signed with it
+    /// stay valid.
+    pub signing_key: Option<DevSigningKey>,
 }
 
 impl DevIssuerConfig {
@@ -91,6 +97,7 @@ impl DevIssuerConfig {
                 scopes: vec!["read:private".into()],
             },
             rsa_keys: None,
+            signing_key: None,
         }
     }
 }
@@ -134,11 +141,15 @@ impl DevIssuer {
     pub fn start_on(listener: TcpListener, config: DevIssuerConfig) -> std::io::Result<DevIssuer> {
         let addr = listener.local_addr()?;
         let issuer = format!("http://{addr}/");
-        let first = SigningKey::generate(
-            config.algorithm,
-            KeySize::Rsa2048,
-            config.rsa_keys.as_deref(),
-        );
+        let first = match &config.signing_key {
+            Some(key) => SigningKey::from_pkcs8(config.algorithm, key.pkcs8())
+                .map_err(|why| std::io::Error::new(std::io::ErrorKind::InvalidInput, why))?,
+            None => SigningKey::generate(
+                config.algorithm,
+                KeySize::Rsa2048,
+                config.rsa_keys.as_deref(),
+            ),
+        };
         let state = Arc::new(IssuerState {
             issuer,
             audience: config.audience,
