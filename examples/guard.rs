@@ -1,6 +1,6 @@
 //! The gate in front of a plain tonic server, without authgate's server
-//! assembly: the README's shortest library snippet, compiled by
-//! `cargo test` so that it cannot drift.
+//! assembly: the library snippet the README shows (between the markers),
+//! compiled by `cargo test` so that it cannot drift.
 //!
 //! ```sh
 //! AUTHGATE_ISSUER=https://tenant.auth0.com/ AUTHGATE_AUDIENCE=https://api.example.com \
@@ -20,7 +20,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let audience = std::env::var("AUTHGATE_AUDIENCE")?; // your API identifier
     let my_service = PrivateServiceServer::new(PrivateService);
 
-    // README:begin
+    // doc:begin
     // Keys fetched and refreshed in the background; the request path only
     // reads them.
     let gate = Gate::from_oidc(&issuer, &audience)?;
@@ -31,6 +31,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .await?;
     // In a handler, request.extensions().get::<authgate::Principal>()
     // says who called.
-    // README:end
+    // doc:end
     Ok(())
 }
