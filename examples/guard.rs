@@ -21,16 +21,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let my_service = PrivateServiceServer::new(PrivateService);
 
     // doc:begin
-    // Keys fetched and refreshed in the background; the request path only
-    // reads them.
-    let gate = Gate::from_oidc(&issuer, &audience)?;
+    let gate = Gate::from_oidc(&issuer, &audience)?; // keys fetched and refreshed in the background
     Server::builder()
         .layer(gate.layer()) // every method guarded; health and reflection open
         .add_service(my_service)
         .serve("127.0.0.1:50051".parse()?)
         .await?;
-    // In a handler, request.extensions().get::<authgate::Principal>()
-    // says who called.
     // doc:end
+    // The request path only reads the keys. In a handler,
+    // request.extensions().get::<authgate::Principal>() says who called.
     Ok(())
 }
