@@ -234,20 +234,38 @@ impl Gate {
         }
     }
 
-    /// Whether an authenticated `principal` may call `method`: its issuer's
-    /// list of methods, if it has one, then the scope policy.
+    /// Whether an authenticated `principal` may ask `path` with
+    /// `http_method`: its issuer's list of methods, if it has one, then the
+    /// scope policy.
     #[inline]
-    fn authorize(&self, method: &str, principal: &Principal) -> Result<(), AuthError> {
-        principal.check_method(method)?;
-        self.shared.policy.check(method, principal)
+    fn authorize(
+        &self,
+        http_method: &str,
+        path: &str,
+        principal: &Principal,
+    ) -> Result<(), AuthError> {
+        principal.check_method(path)?;
+        self.shared
+            .policy
+            .check_request(http_method, path, principal)
     }
 
-    /// Authenticates, then applies the token's issuer's list of methods, if
-    /// it has one, and the scope policy for `method`. The decision is
-    /// counted in [`Gate::stats`].
+    /// [`Gate::check_request`] for a gRPC call (`POST`) to `method`.
     pub fn check<'a>(
         &self,
         method: &str,
+        authorization: impl IntoIterator<Item = &'a [u8]>,
+    ) -> Result<Principal, Refusal> {
+        self.check_request("POST", method, authorization)
+    }
+
+    /// Authenticates, then applies the token's issuer's list of methods, if
+    /// it has one, and the scope rules that bind `http_method` requests for
+    /// `path`. The decision is counted in [`Gate::stats`].
+    pub fn check_request<'a>(
+        &self,
+        http_method: &str,
+        path: &str,
         authorization: impl IntoIterator<Item = &'a [u8]>,
     ) -> Result<Principal, Refusal> {
         let decision = self
@@ -256,13 +274,15 @@ impl Gate {
                 error,
                 subject: None,
             })
-            .and_then(|principal| match self.authorize(method, &principal) {
-                Ok(()) => Ok(principal),
-                Err(error) => Err(Refusal {
-                    error,
-                    subject: Some(principal.subject().into()),
-                }),
-            });
+            .and_then(
+                |principal| match self.authorize(http_method, path, &principal) {
+                    Ok(()) => Ok(principal),
+                    Err(error) => Err(Refusal {
+                        error,
+                        subject: Some(principal.subject().into()),
+                    }),
+                },
+            );
         self.shared
             .stats
             .count(decision.as_ref().err().map(|r| &r.error));

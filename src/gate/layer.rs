@@ -130,7 +130,8 @@ impl GateLayer {
     /// maximum age); any other needs a valid token that meets the scope
     /// rules of `rules_path` (the request's path unless given), and then
     /// carries the caller's [`Principal`](crate::Principal) in its
-    /// extensions and ends when the token does. The decision is counted,
+    /// extensions and ends when the token does. Scope rules with an HTTP
+    /// method bind by the request's (gRPC's is `POST`). The decision is counted,
     /// and a refusal logged (rate-limited); the caller renders it.
     pub(crate) fn admit<B>(
         &self,
@@ -156,10 +157,15 @@ impl GateLayer {
             return Ok(max_age.map(|age| Deadline::max_age(Instant::now() + age, grpc)));
         }
         let values = request.headers().get_all(http::header::AUTHORIZATION);
-        let checked = self.interceptor.check(
-            rules_path.unwrap_or(path),
-            values.iter().map(|v| v.as_bytes()),
-        );
+        let values = values.iter().map(|v| v.as_bytes());
+        let checked = match rules_path {
+            // Checked as a gRPC method is: `POST`.
+            Some(rules_path) => self.interceptor.check(rules_path, values),
+            None => {
+                let http_method = request.method().as_str();
+                self.interceptor.check_request(http_method, path, values)
+            }
+        };
         match checked {
             Ok(principal) => {
                 let deadline = Deadline::token_expiry(self.interceptor.deadline(&principal), grpc);

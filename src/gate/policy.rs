@@ -4,11 +4,15 @@ use std::{collections::HashMap, fmt, str::FromStr, sync::Arc};
 
 use crate::{error::AuthError, gate::validate::Principal};
 
-/// One `--require-scope METHOD=SCOPE[|SCOPE...]` rule: the method (or every
-/// method of a service, or every HTTP path under a prefix) needs one of the
-/// scopes.
+/// One `--require-scope [HTTP-METHOD ]PATH=SCOPE[|SCOPE...]` rule: the
+/// path (or every method of a service, or every HTTP path under a prefix),
+/// asked with that HTTP method or with any, needs one of the scopes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ScopeRule {
+    /// The HTTP method the rule binds, in upper case (`POST /items=...`
+    /// binds `POST` requests only; a `GET` rule binds `HEAD` too); `None`:
+    /// every method. gRPC and gRPC-Web calls are `POST`.
+    pub http_method: Option<String>,
     /// The request path: a full method path, `/package.Service/Method`, or
     /// any HTTP path; or `/prefix/*` for every path under `/prefix/`
     /// (`/package.Service/*`: every method of the service).
@@ -27,6 +31,9 @@ impl ScopeRule {
 
 impl fmt::Display for ScopeRule {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(http_method) = &self.http_method {
+            write!(f, "{http_method} ")?;
+        }
         write!(f, "{}={}", self.method, self.any_of.join("|"))
     }
 }
@@ -36,8 +43,11 @@ impl FromStr for ScopeRule {
     fn from_str(s: &str) -> Result<ScopeRule, String> {
         let (method, scopes) = s
             .split_once('=')
-            .ok_or_else(|| format!("`{s}` is not METHOD=SCOPE"))?;
-        let method = method.trim();
+            .ok_or_else(|| format!("`{s}` is not [HTTP-METHOD ]PATH=SCOPE"))?;
+        let (http_method, method) = match method.trim().split_once(' ') {
+            Some((http_method, path)) => (Some(http_method_of(http_method, s)?), path),
+            None => (None, method.trim()),
+        };
         if let Some(why) = method_pattern_error(method) {
             return Err(why);
         }
@@ -53,14 +63,51 @@ impl FromStr for ScopeRule {
             }
         }
         Ok(ScopeRule {
+            http_method,
             method: method.to_owned(),
             any_of,
         })
     }
 }
 
-/// One rule as the request path checks it: any one of these scopes.
+/// `word` as the HTTP method of a rule, in upper case: a token (RFC 9110
+/// 5.6.2) of letters, as every method in use is.
+fn http_method_of(word: &str, rule: &str) -> Result<String, String> {
+    if word.is_empty() || !word.bytes().all(|b| b.is_ascii_alphabetic()) {
+        return Err(format!(
+            "`{rule}`: `{word}` is not an HTTP method; write one space between the method and \
+             the path, as in `POST /items=items:write`"
+        ));
+    }
+    Ok(word.to_ascii_uppercase())
+}
+
+/// Any one of these scopes.
 type AnyOf = Arc<[Arc<str>]>;
+
+/// One rule as the request path checks it: for requests with its HTTP
+/// method (every one when `None`), any one of these scopes.
+#[derive(Debug, Clone, PartialEq)]
+struct Rule {
+    http_method: Option<Box<str>>,
+    any_of: AnyOf,
+}
+
+impl Rule {
+    /// Whether the rule binds a request made with `http_method`: its
+    /// method, in any case (a server may route `post` as `POST`), `HEAD`
+    /// for a `GET` rule (servers answer it with their `GET` route), or any
+    /// method for a rule without one.
+    fn binds(&self, http_method: &str) -> bool {
+        match &self.http_method {
+            None => true,
+            Some(bound) => {
+                bound.eq_ignore_ascii_case(http_method)
+                    || (&**bound == "GET" && http_method.eq_ignore_ascii_case("HEAD"))
+            }
+        }
+    }
+}
 
 /// Which scopes each method needs. A method without rules needs only a valid
 /// token. Every rule that applies to a method must hold: those written for
@@ -83,18 +130,21 @@ pub struct ScopePolicy {
 #[derive(Debug, Clone)]
 struct Rules {
     written: Box<str>,
-    any_of: Box<[AnyOf]>,
+    rules: Box<[Rule]>,
 }
 
 impl ScopePolicy {
     /// A policy from rules; several rules for a method all apply (a repeated
     /// rule counts once).
     pub fn new(rules: impl IntoIterator<Item = ScopeRule>) -> ScopePolicy {
-        type Gathered = HashMap<Box<str>, (Box<str>, Vec<AnyOf>)>;
+        type Gathered = HashMap<Box<str>, (Box<str>, Vec<Rule>)>;
         let mut methods: Gathered = HashMap::new();
         let mut services: Gathered = HashMap::new();
         for rule in rules {
-            let any_of: AnyOf = rule.any_of.iter().map(|s| Arc::from(s.as_str())).collect();
+            let any_of = Rule {
+                http_method: rule.http_method.as_deref().map(Box::from),
+                any_of: rule.any_of.iter().map(|s| Arc::from(s.as_str())).collect(),
+            };
             let (map, path, prefix) = match rule.service() {
                 Some(service) => (&mut services, service, true),
                 None => (&mut methods, rule.method.as_str(), false),
@@ -102,15 +152,15 @@ impl ScopePolicy {
             let (_, rules) = map
                 .entry(key(path, prefix).into())
                 .or_insert_with(|| (path.into(), Vec::new()));
-            if !rules.iter().any(|r| **r == *any_of) {
+            if !rules.contains(&any_of) {
                 rules.push(any_of);
             }
         }
         let boxed = |map: Gathered| {
             map.into_iter()
-                .map(|(key, (written, any_of))| {
-                    let any_of = any_of.into_boxed_slice();
-                    (key, Rules { written, any_of })
+                .map(|(key, (written, rules))| {
+                    let rules = rules.into_boxed_slice();
+                    (key, Rules { written, rules })
                 })
                 .collect()
         };
@@ -138,21 +188,46 @@ impl ScopePolicy {
         self.methods.is_empty() && self.services.is_empty()
     }
 
-    /// Refuses with `PERMISSION_DENIED`, naming what the first unmet rule
-    /// asks for, when `principal` does not meet every rule for `method`.
-    /// Allocates nothing when it allows.
+    /// The HTTP methods rules bind, each with the path as written: for the
+    /// server's check that a rule can bind anything.
+    #[cfg(feature = "server")]
+    pub(crate) fn bound_methods(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.methods
+            .values()
+            .chain(self.services.values())
+            .flat_map(|r| {
+                let written = &*r.written;
+                r.rules
+                    .iter()
+                    .filter_map(move |rule| rule.http_method.as_deref().map(|m| (m, written)))
+            })
+    }
+
+    /// [`ScopePolicy::check_request`] for a gRPC call (`POST`) to `method`.
     pub fn check(&self, method: &str, principal: &Principal) -> Result<(), AuthError> {
+        self.check_request("POST", method, principal)
+    }
+
+    /// Refuses with `PERMISSION_DENIED`, naming what the first unmet rule
+    /// asks for, when `principal` does not meet every rule that binds
+    /// `http_method` requests for `path`. Allocates nothing when it allows.
+    pub fn check_request(
+        &self,
+        http_method: &str,
+        path: &str,
+        principal: &Principal,
+    ) -> Result<(), AuthError> {
         if self.is_empty() {
             return Ok(());
         }
-        lowercase(method, |path| {
+        lowercase(path, |path| {
             // `/admin/stats/` is `/admin/stats` to most routers.
             let path = match path.strip_suffix('/') {
                 Some(trimmed) if !trimmed.is_empty() => trimmed,
                 _ => path,
             };
             if let Some(rules) = self.methods.get(path) {
-                holds(&rules.any_of, principal)?;
+                holds(&rules.rules, http_method, principal)?;
             }
             if self.services.is_empty() {
                 return Ok(());
@@ -164,7 +239,7 @@ impl ScopePolicy {
             let under = path.match_indices('/').skip(1).map(|(end, _)| &path[..end]);
             for prefix in std::iter::once("").chain(under).chain([path]) {
                 if let Some(rules) = self.services.get(prefix) {
-                    holds(&rules.any_of, principal)?;
+                    holds(&rules.rules, http_method, principal)?;
                 }
             }
             Ok(())
@@ -200,11 +275,12 @@ fn lowercase<R>(path: &str, f: impl FnOnce(&str) -> R) -> R {
     }
 }
 
-/// Whether `principal` meets every rule: one of each rule's scopes.
-fn holds(rules: &[AnyOf], principal: &Principal) -> Result<(), AuthError> {
-    for any_of in rules {
-        if !any_of.iter().any(|scope| principal.has_scope(scope)) {
-            return Err(AuthError::MissingScope(any_of.clone()));
+/// Whether `principal` meets every rule that binds `http_method`: one of
+/// each such rule's scopes.
+fn holds(rules: &[Rule], http_method: &str, principal: &Principal) -> Result<(), AuthError> {
+    for rule in rules.iter().filter(|rule| rule.binds(http_method)) {
+        if !rule.any_of.iter().any(|scope| principal.has_scope(scope)) {
+            return Err(AuthError::MissingScope(rule.any_of.clone()));
         }
     }
     Ok(())
@@ -343,6 +419,55 @@ mod tests {
         assert!(everything.check("/", &nobody).is_err());
         assert!(everything.check("/x/y", &nobody).is_err());
         assert!(everything.check("/pkg.S/M", &nobody).is_err());
+    }
+
+    #[test]
+    fn a_rule_with_an_http_method_binds_that_method_alone() {
+        let policy = policy(&[
+            "POST /items=items:write",
+            "GET /files/*=files:read",
+            "/admin/*=admin",
+            "DELETE /admin/*=root",
+        ]);
+        let nobody = Principal::with_scopes(&[]);
+        let writer = Principal::with_scopes(&["items:write"]);
+        let admin = Principal::with_scopes(&["admin"]);
+        assert!(policy.check_request("GET", "/items", &nobody).is_ok());
+        assert!(policy.check_request("POST", "/items", &nobody).is_err());
+        // A server may route a method in another case as its own.
+        assert!(policy.check_request("post", "/items", &nobody).is_err());
+        assert!(policy.check_request("POST", "/ITEMS/", &writer).is_ok());
+        assert!(policy.check_request("GET", "/files/7", &nobody).is_err());
+        // HEAD is answered by GET's route.
+        assert!(policy.check_request("HEAD", "/files/7", &nobody).is_err());
+        assert!(policy.check_request("PUT", "/files/7", &nobody).is_ok());
+        // A rule without a method binds every one; with both, both hold.
+        assert!(policy.check_request("GET", "/admin/x", &nobody).is_err());
+        assert!(policy.check_request("GET", "/admin/x", &admin).is_ok());
+        assert!(policy.check_request("DELETE", "/admin/x", &admin).is_err());
+        let root = Principal::with_scopes(&["admin", "root"]);
+        assert!(policy.check_request("DELETE", "/admin/x", &root).is_ok());
+        // gRPC calls are POST.
+        assert!(policy.check("/items", &nobody).is_err());
+    }
+
+    #[test]
+    fn rules_read_and_print_their_method() {
+        let rule: ScopeRule = "post /items = items:write|admin".parse().unwrap();
+        assert_eq!(rule.http_method.as_deref(), Some("POST"));
+        assert_eq!(rule.method, "/items");
+        assert_eq!(rule.to_string(), "POST /items=items:write|admin");
+        let any: ScopeRule = "/items=x".parse().unwrap();
+        assert_eq!(any.http_method, None);
+        assert_eq!(any.to_string(), "/items=x");
+        for bad in [
+            "POST  /items=x",
+            "PO-ST /items=x",
+            "POST items=x",
+            "POST /items extra=x",
+        ] {
+            assert!(bad.parse::<ScopeRule>().is_err(), "{bad}");
+        }
     }
 
     #[test]

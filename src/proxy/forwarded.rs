@@ -15,6 +15,8 @@ use std::{
 use http::{HeaderMap, HeaderName, HeaderValue, header};
 use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
 
+use crate::server::ArrivedOverTls;
+
 /// The headers that say where a request came from: the caller's are
 /// removed, and the proxy sets the `X-Forwarded-*` three itself.
 pub const FORWARDED_HEADERS: [&str; 5] = [
@@ -93,18 +95,12 @@ impl fmt::Display for Cidr {
 }
 
 /// Where a request came in: the peer's address and whether over TLS, as
-/// tonic's server records them.
+/// the server (or tonic's, for a stack of the library user's) records them.
 pub(crate) fn arrival<B>(request: &http::Request<B>) -> (Option<SocketAddr>, bool) {
     let extensions = request.extensions();
-    match extensions.get::<TlsConnectInfo<TcpConnectInfo>>() {
-        Some(tls) => (tls.get_ref().remote_addr(), true),
-        None => (
-            extensions
-                .get::<TcpConnectInfo>()
-                .and_then(|i| i.remote_addr()),
-            false,
-        ),
-    }
+    let tonic_tls = extensions.get::<TlsConnectInfo<TcpConnectInfo>>();
+    let tls = tonic_tls.is_some() || extensions.get::<ArrivedOverTls>().is_some();
+    (crate::gate::layer::peer(request), tls)
 }
 
 /// The host the caller asked for: HTTP/2's `:authority`, else `Host`.

@@ -21,6 +21,25 @@ fn check_rules(
     upstream_described: bool,
 ) -> Result<(), StartupError> {
     let known = |service: &str| methods.methods().iter().any(|m| *m.service == *service);
+    let service_of = |path: &str| {
+        let rest = path.strip_prefix('/').unwrap_or(path);
+        rest.split_once('/')
+            .map_or(rest, |(service, _)| service)
+            .to_owned()
+    };
+    for (http_method, path) in policy.bound_methods() {
+        let service = service_of(path);
+        let grpc = known(&service)
+            || guarded.contains(&service.as_str())
+            || crate::PUBLIC_SERVICES.contains(&service.as_str());
+        if grpc && http_method != "POST" {
+            return Err(StartupError::Config(format!(
+                "the scope rule for `{http_method} {path}` binds {http_method} requests to a gRPC \
+                 service, whose calls are all POST: it would guard nothing (write it without a \
+                 method, or with POST)"
+            )));
+        }
+    }
     for path in policy.paths() {
         if path == "/*" {
             continue; // every path: it guards whatever there is

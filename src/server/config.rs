@@ -4,8 +4,6 @@
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
-use tonic::transport::ServerTlsConfig;
-
 use super::{tls::load_tls, web::CorsOrigins};
 use crate::{
     DEFAULT_TOKEN_CACHE_ENTRIES, Gate, GateBuilder, IssuerConfig, ScopePolicy, StartupError,
@@ -90,12 +88,11 @@ impl ServerConfig {
     }
 
     /// The limits checked and the TLS files loaded.
-    pub(super) fn check_and_load_tls(&self) -> Result<Option<ServerTlsConfig>, StartupError> {
+    pub(super) fn check_and_load_tls(
+        &self,
+    ) -> Result<Option<std::sync::Arc<tokio_rustls::rustls::ServerConfig>>, StartupError> {
         self.limits.check()?;
-        self.tls
-            .as_ref()
-            .map(|files| load_tls(files, self.limits.handshake_timeout))
-            .transpose()
+        self.tls.as_ref().map(load_tls).transpose()
     }
 }
 

@@ -583,3 +583,26 @@ fn cors_origins_come_from_flags_the_environment_or_the_file_and_check_prints_the
     assert_ne!(code, 0);
     assert!(stderr.contains("is not an origin"), "{stderr}");
 }
+
+#[test]
+fn rules_name_an_http_method_and_one_that_binds_no_grpc_call_is_refused() {
+    let base = ["--issuer", "https://t.example/", "--audience", "a"];
+    let with = |rule: &str| {
+        let mut args = base.to_vec();
+        args.extend(["--require-scope", rule]);
+        check(&args, &[])
+    };
+    let (code, stdout, stderr) = with("POST /authgate.v1.PrivateService/GetPrivate=write");
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains("\"POST /authgate.v1.PrivateService/GetPrivate=write\""),
+        "{stdout}"
+    );
+    // gRPC calls are POST: a GET rule on a gRPC method guards nothing.
+    let (code, _, stderr) = with("GET /authgate.v1.PrivateService/GetPrivate=read");
+    assert_ne!(code, 0);
+    assert!(stderr.contains("calls are all POST"), "{stderr}");
+    let (code, _, stderr) = with("POST  /items=x");
+    assert_ne!(code, 0);
+    assert!(stderr.contains("not a request path"), "{stderr}");
+}

@@ -660,3 +660,84 @@ async fn an_unreachable_upstream_and_a_broken_body_say_only_what_the_caller_may_
         );
     }
 }
+
+// --- 6. REST rules by method ------------------------------------------------
+
+#[tokio::test]
+async fn a_rule_with_an_http_method_binds_only_that_method() {
+    let issuer = spawn_issuer().await;
+    let mut upstream = Reporter::spawn().await;
+    let options = ProxyOptions {
+        rules: vec![
+            "POST /items=items:write".parse().unwrap(),
+            "GET /reports/*=reports:read".parse().unwrap(),
+        ],
+        upstream: over(UpstreamProtocol::Http1),
+        ..ProxyOptions::default()
+    };
+    let proxy = proxy_to(&issuer, &upstream, options).await;
+    let reader = token(&issuer, &[]);
+    let writer = token(&issuer, &["items:write"]);
+    let ask = |method: &str, path: &str, token: &str| {
+        client()
+            .request(
+                method.parse().unwrap(),
+                format!("http://{}{path}", proxy.addr),
+            )
+            .header("authorization", bearer(token))
+            .send()
+    };
+    // Reading the items needs only a valid token; adding one needs the scope.
+    assert_eq!(ask("GET", "/items", &reader).await.unwrap().status(), 200);
+    assert_eq!(upstream.next().await.path, "/items");
+    let refused = ask("POST", "/items", &reader).await.unwrap();
+    assert_eq!(refused.status(), 403);
+    assert_eq!(
+        refused.headers()["www-authenticate"],
+        r#"Bearer realm="authgate", error="insufficient_scope", scope="items:write""#
+    );
+    assert_eq!(ask("POST", "/items", &writer).await.unwrap().status(), 200);
+    assert_eq!(upstream.next().await.path, "/items");
+    // HEAD is GET's route; other methods are not bound.
+    for method in ["GET", "HEAD"] {
+        let answer = ask(method, "/reports/q3", &reader).await.unwrap();
+        assert_eq!(answer.status(), 403, "{method}");
+    }
+    assert_eq!(
+        ask("DELETE", "/reports/q3", &reader)
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(upstream.next().await.path, "/reports/q3");
+}
+
+// --- 7. The request timeout, as each protocol reads it ----------------------
+
+#[tokio::test]
+async fn a_request_past_the_timeout_is_504_for_plain_http_and_cancelled_for_grpc() {
+    let issuer = spawn_issuer().await;
+    let upstream = Reporter::spawn().await;
+    let options = ProxyOptions {
+        public: vec!["/upload"],
+        limits: |limits| limits.request_timeout = Duration::from_millis(500),
+        ..ProxyOptions::default()
+    };
+    let proxy = proxy_to(&issuer, &upstream, options).await;
+    let token = token(&issuer, &[]);
+    // The upstream answers only once the body ends, which it never does.
+    let answer = endless_upload(&proxy, "/upload", false, &token).await;
+    let answer = tokio::time::timeout(patience(), answer)
+        .await
+        .expect("an answer within the patience")
+        .unwrap();
+    assert_eq!(answer.status(), 504);
+    let answer = endless_upload(&proxy, "/upload", true, &token).await;
+    let answer = tokio::time::timeout(patience(), answer)
+        .await
+        .expect("an answer within the patience")
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    assert_eq!(answer.headers()["grpc-status"], "1", "CANCELLED");
+}
