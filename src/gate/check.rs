@@ -268,21 +268,48 @@ impl Gate {
         path: &str,
         authorization: impl IntoIterator<Item = &'a [u8]>,
     ) -> Result<Principal, Refusal> {
+        self.decide(authorization, |principal| {
+            self.authorize(http_method, path, principal)
+        })
+    }
+
+    /// The decision when the method is not known (tonic does not tell an
+    /// interceptor which method is called): a valid token, and no scope
+    /// rule or issuer's list of methods that the call could be under, since
+    /// those cannot be checked; counted as [`Gate::check_request`] counts.
+    pub(crate) fn check_unknown_method<'a>(
+        &self,
+        authorization: impl IntoIterator<Item = &'a [u8]>,
+    ) -> Result<Principal, Refusal> {
+        self.decide(authorization, |principal| {
+            if self.shared.policy.is_empty() && !principal.is_limited_to_methods() {
+                Ok(())
+            } else {
+                Err(AuthError::UnknownMethod)
+            }
+        })
+    }
+
+    /// Authenticates, then `authorize`s; the one place a decision is
+    /// counted.
+    fn decide<'a>(
+        &self,
+        authorization: impl IntoIterator<Item = &'a [u8]>,
+        authorize: impl FnOnce(&Principal) -> Result<(), AuthError>,
+    ) -> Result<Principal, Refusal> {
         let decision = self
             .authenticate(authorization)
             .map_err(|error| Refusal {
                 error,
                 subject: None,
             })
-            .and_then(
-                |principal| match self.authorize(http_method, path, &principal) {
-                    Ok(()) => Ok(principal),
-                    Err(error) => Err(Refusal {
-                        error,
-                        subject: Some(principal.subject().into()),
-                    }),
-                },
-            );
+            .and_then(|principal| match authorize(&principal) {
+                Ok(()) => Ok(principal),
+                Err(error) => Err(Refusal {
+                    error,
+                    subject: Some(principal.subject().into()),
+                }),
+            });
         self.shared
             .stats
             .count(decision.as_ref().err().map(|r| &r.error));

@@ -20,7 +20,6 @@ use std::{future::Future, net::SocketAddr, sync::Arc};
 
 use tokio::net::TcpListener;
 use tonic::service::{Routes, RoutesBuilder};
-use tower_layer::Layer;
 
 mod builder;
 mod config;
@@ -34,6 +33,7 @@ mod open_calls;
 mod serve;
 mod service;
 mod signals;
+mod stack;
 mod timeout;
 mod tls;
 mod web;
@@ -54,13 +54,13 @@ pub(crate) use web::is_grpc;
 pub use web::{CORS_ALLOW_HEADERS, CORS_EXPOSE_HEADERS, CorsOrigins, OnePort, OnePortLayer, Split};
 
 use crate::{Clock, Gate, StartupError, keys::KeyStore, keys::Refresher};
-use fallback::Fallback;
+use fallback::{Fallback, fallback};
 use health::{HealthGate, Readiness};
 use metrics::Metrics;
 #[cfg(feature = "proxy")]
 pub(crate) use serve::ArrivedOverTls;
 use serve::Serving;
-use timeout::{GrpcTimeout, GrpcTimeoutLayer, HttpTimeout};
+use stack::{Stack, local_public_services};
 
 /// A bound, not yet serving authgate server.
 #[derive(Debug)]
@@ -234,8 +234,11 @@ impl Application {
             // A proxy: health and reflection are the upstream's, but for
             // health while this side is not ready.
             Some(forward) => {
-                let fallback = Fallback::new(HealthGate::new(forward.clone(), ready_now));
-                let routes = self.routes.into_axum_router().fallback_service(fallback);
+                let health_gate = fallback(HealthGate::new(forward.clone(), ready_now));
+                let routes = self
+                    .routes
+                    .into_axum_router()
+                    .fallback_service(fallback::for_axum(health_gate));
                 stack.build(Routes::from(routes), forward, true)?
             }
             None => {
@@ -250,7 +253,7 @@ impl Application {
                 } else {
                     HttpRoutes::not_found()
                 };
-                stack.build(routes, Fallback::new(root), false)?
+                stack.build(routes, fallback(root), false)?
             }
         };
 
@@ -318,97 +321,6 @@ async fn drain_in_steps(
         "shutting down: no new connections; finishing the calls in flight"
     );
     let _ = closed.send(());
-}
-
-/// What the server's stack is built from.
-struct Stack<'a> {
-    gate: &'a Gate,
-    public: &'a [String],
-    limits: &'a Limits,
-    cors: Option<CorsOrigins>,
-    metrics: Arc<GrpcMetrics>,
-}
-
-/// The stack every connection serves (each adds its own call count in
-/// front, for the idle timeout).
-type App = OnePort<
-    metrics::grpc::GrpcMetricsService<GrpcTimeout<crate::GateService<Routes>>>,
-    HttpTimeout<HttpGate<Fallback>>,
->;
-
-impl Stack<'_> {
-    /// The layers in front of `routes` (gRPC) and `http` (plain HTTP),
-    /// outermost first:
-    ///
-    /// 1. CORS for the allowed origins, so that preflights need no token
-    ///    and refusals carry `Access-Control-Allow-Origin`; then plain HTTP
-    ///    split off to its front, and gRPC-Web made gRPC (`OnePort`);
-    /// 2. gRPC: the metrics, which so count gRPC-Web calls as gRPC ones and
-    ///    refusals with their code;
-    /// 3. gRPC: the request timeout (the call's own `grpc-timeout` if
-    ///    shorter), plain HTTP: the request timeout;
-    /// 4. the gate's one decision, rendered for gRPC or plain HTTP; for a
-    ///    proxy, refusing first the paths its upstream may read otherwise;
-    /// 5. the services, or what answers plain HTTP.
-    fn build(self, routes: Routes, http: Fallback, proxy: bool) -> Result<App, StartupError> {
-        let gate = self
-            .public
-            .iter()
-            .try_fold(self.gate.layer(), |layer, path| layer.allow_path(path))
-            .map_err(|e| StartupError::Config(format!("public path: {e}")))?
-            .public_stream_max_age(self.limits.public_stream_max_age);
-        let gate = if proxy {
-            gate.refuse_ambiguous_paths()
-        } else {
-            gate
-        };
-        let mut http = HttpGate::new(self.gate.clone(), http).public_as(&gate);
-        if !proxy {
-            // `GET /` is the seed's `GetPrivate` (the routes answer 404 to
-            // other paths and without the demo service).
-            http = http.check_as("/", GET_PRIVATE_METHOD);
-        }
-        let timeout = self.limits.request_timeout;
-        let grpc = GrpcMetricsLayer::new(self.metrics)
-            .layer(GrpcTimeoutLayer(timeout).layer(gate.layer(routes)));
-        let http = HttpTimeout::new(http, timeout);
-        Ok(OnePortLayer::new(http, self.cors)
-            .max_header_list_bytes(self.limits.max_header_list_bytes as usize)
-            .layer(grpc))
-    }
-}
-
-/// `routes` with this server's own health and reflection added, each with
-/// the message limit of the guarded services: they are the ones anyone may
-/// call.
-fn local_public_services(
-    routes: Routes,
-    health: tonic_health::pb::health_server::HealthServer<
-        impl tonic_health::pb::health_server::Health,
-    >,
-    descriptor_sets: &[&'static [u8]],
-    limits: &Limits,
-) -> Result<Routes, StartupError> {
-    let reflection = || {
-        descriptor_sets.iter().fold(
-            tonic_reflection::server::Builder::configure(),
-            |builder, set| builder.register_encoded_file_descriptor_set(set),
-        )
-    };
-    let max_message = limits.max_message_bytes;
-    let health = health.max_decoding_message_size(max_message);
-    let reflection_v1 = reflection()
-        .build_v1()
-        .map_err(|e| StartupError::Config(format!("reflection: {e}")))?
-        .max_decoding_message_size(max_message);
-    let reflection_v1alpha = reflection()
-        .build_v1alpha()
-        .map_err(|e| StartupError::Config(format!("reflection: {e}")))?
-        .max_decoding_message_size(max_message);
-    Ok(routes
-        .add_service(health)
-        .add_service(reflection_v1)
-        .add_service(reflection_v1alpha))
 }
 
 /// Binds `addr` from synchronous code, for the tokio runtime it runs in.
