@@ -254,7 +254,10 @@ fn whole_calls() {
         // `authgate proxy`'s, in front of it.
         let mut proxy_config = config();
         proxy_config.listen = "127.0.0.1:0".parse().unwrap();
-        let proxy = Proxy::new(UpstreamConfig::new(&format!("http://{served_addr}")).unwrap()).unwrap();
+        // The assembly behind checks the token again: it is forwarded.
+        let mut upstream = UpstreamConfig::new(&format!("http://{served_addr}")).unwrap();
+        upstream.forward_authorization = true;
+        let proxy = Proxy::new(upstream).unwrap();
         let proxied = proxy
             .install(Application::builder(proxy_config))
             .await
