@@ -100,6 +100,11 @@ impl Deadline {
         trailers
     }
 
+    /// A timer for the deadline.
+    pub(crate) fn sleep(self) -> Sleep {
+        tokio::time::sleep_until(self.at)
+    }
+
     /// Whether the deadline has passed, by the runtime's clock.
     pub(crate) fn is_past(self) -> bool {
         Instant::now() >= self.at

@@ -334,7 +334,9 @@ pin_project_lite::pin_project! {
         #[pin]
         inner: Option<F>,
         deadline: Option<Deadline>,
-        timer: Option<Pin<Box<Sleep>>>,
+        // Armed when the call first waits, in place: no allocation.
+        #[pin]
+        timer: Option<Sleep>,
         // The answer at the deadline, in the front's protocol.
         expired: fn(Deadline) -> http::Response<R>,
         // The refusal, when the call was refused.
@@ -403,8 +405,18 @@ where
                 }
             },
             Poll::Pending => match deadline {
-                Some(deadline) if deadline.passed(this.timer, cx) => deadline,
-                _ => return Poll::Pending,
+                Some(deadline) if deadline.is_past() => deadline,
+                Some(deadline) => {
+                    if this.timer.is_none() {
+                        this.timer.set(Some(deadline.sleep()));
+                    }
+                    let timer = this.timer.as_mut().as_pin_mut().expect("set above");
+                    if timer.poll(cx).is_pending() {
+                        return Poll::Pending;
+                    }
+                    deadline
+                }
+                None => return Poll::Pending,
             },
         };
         // Dropping the call cancels it, upstream too.

@@ -100,9 +100,10 @@ pin_project_lite::pin_project! {
         inner: F,
         // `None`: too far ahead for the clock to hold, so never.
         at: Option<Instant>,
-        // Armed when the answer first waits: answers ready at once pay
-        // nothing for it.
-        timer: Option<Pin<Box<Sleep>>>,
+        // Armed when the answer first waits, in place: answers ready at
+        // once pay nothing for it, and none allocates.
+        #[pin]
+        timer: Option<Sleep>,
         expired: fn() -> Response<R>,
     }
 }
@@ -125,17 +126,18 @@ where
     type Output = Result<Response<R>, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
+        let mut this = self.project();
         if let Poll::Ready(answer) = this.inner.poll(cx) {
             return Poll::Ready(answer);
         }
         let Some(at) = *this.at else {
             return Poll::Pending;
         };
-        let timer = this
-            .timer
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(at)));
-        if timer.as_mut().poll(cx).is_pending() {
+        if this.timer.is_none() {
+            this.timer.set(Some(tokio::time::sleep_until(at)));
+        }
+        let timer = this.timer.as_mut().as_pin_mut().expect("set above");
+        if timer.poll(cx).is_pending() {
             return Poll::Pending;
         }
         Poll::Ready(Ok((this.expired)()))
