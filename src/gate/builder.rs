@@ -1,22 +1,19 @@
 //! Building a [`Gate`] in one line: the issuers it trusts, what their
 //! tokens must say, the scope rules, and a refresher per issuer started in
-//! the background. Every default is written down once, here and in
-//! [`RefreshConfig::default`].
+//! the background. Every default is written down once: here, in
+//! [`ValidationConfig::default`] and in [`RefreshConfig::default`].
 
 use std::{sync::Arc, time::Duration};
 
 use super::{
     Clock, DEFAULT_TOKEN_CACHE_ENTRIES, Gate, MAX_SCOPE_CLAIMS, ScopePolicy, ScopeRule,
-    TrustedIssuer, policy::method_pattern_error,
+    TrustedIssuer, methods::method_pattern_error,
 };
 use crate::{
     StartupError, UrlError, ValidationConfig, Validator,
     keys::{JwksSource, KeyStore, RefreshConfig, Refresher},
     net,
 };
-
-/// The clock skew allowed on `exp` and `nbf` unless said otherwise.
-pub const DEFAULT_LEEWAY: Duration = Duration::from_secs(30);
 
 /// The most verified tokens a gate may remember (about 17 GiB at most, every
 /// entry at its largest): a bound on a setting, not a suggestion.
@@ -107,7 +104,7 @@ impl IssuerConfig {
 /// # Ok(()) }
 /// ```
 ///
-/// Defaults: a leeway of [`DEFAULT_LEEWAY`] on `exp` and `nbf`; `typ`
+/// Defaults: a leeway of [`DEFAULT_LEEWAY`](crate::DEFAULT_LEEWAY) on `exp` and `nbf`; `typ`
 /// absent, `JWT` or `at+jwt`; the audience in `aud`, scopes from `scope`,
 /// `scp` and `permissions`, `token_use` not read, and any method open to
 /// every issuer ([`ValidationConfig::default`]); no scope rules (a valid
@@ -131,6 +128,22 @@ pub struct GateBuilder {
     clock: Option<Clock>,
     /// The first thing given that cannot be right, reported by `build`.
     error: Option<String>,
+}
+
+impl Gate {
+    /// A builder: the issuers, audiences and scope rules, with documented
+    /// defaults for the rest; its `build` starts the key refreshers.
+    pub fn builder() -> GateBuilder {
+        GateBuilder::default()
+    }
+
+    /// A gate for one OIDC issuer (`https://tenant.auth0.com/`) and one
+    /// audience (the API identifier), every other setting at its default:
+    /// [`Gate::builder`]`().issuer(issuer).audience(audience).build()`.
+    /// Call it within a Tokio runtime.
+    pub fn from_oidc(issuer: &str, audience: &str) -> Result<Gate, StartupError> {
+        Gate::builder().issuer(issuer).audience(audience).build()
+    }
 }
 
 /// An issuer as given: its own settings, or the builder's for what it lacks.
