@@ -1,5 +1,6 @@
 //! `authgate dev`: the dev issuer and the server wired to it, and the banner it prints.
 
+use super::values::{parse_algorithm, parse_duration, parse_listen, parse_secret};
 use super::*;
 
 /// `authgate dev`.
