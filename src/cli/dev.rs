@@ -434,3 +434,11 @@ fn print_dev_banner(b: &DevBanner<'_>) {
         },
     );
 }
+
+/// A random secret for the dev client: 32 bytes, base64url.
+fn random_secret() -> String {
+    use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+    let mut bytes = [0u8; 32];
+    aws_lc_rs::rand::fill(&mut bytes).expect("the system random source");
+    URL_SAFE_NO_PAD.encode(bytes)
+}

@@ -14,15 +14,11 @@ use std::{
     time::Duration,
 };
 
-use aws_lc_rs::{
-    rand::{self},
-    rsa::KeySize,
-};
+use aws_lc_rs::rsa::KeySize;
 use axum::{
     Router,
     routing::{get, post},
 };
-use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use serde_json::{Value, json};
 use tokio::{net::TcpListener, task::JoinHandle};
 
@@ -317,11 +313,4 @@ impl Drop for DevIssuer {
     fn drop(&mut self) {
         self.task.abort();
     }
-}
-
-/// A random secret for the dev client: 32 bytes, base64url.
-pub fn random_secret() -> String {
-    let mut bytes = [0u8; 32];
-    rand::fill(&mut bytes).expect("the system random source");
-    URL_SAFE_NO_PAD.encode(bytes)
 }

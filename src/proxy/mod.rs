@@ -39,7 +39,7 @@ pub use upstream::{DEFAULT_CONNECT_TIMEOUT, UpstreamConfig, UpstreamProtocol};
 
 /// How long start-up waits for the upstream's reflection before serving
 /// without its method names (calls to them are then counted as `unknown`).
-pub const DESCRIBE_TIMEOUT: Duration = Duration::from_secs(3);
+const DESCRIBE_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// A configured proxy: the forwarding service, ready to be installed in a
 /// server.
@@ -77,8 +77,8 @@ impl Proxy {
 
     /// Makes `app` forward to the upstream: [`ApplicationBuilder::forward_to`],
     /// with the methods the upstream's reflection lists named in the
-    /// metrics when it answers within [`DESCRIBE_TIMEOUT`] (a warning when
-    /// it does not: the proxy serves anyway).
+    /// metrics when it answers within 3 seconds (a warning when it does not:
+    /// the proxy serves anyway).
     pub async fn install(self, app: ApplicationBuilder) -> ApplicationBuilder {
         let app = match self.describe(DESCRIBE_TIMEOUT).await {
             Ok(set) => app.metrics_descriptor_set(set),
