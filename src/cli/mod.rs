@@ -24,6 +24,7 @@ mod client;
 mod config;
 mod dev;
 mod failure;
+mod flags;
 mod proxy;
 mod serve;
 mod settings;
@@ -112,7 +113,7 @@ pub fn run(cli: Cli) -> ExitCode {
             failure.exit_code()
         }
         Err(failure) => {
-            eprintln!("error: {}", error_chain(&failure));
+            eprintln!("error: {}", flags::worded(&error_chain(&failure)));
             failure.exit_code()
         }
     }

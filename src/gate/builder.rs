@@ -45,8 +45,7 @@ impl IssuerConfig {
                 what,
                 url,
                 detail: "without one its keys cannot be discovered, so give its JWKS URL as \
-                         well (`--jwks-url`, `jwks-url` in its [[issuer]] table, or \
-                         `GateBuilder::issuer_with_jwks`)"
+                         well (`IssuerConfig::with_jwks`, or `GateBuilder::issuer_with_jwks`)"
                     .into(),
             },
             other => other,
@@ -353,7 +352,7 @@ impl GateBuilder {
         }
         if self.token_cache_entries > MAX_TOKEN_CACHE_ENTRIES {
             return Err(StartupError::Config(format!(
-                "--token-cache-entries must be at most {MAX_TOKEN_CACHE_ENTRIES}"
+                "`GateBuilder::token_cache_entries` must be at most {MAX_TOKEN_CACHE_ENTRIES}"
             )));
         }
         Ok(())
@@ -401,9 +400,9 @@ fn check_issuers(issuers: &[IssuerConfig]) -> Result<(), StartupError> {
         }
         if issuer.validation.audiences.is_empty() {
             return Err(StartupError::Config(format!(
-                "no audience for issuer `{name}`: pass --audience, or set AUTHGATE_AUDIENCE or \
-                 AUTH0_AUDIENCE (the API identifier), or give its [[issuer]] table an \
-                 `audience`; without one, tokens for any API of the issuer would pass"
+                "no audience for issuer `{name}`: give it one (`ValidationConfig::audiences`, \
+                 or `GateBuilder::audience`); without one, tokens for any API of the issuer \
+                 would pass"
             )));
         }
         check_claims(&issuer.validation)
@@ -427,10 +426,17 @@ fn check_claims(config: &ValidationConfig) -> Result<(), String> {
         ));
     }
     if config.token_use.as_deref() == Some("") {
-        return Err("`token-use` is empty: name the `token_use` required, such as `access`".into());
+        return Err(
+            "`ValidationConfig::token_use` is empty: name the `token_use` required, such as \
+             `access`"
+                .into(),
+        );
     }
     if config.token_use.is_some() && audience == "token_use" {
-        return Err("`token_use` cannot be both the audience claim and `token-use`".into());
+        return Err(
+            "`token_use` cannot be both the audience claim and `ValidationConfig::token_use`"
+                .into(),
+        );
     }
     if config.scope_claims.len() > MAX_SCOPE_CLAIMS {
         return Err(format!(

@@ -86,7 +86,7 @@ impl Proxy {
                 tracing::warn!(
                     upstream = %self.forward.upstream(),
                     "the upstream's methods are unknown ({why}); metrics count its calls \
-                     as `unknown` but for those the scope rules and --public name"
+                     as `unknown` but for those the scope rules and the public paths name"
                 );
                 app
             }

@@ -177,23 +177,29 @@ impl Limits {
     pub fn check(&self) -> Result<(), StartupError> {
         if self.max_connections == 0 || self.max_concurrent_streams == 0 {
             return Err(StartupError::Config(
-                "--max-connections and --max-concurrent-streams must be at least 1".into(),
+                "`Limits::max_connections` and `Limits::max_concurrent_streams` must be at least 1"
+                    .into(),
             ));
         }
         let positive = [
-            ("--idle-timeout", Some(self.idle_timeout)),
-            ("--max-connection-age", self.max_connection_age),
+            ("`Limits::idle_timeout`", Some(self.idle_timeout)),
+            ("`Limits::max_connection_age`", self.max_connection_age),
             // At 0, a connection told to close is cut before its GOAWAY
             // can reach the client.
             (
-                "--max-connection-age-grace",
+                "`Limits::max_connection_age_grace`",
                 Some(self.max_connection_age_grace),
             ),
-            ("--public-stream-max-age", Some(self.public_stream_max_age)),
+            (
+                "`Limits::public_stream_max_age`",
+                Some(self.public_stream_max_age),
+            ),
         ];
-        for (flag, value) in positive {
+        for (setting, value) in positive {
             if value == Some(Duration::ZERO) {
-                return Err(StartupError::Config(format!("{flag} must be more than 0s")));
+                return Err(StartupError::Config(format!(
+                    "{setting} must be more than 0s"
+                )));
             }
         }
         Ok(())
@@ -236,41 +242,41 @@ mod tests {
     }
 
     #[test]
-    fn lifetimes_of_zero_are_refused_naming_their_flag() {
+    fn lifetimes_of_zero_are_refused_naming_their_setting() {
         let zero = Duration::ZERO;
         let defaults = Limits::default;
-        for (flag, limits) in [
+        for (setting, limits) in [
             (
-                "--idle-timeout",
+                "`Limits::idle_timeout`",
                 Limits {
                     idle_timeout: zero,
                     ..defaults()
                 },
             ),
             (
-                "--max-connection-age",
+                "`Limits::max_connection_age`",
                 Limits {
                     max_connection_age: Some(zero),
                     ..defaults()
                 },
             ),
             (
-                "--max-connection-age-grace",
+                "`Limits::max_connection_age_grace`",
                 Limits {
                     max_connection_age_grace: zero,
                     ..defaults()
                 },
             ),
             (
-                "--public-stream-max-age",
+                "`Limits::public_stream_max_age`",
                 Limits {
                     public_stream_max_age: zero,
                     ..defaults()
                 },
             ),
         ] {
-            let error = limits.check().expect_err(flag).to_string();
-            assert!(error.contains(flag), "{flag}: {error}");
+            let error = limits.check().expect_err(setting).to_string();
+            assert!(error.starts_with(setting), "{setting}: {error}");
         }
         let ages = Limits {
             max_connection_age: Some(Duration::from_secs(3600)),

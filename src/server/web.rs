@@ -54,9 +54,10 @@ pub enum CorsOrigins {
 }
 
 impl CorsOrigins {
-    /// The origins `--cors-allow-origin` lists; `None` when it lists none
-    /// (CORS off). Each must be `*` or an origin: scheme, host and port as
-    /// a browser sends them, with no path or trailing slash.
+    /// The origins [`ServerConfig::cors_allow_origins`](super::ServerConfig)
+    /// lists; `None` when it lists none (CORS off). Each must be `*` or an
+    /// origin: scheme, host and port as a browser sends them, with no path
+    /// or trailing slash.
     pub(crate) fn parse(origins: &[String]) -> Result<Option<CorsOrigins>, StartupError> {
         if origins.is_empty() {
             return Ok(None);
@@ -76,7 +77,7 @@ impl CorsOrigins {
                 }
                 .ok_or_else(|| {
                     StartupError::Config(format!(
-                        "--cors-allow-origin `{origin}` is not an origin such as \
+                        "`ServerConfig::cors_allow_origins`: `{origin}` is not an origin such as \
                          https://app.example.com (scheme, host and port only, lower case, no \
                          path or trailing slash) or `*`"
                     ))
