@@ -37,7 +37,7 @@ fn compile_proto() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure().compile_fds(example.file_descriptor_set())?;
 
     // The library example's Greeter (examples/greeter), compiled exactly
-    // as the README tells a user to compile their own proto.
+    // as the library guide (src/lib.rs) tells a user to compile their own proto.
     let mut greeter = protox::Compiler::new(["examples/proto"])?;
     greeter
         .include_source_info(true)

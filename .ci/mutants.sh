@@ -9,7 +9,7 @@
 #   .ci/mutants.sh cache validate     only these (names below)
 #
 # Results: mutants.out/<name>/mutants.out/{caught,missed,timeout,unviable}.txt,
-# and a table of them all at the end, as the README shows it. Mutants that
+# and a table of them all at the end, as CONTRIBUTING.md shows it. Mutants that
 # change nothing observable are listed, each with its reason, in
 # .cargo/mutants.toml and not run; the table counts them as equivalent.
 # Exits 2 when a mutant was missed.

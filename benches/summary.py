@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Prints criterion's latest estimates (median, ns) and the ratios the
-README reports, from target/criterion/*/*/new/estimates.json."""
+benches/README.md reports, from target/criterion/*/*/new/estimates.json."""
 import json
 import pathlib
 

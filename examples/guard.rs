@@ -1,6 +1,6 @@
 //! The gate in front of a plain tonic server, without authgate's server
-//! assembly: the README's shortest library snippet, compiled by
-//! `cargo test` so that it cannot drift.
+//! assembly: the library snippet the README shows (between the markers),
+//! compiled by `cargo test` so that it cannot drift.
 //!
 //! ```sh
 //! AUTHGATE_ISSUER=https://tenant.auth0.com/ AUTHGATE_AUDIENCE=https://api.example.com \
@@ -20,17 +20,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let audience = std::env::var("AUTHGATE_AUDIENCE")?; // your API identifier
     let my_service = PrivateServiceServer::new(PrivateService);
 
-    // README:begin
-    // Keys fetched and refreshed in the background; the request path only
-    // reads them.
-    let gate = Gate::from_oidc(&issuer, &audience)?;
+    // doc:begin
+    let gate = Gate::from_oidc(&issuer, &audience)?; // keys fetched and refreshed in the background
     Server::builder()
         .layer(gate.layer()) // every method guarded; health and reflection open
         .add_service(my_service)
         .serve("127.0.0.1:50051".parse()?)
         .await?;
-    // In a handler, request.extensions().get::<authgate::Principal>()
-    // says who called.
-    // README:end
+    // doc:end
+    // The request path only reads the keys. In a handler,
+    // request.extensions().get::<authgate::Principal>() says who called.
     Ok(())
 }

@@ -216,7 +216,7 @@ impl Discovery {
             serde_json::from_slice(&body).map_err(|e| FetchError::Invalid {
                 url: redact(url.as_str()),
                 what: "discovery",
-                detail: e.to_string(),
+                detail: crate::util::json_error(&e),
             })?;
         doc.url = redact(url.as_str());
         Ok(doc)

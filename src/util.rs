@@ -1,5 +1,6 @@
 //! Small helpers several parts share, each written once: the wall clock in
-//! Unix seconds, a lock that outlives a panic, and jitter.
+//! Unix seconds, a lock that outlives a panic, jitter, and why a fetched
+//! document is not the JSON it should be.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -25,6 +26,21 @@ pub(crate) fn random_fraction() -> f64 {
         return 0.5;
     }
     (u64::from_le_bytes(bytes) >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// Why a document is not the JSON expected, and where, without quoting it:
+/// serde_json's own messages quote the values they trip on (`invalid type:
+/// string "..."`), and a document an issuer serves may hold anything, a
+/// secret or junk an attacker chose, that no log line or error should carry.
+pub(crate) fn json_error(error: &serde_json::Error) -> String {
+    use serde_json::error::Category;
+    let what = match error.classify() {
+        Category::Syntax => "not JSON",
+        Category::Eof => "JSON that ends early",
+        Category::Data => "JSON of another shape",
+        Category::Io => "unreadable",
+    };
+    format!("{what}, at line {} column {}", error.line(), error.column())
 }
 
 /// `name` as a `&'static str`, for claim names a refusal names

@@ -193,4 +193,124 @@ fn main() {
         counted >= 20000,
         "the metrics layer counted {counted} calls"
     );
+
+    whole_calls();
+}
+
+/// Whole calls over loopback, everything in one thread (client, servers,
+/// dev issuer) so that every allocation is counted: `GetPrivate` to a plain
+/// tonic server with the gate as a layer (the library's form), to `authgate
+/// serve`'s assembly, and through `authgate proxy`'s in front of that
+/// assembly. The proxy's share of a forwarded call is the third less the
+/// second; the assembly's, the second less the first.
+fn whole_calls() {
+    use authgate::{
+        IssuerConfig,
+        issuer::{DevIssuer, DevIssuerConfig},
+        pb::private_service_client::PrivateServiceClient,
+        proxy::{Proxy, UpstreamConfig},
+        server::{Application, Limits, PrivateService, ServerConfig},
+    };
+    use std::time::Duration;
+
+    const CALLS: usize = 2000;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let issuer = DevIssuer::start(DevIssuerConfig::for_tests()).await.unwrap();
+        let audience = DevIssuerConfig::for_tests().audience;
+        let config = || {
+            let mut config = ServerConfig::listening("127.0.0.1:0".parse().unwrap());
+            config.issuers = vec![
+                IssuerConfig::discovered(issuer.url(), vec![audience.clone()], Duration::from_secs(30))
+                    .unwrap(),
+            ];
+            config
+        };
+        let token = issuer.mint(&issuer.claims("bench", &["read:private"]));
+        let bearer: tonic::metadata::MetadataValue<_> = format!("Bearer {token}").parse().unwrap();
+
+        // The library's form: tonic's server, the gate as a layer.
+        let gate = authgate::Gate::from_oidc(issuer.url(), &audience).unwrap();
+        gate.ready().await;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let library = listener.local_addr().unwrap();
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .layer(gate.layer())
+                .add_service(PrivateService::server(&Limits::default()))
+                .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener)),
+        );
+
+        // `authgate serve`'s assembly.
+        let served = Application::builder(config()).add_demo_service().bind().await.unwrap();
+        let served_addr = served.local_addr();
+        let keys = served.keys();
+        tokio::spawn(served.run_until(std::future::pending()));
+        keys.wait_loaded().await;
+
+        // `authgate proxy`'s, in front of it.
+        let mut proxy_config = config();
+        proxy_config.listen = "127.0.0.1:0".parse().unwrap();
+        // The assembly behind checks the token again: it is forwarded.
+        let mut upstream = UpstreamConfig::new(&format!("http://{served_addr}")).unwrap();
+        upstream.forward_authorization = true;
+        let proxy = Proxy::new(upstream).unwrap();
+        let proxied = proxy
+            .install(Application::builder(proxy_config))
+            .await
+            .bind()
+            .await
+            .unwrap();
+        let proxied_addr = proxied.local_addr();
+        let keys = proxied.keys();
+        tokio::spawn(proxied.run_until(std::future::pending()));
+        keys.wait_loaded().await;
+
+        println!("whole GetPrivate calls over loopback, client and servers counted ({CALLS} calls):");
+        let mut rows = Vec::new();
+        for (name, addr) in [
+            ("tonic server + GateLayer (library)", library),
+            ("authgate serve (the assembly)", served_addr),
+            ("authgate proxy -> authgate serve", proxied_addr),
+        ] {
+            let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))
+                .unwrap()
+                .connect()
+                .await
+                .unwrap();
+            let mut client = PrivateServiceClient::new(channel);
+            for _ in 0..100 {
+                get_private(&mut client, &bearer).await;
+            }
+            let (a0, b0) = (ALLOCATIONS.load(Ordering::SeqCst), BYTES.load(Ordering::SeqCst));
+            for _ in 0..CALLS {
+                get_private(&mut client, &bearer).await;
+            }
+            let (a1, b1) = (ALLOCATIONS.load(Ordering::SeqCst), BYTES.load(Ordering::SeqCst));
+            let per = ((a1 - a0) as f64 / CALLS as f64, (b1 - b0) as f64 / CALLS as f64);
+            println!("  {name:<46} {:>6.1}  ({:.0} B)", per.0, per.1);
+            rows.push(per);
+        }
+        println!(
+            "  the assembly's share of a served call: {:.1}; the proxy's of a forwarded call: {:.1}",
+            rows[1].0 - rows[0].0,
+            rows[2].0 - rows[1].0
+        );
+    });
+}
+
+async fn get_private(
+    client: &mut authgate::pb::private_service_client::PrivateServiceClient<
+        tonic::transport::Channel,
+    >,
+    bearer: &tonic::metadata::MetadataValue<tonic::metadata::Ascii>,
+) {
+    let mut request = tonic::Request::new(authgate::pb::GetPrivateRequest {});
+    request
+        .metadata_mut()
+        .insert("authorization", bearer.clone());
+    client.get_private(request).await.expect("the call passes");
 }

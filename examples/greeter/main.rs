@@ -1,5 +1,6 @@
-//! Your own tonic service behind authgate: the README's library example,
-//! compiled by `cargo test` so that it cannot drift (tests/it/greeter.rs
+//! Your own tonic service behind authgate: the library guide's example (the
+//! crate's rustdoc, `src/lib.rs`, quotes it between the markers), compiled
+//! by `cargo test` so that it cannot drift (tests/it/greeter.rs
 //! runs the same assembly against a dev issuer).
 //!
 //! With `authgate dev --require-scope /greeter.v1.Greeter/SayHello=greet:hello`
@@ -14,7 +15,7 @@
 //! then call it on 127.0.0.1:50060 with a token from
 //! `authgate token --scope greet:hello`.
 
-// README:begin
+// doc:begin
 use authgate::Gate;
 use authgate::server::{Application, ServerConfig};
 
@@ -43,4 +44,4 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // who called.
     Ok(())
 }
-// README:end
+// doc:end

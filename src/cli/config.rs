@@ -27,7 +27,7 @@ impl Settings {
 
     /// Parses the text of a config file.
     pub fn parse(text: &str) -> Result<Settings, String> {
-        let settings: Settings = toml::from_str(text).map_err(|e| e.to_string())?;
+        let settings: Settings = toml::from_str(text).map_err(|e| toml_error(text, &e))?;
         for (i, issuer) in settings.issuers.iter().enumerate() {
             if settings.issuers[..i].iter().any(|o| o.url == issuer.url) {
                 return Err(format!("issuer `{}` has two [[issuer]] tables", issuer.url));
@@ -199,13 +199,14 @@ impl Settings {
         Ok(config)
     }
 
-    /// The settings as a config file, with the query of every URL redacted
-    /// (signed URLs carry credentials there). `serve --check` prints this.
+    /// The settings as a config file, every URL redacted as logs show it
+    /// (signed URLs carry credentials in their query). `serve --check`
+    /// prints this.
     pub fn render_redacted(&self) -> String {
         let mut shown = self.clone();
         for issuer in &mut shown.issuers {
-            issuer.url = redact_url(&issuer.url);
-            issuer.jwks_url = issuer.jwks_url.as_deref().map(redact_url);
+            issuer.url = net::redact(&issuer.url);
+            issuer.jwks_url = issuer.jwks_url.as_deref().map(net::redact);
         }
         toml::to_string_pretty(&shown).expect("settings serialize as TOML")
     }
@@ -232,12 +233,20 @@ fn issuer_config(issuer: &IssuerSettings, leeway: Duration) -> Result<IssuerConf
     Ok(config)
 }
 
-/// A URL with its query, if any, replaced by `<redacted>`.
-fn redact_url(url: &str) -> String {
-    match url.split_once('?') {
-        Some((base, _)) => format!("{base}?<redacted>"),
-        None => url.to_owned(),
-    }
+/// A config file's error as `line L, column C: why`, without the excerpt of
+/// the file that toml's own message quotes: the file holds signed URLs
+/// (credentials in a query, or refused userinfo), which no error echoes.
+fn toml_error(text: &str, error: &toml::de::Error) -> String {
+    // Without the text, toml says why and the key it was reading.
+    let mut bare = error.clone();
+    bare.set_input(None);
+    let why = bare.to_string().trim_end().replace('\n', " ");
+    let Some(before) = error.span().and_then(|span| text.get(..span.start)) else {
+        return why;
+    };
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    format!("line {line}, column {column}: {why}")
 }
 
 /// What an operator cannot mean, beyond what the library refuses: a refresh
@@ -434,11 +443,27 @@ mod tests {
     }
 
     #[test]
-    fn url_queries_are_redacted() {
-        assert_eq!(
-            redact_url("https://k.example/jwks?sig=s3cret"),
-            "https://k.example/jwks?<redacted>"
+    fn errors_name_the_line_without_quoting_it() {
+        let text = "audience = \"a\"\n[[issuer]]\nurl = \"https://a.example/\"\n\
+                    jwks-url = \"http://u:s3cret@a.example/k?sig=s3cret\"\n";
+        let err = Settings::parse(text).unwrap_err();
+        assert!(err.starts_with("line 4, column 12: "), "{err}");
+        assert!(err.contains("must use https"), "{err}");
+        assert!(!err.contains("s3cret"), "{err}");
+    }
+
+    #[test]
+    fn url_queries_and_userinfo_are_redacted() {
+        let settings = Settings::parse(
+            "[[issuer]]\nurl = \"accounts.example:s3cret@host\"\n\
+             jwks-url = \"https://k.example/jwks?sig=s3cret\"\n",
+        )
+        .unwrap();
+        let shown = settings.render_redacted();
+        assert!(
+            shown.contains("https://k.example/jwks?<redacted>"),
+            "{shown}"
         );
-        assert_eq!(redact_url("https://k.example/"), "https://k.example/");
+        assert!(!shown.contains("s3cret"), "{shown}");
     }
 }

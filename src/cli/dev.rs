@@ -38,6 +38,12 @@ pub struct DevArgs {
     /// granted read:private and every scope the --require-scope rules name.
     #[arg(long = "grant-scope", value_name = "SCOPE")]
     pub grant_scope: Vec<String>,
+    /// Keep the dev issuer's signing key in FILE (PKCS#8 PEM), made with
+    /// mode 0600 when absent, so that a restart keeps its `kid` and tokens
+    /// issued before stay valid (a second issuer's keys are still new)
+    /// [default: a new key each start].
+    #[arg(long, value_name = "FILE")]
+    pub signing_key: Option<PathBuf>,
     /// Write tokens of every shape issuers mint (and a few the gate must
     /// refuse) to FILE, one `NAME TOKEN` a line, for the interop checks.
     #[arg(long, value_name = "FILE", hide = true)]
@@ -95,6 +101,12 @@ pub(super) async fn dev(args: DevArgs) -> Result<(), StartupError> {
         ));
     }
     let scopes = granted_scopes(&settings, &args.grant_scope);
+    let mut signing_key = args
+        .signing_key
+        .as_deref()
+        .map(|path| DevSigningKey::load_or_create(path, args.algorithm))
+        .transpose()
+        .map_err(|e| StartupError::Config(format!("--signing-key: {e}")))?;
     let mut issuers = Vec::new();
     for (flag, listen) in listens {
         let issuer = DevIssuer::start(DevIssuerConfig {
@@ -108,6 +120,8 @@ pub(super) async fn dev(args: DevArgs) -> Result<(), StartupError> {
                 scopes: scopes.clone(),
             },
             rsa_keys: None,
+            // The first issuer's; a second has keys of its own.
+            signing_key: signing_key.take(),
         })
         .await
         .map_err(|source| StartupError::Bind {

@@ -8,12 +8,22 @@ use crate::{StartupError, UrlError};
 /// Each setting as the library's messages name it, and what the command
 /// line says instead. The library's phrases are matched whole, backticks
 /// included, so that one setting's name is never read inside another's.
-const WORDING: [(&str, &str); 14] = [
+const WORDING: [(&str, &str); 21] = [
     ("`Limits::max_connections`", "--max-connections"),
+    (
+        "`Limits::max_connections_per_peer`",
+        "--max-connections-per-peer",
+    ),
+    ("`Limits::max_header_list_bytes`", "--max-header-list-size"),
+    ("`Limits::max_message_bytes`", "--max-message-size"),
     (
         "`Limits::max_concurrent_streams`",
         "--max-concurrent-streams",
     ),
+    ("`Limits::handshake_timeout`", "--handshake-timeout"),
+    ("`Limits::request_timeout`", "--request-timeout"),
+    ("`Limits::keepalive_interval`", "--keepalive-interval"),
+    ("`Limits::keepalive_timeout`", "--keepalive-timeout"),
     ("`Limits::idle_timeout`", "--idle-timeout"),
     ("`Limits::max_connection_age`", "--max-connection-age"),
     (
@@ -120,10 +130,32 @@ mod tests {
                     ..defaults()
                 },
             ),
+        ] {
+            assert_eq!(limits(wrong), said);
+        }
+        let too_long = Limits::MAX_DURATION + Duration::from_secs(1);
+        for (said, wrong) in [
             (
-                "--max-connections and --max-concurrent-streams must be at least 1",
+                format!(
+                    "--max-connections (0) must be from 1 to {}",
+                    Limits::MAX_CONNECTIONS
+                ),
                 Limits {
                     max_connections: 0,
+                    ..defaults()
+                },
+            ),
+            (
+                "--max-header-list-size (0) must be from 8192 to 16777216".into(),
+                Limits {
+                    max_header_list_bytes: 0,
+                    ..defaults()
+                },
+            ),
+            (
+                "--keepalive-timeout must be at most 100 years".into(),
+                Limits {
+                    keepalive_timeout: too_long,
                     ..defaults()
                 },
             ),

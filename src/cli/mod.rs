@@ -10,7 +10,7 @@ use crate::{
     client::{ClientAuth, Secret, TokenEndpoint, TokenSource, TokenSourceConfig, file_cache},
     error::{StartupError, error_chain},
     gate::{ScopePolicy, ScopeRule},
-    issuer::{DevClient, DevIssuer, DevIssuerConfig},
+    issuer::{DevClient, DevIssuer, DevIssuerConfig, DevSigningKey},
     keys::Algorithm,
     keys::{JwksSource, KeyStore, RefreshConfig, Refresher},
     net,

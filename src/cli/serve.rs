@@ -274,14 +274,16 @@ async fn discovery_mismatch(config: &ServerConfig) -> Option<FetchError> {
     None
 }
 
+/// The start-up lines: each issuer trusted, then where it serves. URLs are
+/// redacted: a signed JWKS URL carries its credentials in its query.
 pub(super) fn log_start(config: &ServerConfig, addr: SocketAddr, metrics: Option<SocketAddr>) {
     for issuer in &config.issuers {
         let jwks = match &issuer.jwks {
-            JwksSource::Url(url) => url.to_string(),
+            JwksSource::Url(url) => net::redact(url.as_str()),
             JwksSource::Discovery { .. } => "OIDC discovery".to_owned(),
         };
         tracing::info!(
-            issuer = %issuer.validation.issuer,
+            issuer = %net::redact(&issuer.validation.issuer),
             audiences = ?issuer.validation.audiences,
             jwks = %jwks,
             "trusting issuer"

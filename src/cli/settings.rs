@@ -85,29 +85,49 @@ pub struct Settings {
     pub jwks_max_stale: Option<Dur>,
     /// How many verified tokens to remember, so a token is verified once
     /// until it expires (0: verify every call) [default: 4096].
-    #[arg(long)]
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[arg(long, value_parser = Bounds::TOKEN_CACHE_ENTRIES.flag::<usize>())]
+    #[serde(
+        default,
+        deserialize_with = "token_cache_entries",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub token_cache_entries: Option<usize>,
     /// Connections open at once; past it, accepting waits for one to close [default: 4096].
-    #[arg(long)]
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[arg(long, value_parser = Bounds::CONNECTIONS.flag::<usize>())]
+    #[serde(
+        default,
+        deserialize_with = "connections",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub max_connections: Option<usize>,
     /// How long a new connection may stay silent before it is closed [default: 10s].
     #[arg(long, value_parser = parse_dur)]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub handshake_timeout: Option<Dur>,
     /// Largest header block a client may send, in bytes (HTTP/2
-    /// SETTINGS_MAX_HEADER_LIST_SIZE) [default: 16384].
-    #[arg(long)]
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// SETTINGS_MAX_HEADER_LIST_SIZE), from 8192 [default: 16384].
+    #[arg(long, value_parser = Bounds::HEADER_LIST_BYTES.flag::<u32>())]
+    #[serde(
+        default,
+        deserialize_with = "header_list_bytes",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub max_header_list_size: Option<u32>,
     /// Largest request message, in bytes [default: 65536].
-    #[arg(long)]
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[arg(long, value_parser = Bounds::MESSAGE_BYTES.flag::<usize>())]
+    #[serde(
+        default,
+        deserialize_with = "message_bytes",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub max_message_size: Option<usize>,
     /// Streams one connection may have open at once [default: 256].
-    #[arg(long)]
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[arg(long, value_parser = Bounds::CONCURRENT_STREAMS.flag::<u32>())]
+    #[serde(
+        default,
+        deserialize_with = "concurrent_streams",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub max_concurrent_streams: Option<u32>,
     /// Longest a call may run [default: 30s].
     #[arg(long, value_parser = parse_dur)]
@@ -137,8 +157,12 @@ pub struct Settings {
     pub max_connection_age_grace: Option<Dur>,
     /// Connections one peer address may hold at once; 0 is no limit (behind
     /// a balancer every connection has its address) [default: 0].
-    #[arg(long)]
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[arg(long, value_parser = Bounds::CONNECTIONS_PER_PEER.flag::<usize>())]
+    #[serde(
+        default,
+        deserialize_with = "connections_per_peer",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub max_connections_per_peer: Option<usize>,
     /// A stream on a public method (health Watch, reflection) is ended after
     /// this long; the client reconnects [default: 30m].

@@ -22,6 +22,7 @@ use crate::{
     gate::validate::{Principal, Validator, claimed_issuer},
     keys::KeyStore,
     keys::Refresher,
+    net,
 };
 
 /// Authenticates and authorizes calls. Cheap to clone: clones share the key
@@ -87,7 +88,7 @@ impl Gate {
     pub(crate) fn start(&self, refreshers: Vec<Refresher>) {
         let mut tasks = crate::util::lock(&self.shared.refreshers.0);
         for refresher in refreshers {
-            let span = tracing::info_span!("jwks", issuer = %refresher.issuer());
+            let span = tracing::info_span!("jwks", issuer = %net::redact(refresher.issuer()));
             let task = tokio::spawn(tracing::Instrument::instrument(refresher.run(), span));
             tasks.push(task.abort_handle());
         }
@@ -252,21 +253,48 @@ impl Gate {
         path: &str,
         authorization: impl IntoIterator<Item = &'a [u8]>,
     ) -> Result<Principal, Refusal> {
+        self.decide(authorization, |principal| {
+            self.authorize(http_method, path, principal)
+        })
+    }
+
+    /// The decision when the method is not known (tonic does not tell an
+    /// interceptor which method is called): a valid token, and no scope
+    /// rule or issuer's list of methods that the call could be under, since
+    /// those cannot be checked; counted as [`Gate::check_request`] counts.
+    pub(crate) fn check_unknown_method<'a>(
+        &self,
+        authorization: impl IntoIterator<Item = &'a [u8]>,
+    ) -> Result<Principal, Refusal> {
+        self.decide(authorization, |principal| {
+            if self.shared.policy.is_empty() && !principal.is_limited_to_methods() {
+                Ok(())
+            } else {
+                Err(AuthError::UnknownMethod)
+            }
+        })
+    }
+
+    /// Authenticates, then `authorize`s; the one place a decision is
+    /// counted.
+    fn decide<'a>(
+        &self,
+        authorization: impl IntoIterator<Item = &'a [u8]>,
+        authorize: impl FnOnce(&Principal) -> Result<(), AuthError>,
+    ) -> Result<Principal, Refusal> {
         let decision = self
             .authenticate(authorization)
             .map_err(|error| Refusal {
                 error,
                 subject: None,
             })
-            .and_then(
-                |principal| match self.authorize(http_method, path, &principal) {
-                    Ok(()) => Ok(principal),
-                    Err(error) => Err(Refusal {
-                        error,
-                        subject: Some(principal.subject().into()),
-                    }),
-                },
-            );
+            .and_then(|principal| match authorize(&principal) {
+                Ok(()) => Ok(principal),
+                Err(error) => Err(Refusal {
+                    error,
+                    subject: Some(principal.subject().into()),
+                }),
+            });
         self.shared
             .stats
             .count(decision.as_ref().err().map(|r| &r.error));
@@ -302,8 +330,12 @@ impl Gate {
     /// When a call made with `principal`'s token must end: its `exp` plus
     /// the leeway of its issuer, as an instant of the async runtime's clock.
     pub fn deadline(&self, principal: &Principal) -> Instant {
-        let left = principal.accepted_until() - (self.clock)();
-        Instant::now() + Duration::from_secs(u64::try_from(left).unwrap_or(0))
+        // An `exp` of centuries ahead (or the saturated `i64::MAX` of one
+        // past 2^63) is a century: the runtime's clock cannot hold more.
+        const CENTURY: u64 = 100 * 365 * 24 * 3600;
+        let left = principal.accepted_until().saturating_sub((self.clock)());
+        let left = u64::try_from(left).unwrap_or(0).min(CENTURY);
+        Instant::now() + Duration::from_secs(left)
     }
 
     /// A layer that guards every method of a tonic server but health and

@@ -133,6 +133,7 @@ pin_project_lite::pin_project! {
         inner: B,
         deadline: Option<Deadline>,
         timer: Option<Pin<Box<Sleep>>>,
+        // Ended: at its deadline, or with the inner body's own end.
         expired: bool,
     }
 }
@@ -168,17 +169,27 @@ where
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
-        let this = self.project();
+        let mut this = self.project();
         if *this.expired {
             return Poll::Ready(None);
         }
         let Some(deadline) = *this.deadline else {
             return this.inner.poll_frame(cx);
         };
-        // A stream that never waits still stops at its deadline.
-        if Instant::now() < deadline.at {
-            match this.inner.poll_frame(cx) {
-                Poll::Ready(frame) => return Poll::Ready(frame),
+        // A stream that never waits still stops at its deadline; one that
+        // has ended (its trailers sent, or its last frame) ends as it is: no
+        // second status after the first, no reset of a complete answer.
+        if Instant::now() < deadline.at || this.inner.is_end_stream() {
+            match this.inner.as_mut().poll_frame(cx) {
+                Poll::Ready(frame) => {
+                    let last = match &frame {
+                        None => true,
+                        Some(Ok(frame)) => frame.is_trailers(),
+                        Some(Err(_)) => false,
+                    };
+                    *this.expired |= last;
+                    return Poll::Ready(frame);
+                }
                 Poll::Pending if !deadline.passed(this.timer, cx) => return Poll::Pending,
                 Poll::Pending => {}
             }
@@ -196,11 +207,11 @@ where
     }
 
     fn size_hint(&self) -> SizeHint {
-        if self.deadline.is_some() {
+        match self.deadline {
             // It may end early, with trailers of its own.
-            SizeHint::default()
-        } else {
-            self.inner.size_hint()
+            Some(deadline) if deadline.grpc => SizeHint::default(),
+            // It may end early only with an error: its length stands.
+            _ => self.inner.size_hint(),
         }
     }
 }

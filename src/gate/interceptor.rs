@@ -2,8 +2,7 @@
 
 use tonic::Status;
 
-use super::{Gate, Refusal};
-use crate::error::AuthError;
+use super::Gate;
 
 /// For a single service (`FooServer::with_interceptor(svc, auth)`): validates
 /// the token and puts the [`Principal`](crate::Principal) in the request's extensions. tonic
@@ -13,24 +12,15 @@ use crate::error::AuthError;
 impl tonic::service::Interceptor for Gate {
     fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, Status> {
         let values = request.metadata().get_all("authorization");
-        let refuse = |error: AuthError, subject: Option<Box<str>>| {
-            self.shared.stats.count(Some(&error));
-            let refusal = Refusal { error, subject };
-            self.log_refusal("(one service)", request.remote_addr(), &refusal);
-            Status::from(&refusal.error)
-        };
-        let principal = self
-            .authenticate(values.iter().map(|v| v.as_bytes()))
-            .map_err(|e| refuse(e, None))?;
-        // Nor which issuers' `methods` lists would allow.
-        if !self.shared.policy.is_empty() || principal.is_limited_to_methods() {
-            return Err(refuse(
-                AuthError::UnknownMethod,
-                Some(principal.subject().into()),
-            ));
+        match self.check_unknown_method(values.iter().map(|v| v.as_bytes())) {
+            Ok(principal) => {
+                request.extensions_mut().insert(principal);
+                Ok(request)
+            }
+            Err(refusal) => {
+                self.log_refusal("(one service)", request.remote_addr(), &refusal);
+                Err(Status::from(&refusal.error))
+            }
         }
-        self.shared.stats.count(None);
-        request.extensions_mut().insert(principal);
-        Ok(request)
     }
 }

@@ -154,13 +154,18 @@ impl GateLayer {
         }
         if self.is_public(path, grpc) {
             let max_age = self.public_max_age;
-            return Ok(max_age.map(|age| Deadline::max_age(Instant::now() + age, grpc)));
+            // An age too far ahead for the clock to hold is no deadline.
+            let at = max_age.and_then(|age| Instant::now().checked_add(age));
+            return Ok(at.map(|at| Deadline::max_age(at, grpc)));
         }
         let values = request.headers().get_all(http::header::AUTHORIZATION);
         let values = values.iter().map(|v| v.as_bytes());
         let checked = match rules_path {
             // Checked as a gRPC method is: `POST`.
             Some(rules_path) => self.interceptor.check(rules_path, values),
+            // A gRPC call is `POST`, whatever method it came with: tonic's
+            // router serves any, so a `GET` must not escape a `POST` rule.
+            None if grpc => self.interceptor.check(path, values),
             None => {
                 let http_method = request.method().as_str();
                 self.interceptor.check_request(http_method, path, values)
@@ -292,8 +297,12 @@ pub(crate) fn expiring_request(
     deadline: Option<Deadline>,
 ) -> http::Request<Body> {
     match deadline {
-        Some(deadline) => request.map(|body| Body::new(ExpiringRequest::new(body, deadline))),
-        None => request,
+        // A body already at its end (a GET, a HEADERS frame with
+        // END_STREAM) has nothing left to cut.
+        Some(deadline) if !http_body::Body::is_end_stream(request.body()) => {
+            request.map(|body| Body::new(ExpiringRequest::new(body, deadline)))
+        }
+        _ => request,
     }
 }
 

@@ -2,7 +2,7 @@
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
-use super::RsaKeyPool;
+use super::{DevSigningKey, RsaKeyPool};
 use crate::keys::Algorithm;
 
 /// A client the dev issuer grants tokens to.
@@ -42,6 +42,10 @@ pub struct DevIssuerConfig {
     /// Pre-generated RSA keys to sign with before generating any: generating
     /// an RSA-2048 key takes some 80 ms, and a test suite starts many issuers.
     pub rsa_keys: Option<Arc<RsaKeyPool>>,
+    /// The first signing key, for `algorithm`, instead of a new one: a key
+    /// kept across restarts keeps its `kid`, and the tokens signed with it
+    /// stay valid.
+    pub signing_key: Option<DevSigningKey>,
 }
 
 impl DevIssuerConfig {
@@ -59,6 +63,7 @@ impl DevIssuerConfig {
                 scopes: vec!["read:private".into()],
             },
             rsa_keys: None,
+            signing_key: None,
         }
     }
 }

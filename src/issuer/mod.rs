@@ -26,12 +26,14 @@ use crate::{keys::Algorithm, util::lock};
 
 mod config;
 mod faults;
+mod key_file;
 mod routes;
 mod signing;
 mod state;
 
 pub use config::{DevClient, DevIssuerConfig};
 pub use faults::{JwksFault, TokenFault};
+pub use key_file::DevSigningKey;
 use routes::{discovery, jwks, token};
 pub use signing::RsaKeyPool;
 use signing::{Keys, SigningKey};
@@ -56,11 +58,15 @@ impl DevIssuer {
     pub fn start_on(listener: TcpListener, config: DevIssuerConfig) -> std::io::Result<DevIssuer> {
         let addr = listener.local_addr()?;
         let issuer = format!("http://{addr}/");
-        let first = SigningKey::generate(
-            config.algorithm,
-            KeySize::Rsa2048,
-            config.rsa_keys.as_deref(),
-        );
+        let first = match &config.signing_key {
+            Some(key) => SigningKey::from_pkcs8(config.algorithm, key.pkcs8())
+                .map_err(|why| std::io::Error::new(std::io::ErrorKind::InvalidInput, why))?,
+            None => SigningKey::generate(
+                config.algorithm,
+                KeySize::Rsa2048,
+                config.rsa_keys.as_deref(),
+            ),
+        };
         let state = Arc::new(IssuerState {
             issuer,
             audience: config.audience,

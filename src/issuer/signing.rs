@@ -4,6 +4,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use aws_lc_rs::{
+    encoding::{AsDer, Pkcs8V1Der},
     rand::SystemRandom,
     rsa::KeySize,
     signature::{self, EcdsaKeyPair, Ed25519KeyPair, KeyPair, RsaKeyPair},
@@ -140,6 +141,52 @@ impl SigningKey {
         };
         key.kid = key.thumbprint();
         key
+    }
+
+    /// The key for `alg` in a PKCS#8 document (DER), named by its thumbprint
+    /// as a new one is, so that the same key always has the same `kid`; or
+    /// what key `alg` needs, when the document holds none.
+    pub(super) fn from_pkcs8(alg: Algorithm, der: &[u8]) -> Result<SigningKey, String> {
+        let pair = match alg {
+            Algorithm::ES256 => {
+                EcdsaKeyPair::from_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, der)
+                    .map(Pair::Ec)
+            }
+            Algorithm::ES384 => {
+                EcdsaKeyPair::from_pkcs8(&signature::ECDSA_P384_SHA384_FIXED_SIGNING, der)
+                    .map(Pair::Ec)
+            }
+            Algorithm::EdDSA => Ed25519KeyPair::from_pkcs8(der).map(Pair::Ed),
+            _ => RsaKeyPair::from_pkcs8(der).map(Pair::Rsa),
+        };
+        let pair = pair.map_err(|_| {
+            let needs = match alg {
+                Algorithm::ES256 => "a P-256 key",
+                Algorithm::ES384 => "a P-384 key",
+                Algorithm::EdDSA => "an Ed25519 key",
+                _ => "an RSA key of 2048 bits or more",
+            };
+            format!("no private key that {alg} signs with ({needs}) in PKCS#8")
+        })?;
+        let mut key = SigningKey {
+            kid: String::new(),
+            alg,
+            pair,
+            published: true,
+        };
+        key.kid = key.thumbprint();
+        Ok(key)
+    }
+
+    /// The private key as a PKCS#8 document (DER), which
+    /// [`SigningKey::from_pkcs8`] reads back.
+    pub(super) fn to_pkcs8(&self) -> Vec<u8> {
+        let der = match &self.pair {
+            Pair::Rsa(pair) => AsDer::<Pkcs8V1Der>::as_der(pair).map(|d| d.as_ref().to_vec()),
+            Pair::Ec(pair) => pair.to_pkcs8v1().map(|d| d.as_ref().to_vec()),
+            Pair::Ed(pair) => pair.to_pkcs8v1().map(|d| d.as_ref().to_vec()),
+        };
+        der.expect("a key pair aws-lc made or read encodes as PKCS#8")
     }
 
     /// The RFC 7638 thumbprint: SHA-256 of the required public members in

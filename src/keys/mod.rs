@@ -56,6 +56,38 @@ mod tests {
         }
     }
 
+    /// Issue 27: serde's message quoted the value it tripped on, so a
+    /// document holding a secret or an attacker's junk reached the logs.
+    #[test]
+    fn why_a_document_is_not_a_jwks_never_quotes_it() {
+        for (doc, why) in [
+            (
+                &b"\"hunter2\""[..],
+                "JSON of another shape, at line 1 column 9",
+            ),
+            (
+                b"{\"keys\": \"hunter2\"}",
+                "JSON of another shape, at line 1 column 18",
+            ),
+            (
+                b"{\"keys\": [1], \"keys\": \"hunter2\"}",
+                "JSON of another shape",
+            ),
+            (b"{\"keys\": true, \"hunter2\": 1}", "JSON of another shape"),
+            (
+                b"{\"keys\": [\"hunter2",
+                "JSON that ends early, at line 1 column 18",
+            ),
+            (b"hunter2", "not JSON, at line 1 column 1"),
+        ] {
+            let Err(JwksError::Invalid(detail)) = KeySet::from_jwks(doc, None) else {
+                panic!("{doc:?} parsed");
+            };
+            assert!(detail.contains(why), "{detail}");
+            assert!(!detail.contains("hunter2"), "{detail}");
+        }
+    }
+
     #[test]
     fn a_reused_key_is_judged_again() {
         let ed = r#"{"kty":"OKP","crv":"Ed25519","kid":"k","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo""#;

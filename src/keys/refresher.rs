@@ -355,10 +355,11 @@ impl Refresher {
         // OIDC Discovery §4.3: the document must name the issuer it was asked for.
         let named = doc.required("issuer", &doc.issuer)?;
         if named != issuer {
+            // Either could be a URL with a query: errors show it redacted.
             return Err(FetchError::IssuerMismatch {
                 url: doc.url.clone(),
-                named: named.to_owned(),
-                configured: issuer.to_owned(),
+                named: net::redact(named),
+                configured: net::redact(issuer),
             });
         }
         let jwks_uri = doc.required("jwks_uri", &doc.jwks_uri)?;

@@ -6,6 +6,7 @@ use serde::Deserialize;
 
 use super::jwk::Jwk;
 use super::{Algorithm, VerifyingKey};
+use crate::util::json_error;
 
 /// A key the JWKS listed that authgate will not verify with, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,8 +55,12 @@ impl KeySet {
         struct Document {
             keys: Vec<serde_json::Value>,
         }
-        let document: Document = serde_json::from_slice(document)
-            .map_err(|e| JwksError::Invalid(format!("not a JWKS (`{{\"keys\": [...]}}`): {e}")))?;
+        let document: Document = serde_json::from_slice(document).map_err(|e| {
+            JwksError::Invalid(format!(
+                "not a JWKS (`{{\"keys\": [...]}}`): {}",
+                json_error(&e)
+            ))
+        })?;
 
         let mut set = KeySet::default();
         let mut skipped = Vec::new();

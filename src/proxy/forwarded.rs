@@ -15,14 +15,30 @@ use std::{
 use http::{HeaderMap, HeaderName, HeaderValue, header};
 use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
 
+use super::identity::remove_reading_as;
+use crate::server::ArrivedOverTls;
+
 /// The headers that say where a request came from: the caller's are
 /// removed, and the proxy sets the `X-Forwarded-*` three itself.
-pub const FORWARDED_HEADERS: [&str; 5] = [
+const FORWARDED_HEADERS: [&str; 5] = [
     "forwarded",
     "x-forwarded-for",
     "x-forwarded-proto",
     "x-forwarded-host",
     "x-real-ip",
+];
+
+/// Headers some servers and frameworks read as the request's method or
+/// path (Express's method-override, Laravel, Symfony, IIS's URL Rewrite):
+/// a caller's would make the upstream run another request than the one the
+/// gate checked (`GET /items` with `X-HTTP-Method-Override: POST` past a
+/// rule for `POST /items`). Removed, as the `X-Forwarded-*` are.
+const OVERRIDE_HEADERS: [&str; 5] = [
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+    "x-original-url",
+    "x-rewrite-url",
 ];
 
 const FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -93,18 +109,12 @@ impl fmt::Display for Cidr {
 }
 
 /// Where a request came in: the peer's address and whether over TLS, as
-/// tonic's server records them.
+/// the server (or tonic's, for a stack of the library user's) records them.
 pub(crate) fn arrival<B>(request: &http::Request<B>) -> (Option<SocketAddr>, bool) {
     let extensions = request.extensions();
-    match extensions.get::<TlsConnectInfo<TcpConnectInfo>>() {
-        Some(tls) => (tls.get_ref().remote_addr(), true),
-        None => (
-            extensions
-                .get::<TcpConnectInfo>()
-                .and_then(|i| i.remote_addr()),
-            false,
-        ),
-    }
+    let tonic_tls = extensions.get::<TlsConnectInfo<TcpConnectInfo>>();
+    let tls = tonic_tls.is_some() || extensions.get::<ArrivedOverTls>().is_some();
+    (crate::gate::layer::peer(request), tls)
 }
 
 /// The host the caller asked for: HTTP/2's `:authority`, else `Host`.
@@ -136,9 +146,9 @@ pub(crate) fn set_forwarded(
         }
         _ => None,
     };
-    for name in FORWARDED_HEADERS {
-        headers.remove(name);
-    }
+    // Also as `x_forwarded_for`, which CGI-style servers read the same.
+    remove_reading_as(headers, &FORWARDED_HEADERS);
+    remove_reading_as(headers, &OVERRIDE_HEADERS);
     let chain = match (kept, peer) {
         (Some(kept), Some(ip)) => Some(format!("{kept}, {ip}")),
         (None, Some(ip)) => Some(ip.to_string()),
@@ -197,6 +207,11 @@ mod tests {
             ("x-forwarded-host", "evil.example"),
             ("forwarded", "for=10.9.9.9"),
             ("x-real-ip", "10.9.9.9"),
+            ("x_forwarded_for", "10.7.7.7"),
+            ("x_real_ip", "10.7.7.7"),
+            ("x-http-method-override", "POST"),
+            ("x_http_method_override", "DELETE"),
+            ("x-original-url", "/admin"),
         ] {
             headers.append(name, HeaderValue::from_static(value));
         }
@@ -215,6 +230,15 @@ mod tests {
         assert_eq!(headers["x-forwarded-host"], "app.example");
         assert!(!headers.contains_key("forwarded"));
         assert!(!headers.contains_key("x-real-ip"));
+        for name in [
+            "x_forwarded_for",
+            "x_real_ip",
+            "x-http-method-override",
+            "x_http_method_override",
+            "x-original-url",
+        ] {
+            assert!(!headers.contains_key(name), "{name}");
+        }
     }
 
     #[test]

@@ -30,11 +30,32 @@ pub const IDENTITY_HEADERS: [&str; 4] =
 /// `HTTP_X_AUTHGATE_SUBJECT`, the same as the real header).
 pub(crate) fn is_identity_header(name: &HeaderName) -> bool {
     let name = name.as_str().as_bytes();
-    name.len() >= PREFIX.len()
-        && name[..PREFIX.len()]
+    name.len() >= PREFIX.len() && reads_as(&name[..PREFIX.len()], PREFIX)
+}
+
+/// Whether header name `name` reads as `canonical` (lowercase, with `-`)
+/// to a server that takes `_` for `-`, as CGI, WSGI and PHP do.
+pub(crate) fn reads_as(name: &[u8], canonical: &[u8]) -> bool {
+    name.len() == canonical.len()
+        && name
             .iter()
-            .zip(PREFIX)
-            .all(|(&b, &p)| b == p || (p == b'-' && b == b'_'))
+            .zip(canonical)
+            .all(|(&b, &c)| b == c || (c == b'-' && b == b'_'))
+}
+
+/// Removes every header that reads as one of `names` (see [`reads_as`]).
+pub(crate) fn remove_reading_as(headers: &mut HeaderMap, names: &[&str]) {
+    let found: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| {
+            let name = name.as_str().as_bytes();
+            names.iter().any(|n| reads_as(name, n.as_bytes()))
+        })
+        .cloned()
+        .collect();
+    for name in found {
+        headers.remove(name);
+    }
 }
 
 /// Removes every header (or trailer) named as one of ours.

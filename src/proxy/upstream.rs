@@ -50,8 +50,10 @@ impl UpstreamConfig {
     /// An HTTP/2 upstream at `url`, every other setting at its default.
     pub fn new(url: &str) -> Result<UpstreamConfig, StartupError> {
         let bad = |why: &str| {
+            // The URL as given may carry credentials or a query: never shown.
             StartupError::Config(format!(
-                "upstream `{url}` {why}: give http://HOST:PORT or https://HOST:PORT"
+                "upstream `{}` {why}: give http://HOST:PORT or https://HOST:PORT",
+                crate::net::redact(url)
             ))
         };
         let uri: http::Uri = url.parse().map_err(|_| bad("is not a URL"))?;
@@ -115,6 +117,8 @@ mod tests {
                 .unwrap()
                 .is_tls()
         );
+        let secret = UpstreamConfig::new("http://u:hunter2@h:1/?k=hunter2").unwrap_err();
+        assert!(!secret.to_string().contains("hunter2"), "{secret}");
         for bad in [
             "127.0.0.1:50052",
             "ftp://h:1",

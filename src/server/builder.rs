@@ -204,7 +204,7 @@ impl ApplicationBuilder {
             + 'static,
         S::Future: Send + 'static,
     {
-        self.forward = Some(Fallback::new(service));
+        self.forward = Some(fallback::fallback(service));
         self.warn_unknown_rules = true;
         self
     }

@@ -4,7 +4,7 @@
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
-use tonic::transport::ServerTlsConfig;
+use tokio::sync::Semaphore;
 
 use super::{tls::load_tls, web::CorsOrigins};
 use crate::{
@@ -90,12 +90,11 @@ impl ServerConfig {
     }
 
     /// The limits checked and the TLS files loaded.
-    pub(super) fn check_and_load_tls(&self) -> Result<Option<ServerTlsConfig>, StartupError> {
+    pub(super) fn check_and_load_tls(
+        &self,
+    ) -> Result<Option<std::sync::Arc<tokio_rustls::rustls::ServerConfig>>, StartupError> {
         self.limits.check()?;
-        self.tls
-            .as_ref()
-            .map(|files| load_tls(files, self.limits.handshake_timeout))
-            .transpose()
+        self.tls.as_ref().map(load_tls).transpose()
     }
 }
 
@@ -172,14 +171,98 @@ pub struct Limits {
 }
 
 impl Limits {
-    /// Refuses limits that would stop every call, or close every
-    /// connection as soon as it opens.
+    /// The longest any of these durations may be (and any duration the
+    /// command line takes): 100 years. A deadline that far ahead is still an
+    /// `Instant`, so adding a setting to the time a connection or a call
+    /// began can never overflow, which panics.
+    pub const MAX_DURATION: Duration = Duration::from_secs(100 * 31_557_600);
+    /// The most `max_connections` (and `max_connections_per_peer`) may be:
+    /// what the accept loop's semaphore can count.
+    pub const MAX_CONNECTIONS: usize = Semaphore::MAX_PERMITS;
+    /// The least `max_header_list_bytes` may be: hyper's least HTTP/1 read
+    /// buffer, 8 KiB, which also holds a token of the largest size authgate
+    /// reads only just; at 0 every request is refused.
+    pub const MIN_HEADER_LIST_BYTES: u32 = 8 * 1024;
+    /// The most `max_header_list_bytes` may be: 16 MiB, grpc-go's default.
+    /// A connection may make the server hold this much per header block;
+    /// more is the defence switched off.
+    pub const MAX_HEADER_LIST_BYTES: u32 = 16 * 1024 * 1024;
+    /// The most `max_message_bytes` may be: gRPC frames each message with a
+    /// 4-byte length, so none is longer.
+    pub const MAX_MESSAGE_BYTES: usize = u32::MAX as usize;
+    /// The most `max_concurrent_streams` may be: clients open the odd
+    /// stream identifiers of 31 bits, so no connection holds more streams.
+    pub const MAX_CONCURRENT_STREAMS: u32 = 1 << 30;
+
+    /// Refuses limits that would stop every call, close every connection as
+    /// soon as it opens, or not fit what the server counts them with: each
+    /// count within its bounds above, each duration at most
+    /// [`Limits::MAX_DURATION`].
     pub fn check(&self) -> Result<(), StartupError> {
-        if self.max_connections == 0 || self.max_concurrent_streams == 0 {
-            return Err(StartupError::Config(
-                "`Limits::max_connections` and `Limits::max_concurrent_streams` must be at least 1"
-                    .into(),
-            ));
+        let counts = [
+            (
+                "`Limits::max_connections`",
+                self.max_connections as u64,
+                1,
+                Self::MAX_CONNECTIONS as u64,
+            ),
+            (
+                "`Limits::max_connections_per_peer`",
+                self.max_connections_per_peer as u64,
+                0,
+                Self::MAX_CONNECTIONS as u64,
+            ),
+            (
+                "`Limits::max_header_list_bytes`",
+                self.max_header_list_bytes.into(),
+                Self::MIN_HEADER_LIST_BYTES.into(),
+                Self::MAX_HEADER_LIST_BYTES.into(),
+            ),
+            (
+                "`Limits::max_message_bytes`",
+                self.max_message_bytes as u64,
+                0,
+                Self::MAX_MESSAGE_BYTES as u64,
+            ),
+            (
+                "`Limits::max_concurrent_streams`",
+                self.max_concurrent_streams.into(),
+                1,
+                Self::MAX_CONCURRENT_STREAMS.into(),
+            ),
+        ];
+        for (setting, value, min, max) in counts {
+            if !(min..=max).contains(&value) {
+                return Err(StartupError::Config(format!(
+                    "{setting} ({value}) must be from {min} to {max}"
+                )));
+            }
+        }
+        let durations = [
+            ("`Limits::handshake_timeout`", Some(self.handshake_timeout)),
+            ("`Limits::request_timeout`", Some(self.request_timeout)),
+            (
+                "`Limits::keepalive_interval`",
+                Some(self.keepalive_interval),
+            ),
+            ("`Limits::keepalive_timeout`", Some(self.keepalive_timeout)),
+            ("`Limits::idle_timeout`", Some(self.idle_timeout)),
+            ("`Limits::max_connection_age`", self.max_connection_age),
+            (
+                "`Limits::max_connection_age_grace`",
+                Some(self.max_connection_age_grace),
+            ),
+            (
+                "`Limits::public_stream_max_age`",
+                Some(self.public_stream_max_age),
+            ),
+        ];
+        for (setting, value) in durations {
+            if value.is_some_and(|d| d > Self::MAX_DURATION) {
+                return Err(StartupError::Config(format!(
+                    "{setting} must be at most 100 years"
+                )));
+            }
         }
         let positive = [
             ("`Limits::idle_timeout`", Some(self.idle_timeout)),
@@ -284,5 +367,146 @@ mod tests {
             ..Limits::default()
         };
         assert!(ages.check().is_ok());
+    }
+
+    /// Each count at its bounds passes, and one past them is refused naming
+    /// the setting and the bound; so is a duration past 100 years, which would
+    /// overflow the deadlines computed from it.
+    #[test]
+    fn limits_past_what_the_server_can_hold_are_refused_naming_the_bound() {
+        let defaults = Limits::default;
+        let at_bounds = [
+            Limits {
+                max_connections: Limits::MAX_CONNECTIONS,
+                max_connections_per_peer: Limits::MAX_CONNECTIONS,
+                max_header_list_bytes: Limits::MAX_HEADER_LIST_BYTES,
+                max_message_bytes: Limits::MAX_MESSAGE_BYTES,
+                max_concurrent_streams: Limits::MAX_CONCURRENT_STREAMS,
+                max_connection_age: Some(Limits::MAX_DURATION),
+                request_timeout: Limits::MAX_DURATION,
+                ..defaults()
+            },
+            Limits {
+                max_connections: 1,
+                max_header_list_bytes: Limits::MIN_HEADER_LIST_BYTES,
+                max_message_bytes: 0,
+                max_concurrent_streams: 1,
+                ..defaults()
+            },
+        ];
+        for limits in at_bounds {
+            assert!(limits.check().is_ok(), "{limits:?}");
+        }
+        let past = Limits::MAX_DURATION + Duration::from_secs(1);
+        let max_connections = Limits::MAX_CONNECTIONS.to_string();
+        for (limits, says) in [
+            (
+                Limits {
+                    max_connections: Limits::MAX_CONNECTIONS + 1,
+                    ..defaults()
+                },
+                format!(
+                    "`Limits::max_connections` ({}) must be from 1 to {max_connections}",
+                    Limits::MAX_CONNECTIONS + 1
+                ),
+            ),
+            (
+                Limits {
+                    max_connections: usize::MAX,
+                    ..defaults()
+                },
+                format!("to {max_connections}"),
+            ),
+            (
+                Limits {
+                    max_connections_per_peer: usize::MAX,
+                    ..defaults()
+                },
+                format!(
+                    "`Limits::max_connections_per_peer` ({}) must be from 0 to {max_connections}",
+                    usize::MAX
+                ),
+            ),
+            (
+                Limits {
+                    max_header_list_bytes: 0,
+                    ..defaults()
+                },
+                "`Limits::max_header_list_bytes` (0) must be from 8192 to 16777216".into(),
+            ),
+            (
+                Limits {
+                    max_header_list_bytes: 8191,
+                    ..defaults()
+                },
+                "`Limits::max_header_list_bytes` (8191)".into(),
+            ),
+            (
+                Limits {
+                    max_header_list_bytes: u32::MAX,
+                    ..defaults()
+                },
+                "to 16777216".into(),
+            ),
+            (
+                Limits {
+                    max_message_bytes: usize::MAX,
+                    ..defaults()
+                },
+                "`Limits::max_message_bytes` (18446744073709551615) must be from 0 to 4294967295"
+                    .into(),
+            ),
+            (
+                Limits {
+                    max_concurrent_streams: u32::MAX,
+                    ..defaults()
+                },
+                "`Limits::max_concurrent_streams` (4294967295) must be from 1 to 1073741824".into(),
+            ),
+            (
+                Limits {
+                    max_concurrent_streams: 0,
+                    ..defaults()
+                },
+                "`Limits::max_concurrent_streams` (0) must be from 1".into(),
+            ),
+            (
+                Limits {
+                    max_connection_age: Some(Duration::MAX),
+                    ..defaults()
+                },
+                "`Limits::max_connection_age` must be at most 100 years".into(),
+            ),
+            (
+                Limits {
+                    idle_timeout: past,
+                    ..defaults()
+                },
+                "`Limits::idle_timeout` must be at most 100 years".into(),
+            ),
+            (
+                Limits {
+                    max_connection_age_grace: past,
+                    ..defaults()
+                },
+                "`Limits::max_connection_age_grace` must be at most 100 years".into(),
+            ),
+            (
+                Limits {
+                    keepalive_interval: past,
+                    ..defaults()
+                },
+                "`Limits::keepalive_interval` must be at most 100 years".into(),
+            ),
+        ] {
+            let error = limits.check().expect_err(&says).to_string();
+            assert!(error.contains(&says), "{says}: {error}");
+        }
+        // 100 years from now is an instant, so no deadline overflows.
+        assert!(
+            tokio::time::Instant::now()
+                .checked_add(Limits::MAX_DURATION)
+                .is_some()
+        );
     }
 }

@@ -1,4 +1,4 @@
-//! Serving each connection with a tonic server of its own, so that one can
+//! Serving each connection on its own (server/serve.rs), so that one can
 //! be closed on its own: tonic's server closes connections gracefully
 //! (GOAWAY, then the calls in flight finish) only all at once, when its
 //! shutdown future resolves, and has no idle timeout. Here every

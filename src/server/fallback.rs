@@ -1,78 +1,44 @@
-//! [`Fallback`]: the service that answers every path no added service
-//! claims, type-erased so that the builder need not carry its type; what
-//! makes the server a reverse proxy.
+//! [`Fallback`]: the service that answers every request no added service
+//! claims (plain HTTP too), erased once into tower's cloneable boxed
+//! service, so that the builder need not carry its type; with one, the
+//! server forwards (what `authgate proxy` installs).
 
-use std::{
-    convert::Infallible,
-    fmt,
-    future::Future,
-    pin::Pin,
-    sync::Arc,
-    task::{Context, Poll},
-};
+use std::convert::Infallible;
 
 use tonic::body::Body;
+use tower::{ServiceExt, util::BoxCloneSyncService};
 
-type BoxFuture = Pin<Box<dyn Future<Output = Result<http::Response<Body>, Infallible>> + Send>>;
+/// Any service over the requests no route claims.
+pub(crate) type Fallback =
+    BoxCloneSyncService<http::Request<Body>, http::Response<Body>, Infallible>;
 
-/// A cloneable service over any request the routes do not claim.
-#[derive(Clone)]
-pub(crate) struct Fallback(Arc<dyn Fn(http::Request<Body>) -> BoxFuture + Send + Sync>);
-
-impl Fallback {
-    pub(crate) fn new<S>(service: S) -> Fallback
-    where
-        S: tower_service::Service<
-                http::Request<Body>,
-                Response = http::Response<Body>,
-                Error = Infallible,
-            > + Clone
-            + Send
-            + Sync
-            + 'static,
-        S::Future: Send + 'static,
-    {
-        Fallback(Arc::new(move |request| {
-            let mut service = service.clone();
-            Box::pin(async move {
-                std::future::poll_fn(|cx| service.poll_ready(cx)).await?;
-                service.call(request).await
-            })
-        }))
-    }
+/// `service`, erased.
+pub(crate) fn fallback<S>(service: S) -> Fallback
+where
+    S: tower_service::Service<
+            http::Request<Body>,
+            Response = http::Response<Body>,
+            Error = Infallible,
+        > + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send + 'static,
+{
+    BoxCloneSyncService::new(service)
 }
 
-impl fmt::Debug for Fallback {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Fallback")
-    }
-}
-
-impl tower_service::Service<http::Request<Body>> for Fallback {
-    type Response = http::Response<Body>;
-    type Error = Infallible;
-    type Future = BoxFuture;
-
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, request: http::Request<Body>) -> BoxFuture {
-        (self.0)(request)
-    }
-}
-
-/// The same service over the requests axum's router hands its fallback.
-impl tower_service::Service<http::Request<axum::body::Body>> for Fallback {
-    type Response = http::Response<Body>;
-    type Error = Infallible;
-    type Future = BoxFuture;
-
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, request: http::Request<axum::body::Body>) -> BoxFuture {
-        (self.0)(request.map(Body::new))
-    }
+/// `fallback` over the requests axum's router hands its fallback.
+pub(crate) fn for_axum(
+    fallback: Fallback,
+) -> impl tower_service::Service<
+    http::Request<axum::body::Body>,
+    Response = http::Response<Body>,
+    Error = Infallible,
+    Future: Send,
+> + Clone
++ Send
++ Sync
++ 'static {
+    fallback.map_request(|request: http::Request<axum::body::Body>| request.map(Body::new))
 }

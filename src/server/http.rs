@@ -106,12 +106,9 @@ where
 
     fn call(&mut self, mut request: Request<Body>) -> Self::Future {
         let path = request.uri().path();
-        let rules_path = self
-            .checked_as
-            .iter()
-            .find(|(p, _)| **p == *path)
-            .map(|(_, method)| method.clone());
-        let future = match self.layer.admit(&mut request, false, rules_path.as_deref()) {
+        let checked_as = self.checked_as.iter().find(|(p, _)| **p == *path);
+        let rules_path = checked_as.map(|(_, method)| &**method);
+        let future = match self.layer.admit(&mut request, false, rules_path) {
             Ok(deadline) => GateFuture::new(
                 self.inner.call(expiring_request(request, deadline)),
                 deadline,

@@ -36,6 +36,13 @@ use super::Limits;
 /// connection preface is 24 bytes.
 const HANDSHAKE_BYTES: usize = 24;
 
+/// How long a connection the server has closed keeps reading what the
+/// peer still sends, waiting for the peer to close its side.
+const LINGER: Duration = Duration::from_secs(2);
+
+/// How much of what the peer still sends is read and dropped at most.
+const LINGER_BYTES: usize = 256 * 1024;
+
 /// Connections from `listener` within `limits`: `max_connections` open at
 /// once, `max_connections_per_peer` from one address, each closed if it
 /// does not start within the `handshake_timeout`.
@@ -186,6 +193,11 @@ pub(super) struct BoundedStream {
     /// Dropped with the connection: tells whoever holds the receiver that
     /// the connection has closed.
     on_close: Option<oneshot::Sender<()>>,
+    /// Once the server has closed its side: until when bytes the peer still
+    /// sends are read and dropped, before the socket closes.
+    linger: Option<Pin<Box<Sleep>>>,
+    /// How many bytes have been dropped so, at most [`LINGER_BYTES`].
+    lingered: usize,
 }
 
 impl BoundedStream {
@@ -207,12 +219,19 @@ impl BoundedStream {
             peer,
             cutoff: Arc::default(),
             on_close: None,
+            linger: None,
+            lingered: 0,
         }
     }
 
     /// The peer's address, when the socket could tell.
     pub(super) fn peer(&self) -> Option<SocketAddr> {
         self.peer
+    }
+
+    /// The address the connection came in on.
+    pub(super) fn local_addr(&self) -> Option<SocketAddr> {
+        self.stream.local_addr().ok()
     }
 
     /// What ends this connection from outside.
@@ -295,8 +314,47 @@ impl AsyncWrite for BoundedStream {
         this.cut_or(cx, |stream, cx| Pin::new(stream).poll_flush(cx))
     }
 
+    /// Closes the server's side (FIN), then reads and drops what the peer
+    /// still sends until it closes its own or [`LINGER`] has passed: a
+    /// socket closed with unread bytes in it answers with a TCP reset, which
+    /// makes the peer drop the answers it has not read yet (and a proxy in
+    /// front report its request as failed, though it was answered).
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_shutdown(cx)
+        let this = &mut *self;
+        if this.linger.is_none() {
+            std::task::ready!(Pin::new(&mut this.stream).poll_shutdown(cx))?;
+            this.linger = Some(Box::pin(tokio::time::sleep(LINGER)));
+        }
+        let mut buffer = [0u8; 4096];
+        loop {
+            // A peer that keeps sending is not waited for past the linger
+            // time or the byte budget, whatever the reads say.
+            let linger = this.linger.as_ref().expect("set above");
+            if this.cutoff.is_cut()
+                || this.lingered >= LINGER_BYTES
+                || Instant::now() >= linger.deadline()
+            {
+                return Poll::Ready(Ok(()));
+            }
+            let mut read = ReadBuf::new(&mut buffer);
+            match Pin::new(&mut this.stream).poll_read(cx, &mut read) {
+                Poll::Ready(Ok(())) if !read.filled().is_empty() => {
+                    this.lingered += read.filled().len();
+                }
+                // The peer has closed its side too, or is gone.
+                Poll::Ready(_) => return Poll::Ready(Ok(())),
+                Poll::Pending => {
+                    let linger = this.linger.as_mut().expect("set above");
+                    if linger.as_mut().poll(cx).is_ready() {
+                        return Poll::Ready(Ok(()));
+                    }
+                    if this.cutoff.cut_while_waiting(cx) {
+                        return Poll::Ready(Ok(()));
+                    }
+                    return Poll::Pending;
+                }
+            }
+        }
     }
 
     fn poll_write_vectored(

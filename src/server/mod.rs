@@ -16,14 +16,10 @@
 //! # }
 //! ```
 
-use std::{future::Future, io, net::SocketAddr, sync::Arc};
+use std::{future::Future, net::SocketAddr, sync::Arc};
 
-use futures_util::StreamExt;
 use tokio::net::TcpListener;
-use tonic::{
-    service::{Routes, RoutesBuilder},
-    transport::{Server, ServerTlsConfig},
-};
+use tonic::service::{Routes, RoutesBuilder};
 
 mod builder;
 mod config;
@@ -34,8 +30,11 @@ mod http;
 mod incoming;
 mod metrics;
 mod open_calls;
+mod serve;
 mod service;
 mod signals;
+mod stack;
+mod timeout;
 mod tls;
 mod web;
 
@@ -55,9 +54,13 @@ pub(crate) use web::is_grpc;
 pub use web::{CORS_ALLOW_HEADERS, CORS_EXPOSE_HEADERS, CorsOrigins, OnePort, OnePortLayer, Split};
 
 use crate::{Clock, Gate, StartupError, keys::KeyStore, keys::Refresher};
-use fallback::Fallback;
+use fallback::{Fallback, fallback};
 use health::{HealthGate, Readiness};
 use metrics::Metrics;
+#[cfg(feature = "proxy")]
+pub(crate) use serve::ArrivedOverTls;
+use serve::Serving;
+use stack::{Stack, local_public_services};
 
 /// A bound, not yet serving authgate server.
 #[derive(Debug)]
@@ -74,7 +77,7 @@ pub struct Application {
     guarded: Arc<[&'static str]>,
     descriptor_sets: Vec<&'static [u8]>,
     grpc_metrics: Arc<GrpcMetrics>,
-    tls: Option<ServerTlsConfig>,
+    tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
     limits: Limits,
     drain: Drain,
     cors: Option<CorsOrigins>,
@@ -185,147 +188,87 @@ impl Application {
         drain: impl Future<Output = ()>,
         stop: impl Future<Output = ()>,
     ) -> Result<(), StartupError> {
-        let Application {
-            listener,
-            metrics_listener,
-            refreshers,
-            gate,
-            routes,
-            guarded,
-            descriptor_sets,
-            grpc_metrics,
-            tls,
-            limits,
-            drain: drain_config,
-            cors,
-            private_root,
-            forward,
-            public,
-            ..
-        } = self;
-
-        let stores: Vec<Arc<KeyStore>> = gate
+        let stores: Vec<Arc<KeyStore>> = self
+            .gate
             .issuers()
             .iter()
             .map(|issuer| issuer.keys().clone())
             .collect();
-        let metrics_server = metrics_listener.map(|(listener, _)| {
-            let metrics = Arc::new(Metrics::new(
-                grpc_metrics.clone(),
-                gate.clone(),
-                stores.clone(),
-            ));
-            tokio::spawn(metrics::serve(listener, metrics, std::future::pending()))
+        let metrics_server = self.metrics_listener.map(|(listener, _)| {
+            let metrics =
+                Metrics::new(self.grpc_metrics.clone(), self.gate.clone(), stores.clone());
+            tokio::spawn(metrics::serve(
+                listener,
+                Arc::new(metrics),
+                std::future::pending(),
+            ))
         });
 
+        // Health: NOT_SERVING until a key set can check tokens.
         let (reporter, health) = tonic_health::server::health_reporter();
-        let readiness = Readiness::new(reporter, guarded).await;
+        let readiness = Readiness::new(reporter, self.guarded.clone()).await;
         let ready_now = readiness.subscribe();
-        let built_here = !refreshers.is_empty();
-        gate.start(refreshers);
+        let built_here = !self.refreshers.is_empty();
+        self.gate.start(self.refreshers);
         let ready = readiness.clone().follow(stores);
-        let ready_abort = ready.abort_handle();
+
         // Told when the listener has closed: the shutdown timeout runs from then.
         let (closed_tx, closed_rx) = tokio::sync::oneshot::channel::<()>();
-        let shutdown = async move {
-            drain.await;
-            // Nothing may turn health back to SERVING from here on.
-            ready_abort.abort();
-            readiness.set(false).await;
-            tracing::info!(
-                drain_delay = ?drain_config.delay,
-                "draining: health reports NOT_SERVING; still serving calls"
-            );
-            stop.await;
-            tracing::info!(
-                shutdown_timeout = ?drain_config.timeout,
-                "shutting down: no new connections; finishing the calls in flight"
-            );
-            let _ = closed_tx.send(());
-        };
+        let shutdown = drain_in_steps(
+            drain,
+            stop,
+            readiness,
+            ready.abort_handle(),
+            self.drain,
+            closed_tx,
+        );
 
-        let gate_layer = public
-            .iter()
-            .try_fold(gate.layer(), |layer, path| layer.allow_path(path))
-            .map_err(|e| StartupError::Config(format!("public path: {e}")))?
-            .public_stream_max_age(limits.public_stream_max_age);
-        // What a proxy forwards, its upstream may route by another reading
-        // of the path: such paths are refused before the gate reads a token.
-        let gate_layer = if forward.is_some() {
-            gate_layer.refuse_ambiguous_paths()
-        } else {
-            gate_layer
+        let stack = Stack {
+            gate: &self.gate,
+            public: &self.public,
+            limits: &self.limits,
+            cors: self.cors,
+            metrics: self.grpc_metrics,
         };
-        // Plain HTTP passes the same gate, answered as RFC 6750 says: to the
-        // upstream for a proxy, else to the seed's route (with the demo).
-        let (routes, http) = match forward {
+        let app = match self.forward {
             // A proxy: health and reflection are the upstream's, but for
             // health while this side is not ready.
             Some(forward) => {
-                let fallback = Fallback::new(HealthGate::new(forward.clone(), ready_now));
-                let routes = routes.into_axum_router().fallback_service(fallback);
-                (Routes::from(routes), HttpGate::new(gate.clone(), forward))
+                let health_gate = fallback(HealthGate::new(forward.clone(), ready_now));
+                let routes = self
+                    .routes
+                    .into_axum_router()
+                    .fallback_service(fallback::for_axum(health_gate));
+                stack.build(Routes::from(routes), forward, true)?
             }
             None => {
-                let routes = local_public_services(routes, health, &descriptor_sets, &limits)?;
-                let http = if private_root {
-                    HttpGate::new(gate.clone(), Fallback::new(HttpRoutes::private_root()))
-                        .check_as("/", GET_PRIVATE_METHOD)
+                let routes = local_public_services(
+                    self.routes,
+                    health,
+                    &self.descriptor_sets,
+                    &self.limits,
+                )?;
+                let root = if self.private_root {
+                    HttpRoutes::private_root()
                 } else {
-                    HttpGate::new(gate.clone(), Fallback::new(HttpRoutes::not_found()))
+                    HttpRoutes::not_found()
                 };
-                (routes, http)
+                stack.build(routes, fallback(root), false)?
             }
         };
-        let http = http.public_as(&gate_layer);
-        let mut server = Server::builder()
-            .accept_http1(true)
-            .timeout(limits.request_timeout)
-            .http2_max_header_list_size(limits.max_header_list_bytes)
-            .max_concurrent_streams(limits.max_concurrent_streams)
-            .http2_keepalive_interval(Some(limits.keepalive_interval))
-            .http2_keepalive_timeout(Some(limits.keepalive_timeout));
-        if let Some(tls) = tls {
-            server = server
-                .tls_config(tls)
-                .map_err(|e| StartupError::Tls(e.to_string()))?;
-        }
-        let incoming = incoming::bounded(listener, &limits);
-        // CORS and plain HTTP outermost (after the call count), then
-        // gRPC-Web made gRPC; then metrics, so that gRPC-Web calls are
-        // counted as gRPC ones and refusals with their code; then the gate.
-        let one_port = OnePortLayer::new(http, cors)
-            .max_header_list_bytes(limits.max_header_list_bytes as usize);
-        let metrics_layer = GrpcMetricsLayer::new(grpc_metrics);
-        // One tonic server per connection, each with the same settings and
-        // layers (all shared, nothing rebuilt), so that each connection can
-        // be closed with GOAWAY on its own. Calls are counted outermost, then
-        // metrics, so that refusals are counted with their code.
-        let serve_one = move |stream, open_calls, close| {
-            let router = server
-                .clone()
-                .layer(open_calls)
-                .layer(one_port.clone())
-                .layer(metrics_layer.clone())
-                .layer(gate_layer.clone())
-                .add_routes(routes.clone());
-            // The one connection, then nothing more: a stream that ended
-            // would make the server close the connection at once.
-            let incoming = futures_util::stream::once(async { Ok::<_, io::Error>(stream) })
-                .chain(futures_util::stream::pending());
-            async move {
-                if let Err(error) = router.serve_with_incoming_shutdown(incoming, close).await {
-                    tracing::debug!(%error, "serving a connection failed");
-                }
-            }
-        };
+
+        let serving = Serving::new(&self.limits, self.tls);
         let serving = connections::serve_each(
-            incoming,
-            connections::Lifetimes::new(&limits),
+            incoming::bounded(self.listener, &self.limits),
+            connections::Lifetimes::new(&self.limits),
             shutdown,
-            serve_one,
+            move |stream, open_calls, close| {
+                let app = tower_layer::Layer::layer(&open_calls, app.clone());
+                let serving = serving.clone();
+                async move { serving.serve(stream, app, close).await }
+            },
         );
-        let timeout = drain_config.timeout;
+        let timeout = self.drain.timeout;
         let timed_out = async move {
             if closed_rx.await.is_err() {
                 // The server ended before closing: nothing to time.
@@ -343,7 +286,7 @@ impl Application {
             }
         }
         if built_here {
-            gate.stop_refreshing();
+            self.gate.stop_refreshing();
         }
         ready.abort();
         if let Some(metrics_server) = metrics_server {
@@ -353,37 +296,31 @@ impl Application {
     }
 }
 
-/// `routes` with this server's own health and reflection added, each with
-/// the message limit of the guarded services: they are the ones anyone may
-/// call.
-fn local_public_services(
-    routes: Routes,
-    health: tonic_health::pb::health_server::HealthServer<
-        impl tonic_health::pb::health_server::Health,
-    >,
-    descriptor_sets: &[&'static [u8]],
-    limits: &Limits,
-) -> Result<Routes, StartupError> {
-    let reflection = || {
-        descriptor_sets.iter().fold(
-            tonic_reflection::server::Builder::configure(),
-            |builder, set| builder.register_encoded_file_descriptor_set(set),
-        )
-    };
-    let max_message = limits.max_message_bytes;
-    let health = health.max_decoding_message_size(max_message);
-    let reflection_v1 = reflection()
-        .build_v1()
-        .map_err(|e| StartupError::Config(format!("reflection: {e}")))?
-        .max_decoding_message_size(max_message);
-    let reflection_v1alpha = reflection()
-        .build_v1alpha()
-        .map_err(|e| StartupError::Config(format!("reflection: {e}")))?
-        .max_decoding_message_size(max_message);
-    Ok(routes
-        .add_service(health)
-        .add_service(reflection_v1)
-        .add_service(reflection_v1alpha))
+/// The drain, step by step: when `drain` resolves, health turns
+/// `NOT_SERVING` for good (nothing may turn it back: `follow` is aborted);
+/// calls are served on until `stop` resolves; then the listener closes
+/// (this future resolving) and `closed` tells the shutdown timeout to start.
+async fn drain_in_steps(
+    drain: impl Future<Output = ()>,
+    stop: impl Future<Output = ()>,
+    readiness: Readiness,
+    follow: tokio::task::AbortHandle,
+    config: Drain,
+    closed: tokio::sync::oneshot::Sender<()>,
+) {
+    drain.await;
+    follow.abort();
+    readiness.set(false).await;
+    tracing::info!(
+        drain_delay = ?config.delay,
+        "draining: health reports NOT_SERVING; still serving calls"
+    );
+    stop.await;
+    tracing::info!(
+        shutdown_timeout = ?config.timeout,
+        "shutting down: no new connections; finishing the calls in flight"
+    );
+    let _ = closed.send(());
 }
 
 /// Binds `addr` from synchronous code, for the tokio runtime it runs in.

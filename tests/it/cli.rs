@@ -269,15 +269,18 @@ async fn serve_drains_on_sigterm_then_exits_zero() {
 
 /// Starts `authgate dev` with `args` and reads its banner up to the last line.
 pub(crate) async fn dev_banner(args: &[&str]) -> (Child, Vec<String>) {
+    let args: Vec<&str> = ["--issuer-listen", "127.0.0.1:0"]
+        .into_iter()
+        .chain(args.iter().copied())
+        .collect();
+    dev_banner_with_issuer(&args).await
+}
+
+/// [`dev_banner`], where `args` say where the issuer listens.
+async fn dev_banner_with_issuer(args: &[&str]) -> (Child, Vec<String>) {
     let mut command = authgate();
     command
-        .args([
-            "dev",
-            "--listen",
-            "127.0.0.1:0",
-            "--issuer-listen",
-            "127.0.0.1:0",
-        ])
+        .args(["dev", "--listen", "127.0.0.1:0"])
         .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::null());
@@ -520,4 +523,258 @@ async fn call_reaches_a_tls_server_through_a_private_ca() {
         .await
         .unwrap();
     assert!(!output.status.success());
+}
+
+/// What `authgate` wrote on stderr, started with `args` at `RUST_LOG=debug`,
+/// from its start up to a key set fetched, then through SIGTERM to its exit.
+async fn debug_lines_to_a_fetch(args: &[String]) -> Vec<String> {
+    let mut command = authgate();
+    command
+        .args(args)
+        .env("RUST_LOG", "debug")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut child = spawn(&mut command);
+    let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
+    let (mut serving, mut fetched) = (false, false);
+    let mut said = lines_until(&mut stderr, |line| {
+        serving |= line.contains("authgate serving");
+        fetched |= line.contains("fetched the JWKS");
+        serving && fetched
+    })
+    .await;
+    assert!(serving && fetched, "{args:?} never served keys: {said:#?}");
+    signal(&child, libc::SIGTERM);
+    said.extend(lines_until(&mut stderr, |_| false).await);
+    let status = wait(&mut child).await;
+    assert_eq!(status.code(), Some(0), "{args:?}: {status:?}");
+    said
+}
+
+/// No line `serve` or `proxy` writes, in either log format, tells a URL's
+/// query, whether the URL came from a flag, the config file or discovery,
+/// and whether it is the JWKS URL or the issuer; a URL with userinfo is
+/// refused without telling it either. The URLs are still named, redacted.
+#[tokio::test]
+async fn no_line_tells_a_urls_query_or_userinfo() {
+    const SECRET: &str = "hunter2";
+    let issuer = spawn_issuer().await;
+    let signed = format!(
+        "{}?sig={SECRET}-sig&api_key={SECRET}-key",
+        issuer.jwks_url()
+    );
+    let discovering = spawn_issuer().await;
+    discovering.set_discovery_member(
+        "jwks_uri",
+        serde_json::json!(format!("{}?sig={SECRET}-found", discovering.jwks_url())),
+    );
+    let dir = temp_dir("start-up-secrets");
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("authgate.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "audience = \"{}\"\n[[issuer]]\nurl = \"{}?tenant={SECRET}-issuer\"\njwks-url = \"{signed}\"\n",
+            issuer.audience(),
+            issuer.url()
+        ),
+    )
+    .unwrap();
+    let flags = |issuer: &authgate::issuer::DevIssuer, jwks: Option<&str>| {
+        let mut args = vec!["--issuer", issuer.url(), "--audience", issuer.audience()];
+        args.extend(jwks.map(|url| ["--jwks-url", url]).into_iter().flatten());
+        args.into_iter().map(str::to_owned).collect::<Vec<_>>()
+    };
+    let sources = [
+        ("--jwks-url", flags(&issuer, Some(&signed))),
+        (
+            "--config",
+            vec!["--config".into(), file.display().to_string()],
+        ),
+        ("discovery", flags(&discovering, None)),
+    ];
+    // Refused at once: the proxy starts without its upstream.
+    let (_held, upstream) = crate::common::held_address();
+    for command in ["serve", "proxy"] {
+        for format in ["text", "json"] {
+            for (source, settings) in &sources {
+                let mut args: Vec<String> = [command, "--listen", "127.0.0.1:0"]
+                    .into_iter()
+                    .chain(["--log-format", format])
+                    .map(str::to_owned)
+                    .collect();
+                if command == "proxy" {
+                    args.extend(["--upstream".into(), format!("http://{upstream}")]);
+                }
+                args.extend(settings.iter().cloned());
+                let said = debug_lines_to_a_fetch(&args).await;
+                let case = format!("{command} --log-format {format}, from {source}");
+                for line in &said {
+                    assert!(!line.contains(SECRET), "{case}: {line}");
+                }
+                let trusting = said
+                    .iter()
+                    .find(|line| line.contains("trusting issuer"))
+                    .unwrap_or_else(|| panic!("{case}: no `trusting issuer` line"));
+                if *source != "discovery" {
+                    assert!(
+                        trusting.contains("jwks.json?<redacted>"),
+                        "{case}: {trusting}"
+                    );
+                }
+            }
+        }
+    }
+
+    // Userinfo is refused, from a flag or the file, without being told.
+    let with_userinfo = format!(
+        "http://jwks:{SECRET}-password@{}/jwks.json?sig={SECRET}-sig",
+        issuer.addr()
+    );
+    std::fs::write(
+        &file,
+        format!(
+            "audience = \"a\"\n[[issuer]]\nurl = \"{}\"\njwks-url = \"{with_userinfo}\"\n",
+            issuer.url()
+        ),
+    )
+    .unwrap();
+    let refusals = [
+        flags(&issuer, Some(&with_userinfo)),
+        vec!["--config".into(), file.display().to_string()],
+    ];
+    for settings in refusals {
+        for command in [&["serve"][..], &["serve", "--check"]] {
+            let output = authgate()
+                .args(command)
+                .args(&settings)
+                .env("RUST_LOG", "debug")
+                .output()
+                .unwrap();
+            let (stdout, stderr) = (
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr),
+            );
+            assert_eq!(output.status.code(), Some(2), "{settings:?}: {stderr}");
+            assert!(stderr.contains("<redacted>@"), "{settings:?}: {stderr}");
+            assert!(!stderr.contains(SECRET), "{settings:?}: {stderr}");
+            assert!(!stdout.contains(SECRET), "{settings:?}: {stdout}");
+        }
+    }
+
+    // Discovery that names another issuer stops the server, naming both
+    // issuers redacted.
+    discovering.set_discovery_member(
+        "issuer",
+        serde_json::json!(format!("{}?tenant={SECRET}-named", discovering.url())),
+    );
+    let mut command = authgate();
+    command
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .args(flags(&discovering, None));
+    // Off this thread: the issuer answers on it.
+    let output = tokio::task::spawn_blocking(move || command.output().unwrap())
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("?<redacted>`, not the configured"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains(SECRET), "{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `authgate dev --signing-key FILE` keeps its key across a restart: FILE is
+/// made with mode 0600, the `kid` stays, and a token issued before the
+/// restart is still accepted after it; a restart without the flag makes a
+/// new key, which refuses that token.
+#[tokio::test]
+async fn dev_keeps_its_signing_key_in_a_file_across_restarts() {
+    let dir = temp_dir("signing-key");
+    std::fs::create_dir_all(&dir).unwrap();
+    let key = dir.join("dev-key.pem");
+    let key = key.to_str().unwrap();
+    /// The issuer's URL, the gRPC address and the token the banner shows.
+    fn read(lines: &[String]) -> (String, String, String) {
+        let issuer = lines
+            .iter()
+            .find_map(|l| l.trim().strip_prefix("issuer "))
+            .expect("an issuer line")
+            .trim()
+            .to_owned();
+        let grpcurl: Vec<&str> = lines
+            .iter()
+            .find(|l| l.trim_start().starts_with("grpcurl -plaintext -H"))
+            .expect("a grpcurl command")
+            .split_whitespace()
+            .collect();
+        let token = grpcurl[5].trim_end_matches('\'').to_owned();
+        (issuer, grpcurl[6].to_owned(), token)
+    }
+    fn kid(token: &str) -> String {
+        let header = token.split('.').next().unwrap();
+        let header: serde_json::Value = serde_json::from_slice(
+            &base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, header)
+                .unwrap(),
+        )
+        .unwrap();
+        header["kid"].as_str().unwrap().to_owned()
+    }
+    async fn stop(mut child: Child) {
+        signal(&child, libc::SIGINT);
+        let status = wait(&mut child).await;
+        assert_eq!(status.code(), Some(0), "{status:?}");
+    }
+
+    let (child, lines) =
+        dev_banner_with_issuer(&["--issuer-listen", "127.0.0.1:0", "--signing-key", key]).await;
+    let (issuer, addr, before) = read(&lines);
+    assert_eq!(call(&addr, &before).await.unwrap(), "authgate-dev@clients");
+    stop(child).await;
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(key).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+
+    // The same issuer URL, so that the old token's `iss` still names it.
+    let listen = issuer
+        .strip_prefix("http://")
+        .and_then(|rest| rest.strip_suffix('/'))
+        .expect("http://ADDR/");
+    let (child, lines) =
+        dev_banner_with_issuer(&["--issuer-listen", listen, "--signing-key", key]).await;
+    let (again, addr, after) = read(&lines);
+    assert_eq!(again, issuer);
+    assert_eq!(kid(&after), kid(&before), "the restart kept the key");
+    assert_eq!(call(&addr, &before).await.unwrap(), "authgate-dev@clients");
+    stop(child).await;
+
+    let (child, lines) = dev_banner_with_issuer(&["--issuer-listen", listen]).await;
+    let (_, addr, fresh) = read(&lines);
+    assert_ne!(kid(&fresh), kid(&before), "without the file, a new key");
+    let refused = call(&addr, &before).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::Unauthenticated, "{refused:?}");
+    stop(child).await;
+
+    // A key file that others may read is refused before anything starts.
+    std::fs::set_permissions(key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let output = authgate()
+        .args([
+            "dev",
+            "--listen",
+            "127.0.0.1:0",
+            "--issuer-listen",
+            "127.0.0.1:0",
+        ])
+        .args(["--signing-key", key])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("--signing-key") && stderr.contains("chmod 600"),
+        "{stderr}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -423,10 +423,10 @@ fn check_refuses_defences_switched_off_and_says_what_serve_would_warn() {
     }
     let per_issuer = write(
         "leeway.toml",
-        "audience = \"a\"\n[[issuer]]\nurl = \"https://t.example/\"\nleeway = \"500y\"\n",
+        "audience = \"a\"\n[[issuer]]\nurl = \"https://t.example/\"\nleeway = \"11m\"\n",
     );
     let (code, _, stderr) = check(&["--config", per_issuer.to_str().unwrap()], &[]);
-    assert_eq!(code, 2, "an issuer's own leeway of 500y passed");
+    assert_eq!(code, 2, "an issuer's own leeway of 11m passed");
     assert!(stderr.contains("--leeway"), "{stderr}");
 
     let args: Vec<&str> = base
@@ -443,6 +443,140 @@ fn check_refuses_defences_switched_off_and_says_what_serve_would_warn() {
     Settings::parse(&stdout).unwrap();
     let (_, stdout, _) = check(&base, &[]);
     assert!(!stdout.contains("Warning"), "{stdout}");
+}
+
+/// Issue 27: values that crash the server or shut it were accepted
+/// (`--max-connection-age 500000000000y` panicked every connection on an
+/// `Instant` overflow, `--max-connections 9223372036854775807` panicked at
+/// start, `--max-header-list-size 0` refused every request), and
+/// `--max-connections 18446744073709551615` made `--check` itself panic.
+/// Every duration and count, from a flag or the config file, is now
+/// refused past what the server can hold, exit 2 and the bound named, by
+/// `--check` and by start-up alike.
+#[test]
+fn check_refuses_durations_and_counts_the_server_cannot_hold() {
+    const DURATIONS: [&str; 15] = [
+        "max-connection-age",
+        "max-connection-age-grace",
+        "idle-timeout",
+        "drain-delay",
+        "shutdown-timeout",
+        "jwks-refresh-interval",
+        "jwks-min-refresh-interval",
+        "jwks-fetch-timeout",
+        "jwks-max-stale",
+        "leeway",
+        "public-stream-max-age",
+        "request-timeout",
+        "handshake-timeout",
+        "keepalive-interval",
+        "keepalive-timeout",
+    ];
+    let mut cases: Vec<(&str, String, &str)> = Vec::new();
+    for key in DURATIONS {
+        for long in ["101y", "500000000000y"] {
+            cases.push((key, format!("\"{long}\""), "must be at most 100 years"));
+        }
+    }
+    for (key, value, bound) in [
+        (
+            "max-connections",
+            "9223372036854775807",
+            "from 1 to 2305843009213693951",
+        ),
+        (
+            "max-connections",
+            "18446744073709551615",
+            "from 1 to 2305843009213693951",
+        ),
+        ("max-connections", "0", "from 1 to 2305843009213693951"),
+        (
+            "max-connections-per-peer",
+            "18446744073709551615",
+            "from 0 to 2305843009213693951",
+        ),
+        ("max-header-list-size", "0", "from 8192 to 16777216"),
+        ("max-header-list-size", "8191", "from 8192 to 16777216"),
+        (
+            "max-header-list-size",
+            "4294967295",
+            "from 8192 to 16777216",
+        ),
+        (
+            "max-message-size",
+            "18446744073709551615",
+            "from 0 to 4294967295",
+        ),
+        ("max-concurrent-streams", "0", "from 1 to 1073741824"),
+        (
+            "max-concurrent-streams",
+            "4294967295",
+            "from 1 to 1073741824",
+        ),
+        (
+            "token-cache-entries",
+            "18446744073709551615",
+            "from 0 to 1048576",
+        ),
+    ] {
+        cases.push((key, value.to_owned(), bound));
+    }
+    let base = ["--issuer", "https://t.example/", "--audience", "a"];
+    for (key, value, bound) in &cases {
+        let flag = format!("--{key}");
+        let unquoted = value.trim_matches('"');
+        let args: Vec<&str> = base
+            .iter()
+            .copied()
+            .chain([flag.as_str(), unquoted])
+            .collect();
+        let (code, _, stderr) = check(&args, &[]);
+        assert_eq!(code, 2, "{flag} {unquoted}: {stderr}");
+        assert!(
+            stderr.contains(&flag) && stderr.contains(bound),
+            "{flag} {unquoted}: {stderr}"
+        );
+
+        let file = write(
+            &format!("{key}.toml"),
+            &format!(
+                "audience = \"a\"\n{key} = {value}\n[[issuer]]\nurl = \"https://t.example/\"\n"
+            ),
+        );
+        let (code, _, stderr) = check(&["--config", file.to_str().unwrap()], &[]);
+        assert_eq!(code, 2, "{key} = {value}: {stderr}");
+        assert!(
+            stderr.contains("line 2") && stderr.contains(bound),
+            "{key} = {value}: {stderr}"
+        );
+    }
+    // Start-up reads them the same way: no panic, the same refusal.
+    let serve = |extra: [&'static str; 2]| [&["serve"][..], &base, &extra].concat();
+    for args in [
+        serve(["--max-connections", "9223372036854775807"]),
+        serve(["--max-connection-age", "500000000000y"]),
+        vec!["dev", "--token-ttl", "500000000000y"],
+        vec!["call", "--timeout", "500000000000y"],
+    ] {
+        let output = authgate().args(&args).output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains("must be"), "{args:?}: {stderr}");
+    }
+    // At the bounds, the settings pass.
+    let args: Vec<&str> = base
+        .iter()
+        .copied()
+        .chain(["--max-connections", "2305843009213693951"])
+        .chain([
+            "--max-header-list-size",
+            "8192",
+            "--max-connection-age",
+            "100y",
+        ])
+        .collect();
+    let (code, _, stderr) = check(&args, &[]);
+    assert_eq!(code, 0, "{stderr}");
 }
 
 /// The issuers people use, as the config file writes them: Cognito's

@@ -1,6 +1,7 @@
-//! A user's own service behind the library, built exactly as the README's
-//! library example builds it: `Gate::builder()` and the server assembly
-//! around `greeter.v1.Greeter`, with its health, reflection and scope rule.
+//! A user's own service behind the library, built exactly as the library
+//! guide's example (the crate's rustdoc, `src/lib.rs`) builds it:
+//! `Gate::builder()` and the server assembly around `greeter.v1.Greeter`,
+//! with its health, reflection and scope rule.
 
 use authgate::{
     Gate,

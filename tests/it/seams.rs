@@ -522,6 +522,9 @@ async fn forged_origin(proxy: &TestProxy, upstream: &mut Reporter, token: &str) 
         .header("x-forwarded-host", "evil.example")
         .header("forwarded", "for=10.9.9.9;proto=https")
         .header("x-real-ip", "10.9.9.9")
+        .header("x_forwarded_for", "10.7.7.7")
+        .header("x-http-method-override", "DELETE")
+        .header("x-original-url", "/admin")
         .send()
         .await
         .unwrap();
@@ -544,8 +547,15 @@ async fn the_upstream_hears_where_a_call_came_from_not_what_the_caller_forged() 
     assert_eq!(seen["x-forwarded-proto"], "http");
     assert_eq!(seen["x-forwarded-host"], "app.example");
     assert_eq!(seen["host"], upstream.addr.to_string());
-    assert!(!seen.contains_key("forwarded"), "{seen:?}");
-    assert!(!seen.contains_key("x-real-ip"), "{seen:?}");
+    for forged in [
+        "forwarded",
+        "x-real-ip",
+        "x_forwarded_for",
+        "x-http-method-override",
+        "x-original-url",
+    ] {
+        assert!(!seen.contains_key(forged), "{forged}: {seen:?}");
+    }
 
     // A balancer in front keeps its chain; the caller's host is kept when
     // asked for.
@@ -711,4 +721,82 @@ async fn a_rule_with_an_http_method_binds_only_that_method() {
         200
     );
     assert_eq!(upstream.next().await.path, "/reports/q3");
+}
+
+// --- 7. The request timeout, as each protocol reads it ----------------------
+
+#[tokio::test]
+async fn a_request_past_the_timeout_is_504_for_plain_http_and_cancelled_for_grpc() {
+    let issuer = spawn_issuer().await;
+    let upstream = Reporter::spawn().await;
+    let options = ProxyOptions {
+        public: vec!["/upload"],
+        limits: |limits| limits.request_timeout = Duration::from_millis(500),
+        ..ProxyOptions::default()
+    };
+    let proxy = proxy_to(&issuer, &upstream, options).await;
+    let token = token(&issuer, &[]);
+    // The upstream answers only once the body ends, which it never does.
+    let answer = endless_upload(&proxy, "/upload", false, &token).await;
+    let answer = tokio::time::timeout(patience(), answer)
+        .await
+        .expect("an answer within the patience")
+        .unwrap();
+    assert_eq!(answer.status(), 504);
+    let answer = endless_upload(&proxy, "/upload", true, &token).await;
+    let answer = tokio::time::timeout(patience(), answer)
+        .await
+        .expect("an answer within the patience")
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    assert_eq!(answer.headers()["grpc-status"], "1", "CANCELLED");
+}
+
+#[tokio::test]
+async fn a_grpc_call_is_post_to_the_rules_whatever_method_it_came_with() {
+    let issuer = spawn_issuer().await;
+    let mut upstream = Reporter::spawn().await;
+    let options = ProxyOptions {
+        rules: vec!["POST /pkg.Svc/Write=write".parse().unwrap()],
+        ..ProxyOptions::default()
+    };
+    let proxy = proxy_to(&issuer, &upstream, options).await;
+    let reader = token(&issuer, &[]);
+    // tonic's router serves a gRPC call whatever its HTTP method: a GET
+    // must not escape the rule for POST.
+    for method in ["POST", "GET", "PUT"] {
+        let mut client = h2(proxy.addr).await;
+        let request = Request::builder()
+            .method(method)
+            .uri(format!("http://{}/pkg.Svc/Write", proxy.addr))
+            .header("content-type", "application/grpc")
+            .header("te", "trailers")
+            .header("authorization", bearer(&reader))
+            .body(())
+            .unwrap();
+        let (answer, mut send) = client.send_request(request, false).unwrap();
+        send.send_data(Bytes::from_static(&[0, 0, 0, 0, 0]), true)
+            .unwrap();
+        let answer = tokio::time::timeout(patience(), answer)
+            .await
+            .expect("an answer within the patience")
+            .unwrap();
+        assert_eq!(
+            answer.headers()["grpc-status"],
+            "7",
+            "{method}: PERMISSION_DENIED"
+        );
+    }
+    let writer = token(&issuer, &["write"]);
+    let mut client = h2(proxy.addr).await;
+    let request = Request::post(format!("http://{}/pkg.Svc/Write", proxy.addr))
+        .header("content-type", "application/grpc")
+        .header("authorization", bearer(&writer))
+        .body(())
+        .unwrap();
+    let (answer, mut send) = client.send_request(request, false).unwrap();
+    send.send_data(Bytes::from_static(&[0, 0, 0, 0, 0]), true)
+        .unwrap();
+    assert_eq!(answer.await.unwrap().headers()["grpc-status"], "0");
+    assert_eq!(upstream.next().await.path, "/pkg.Svc/Write");
 }

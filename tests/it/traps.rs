@@ -1,6 +1,8 @@
-//! Traps a newcomer met, each kept from coming back: what the README shows
-//! is what the binary prints, a wrong secret is never served from the cache,
-//! a restarted issuer's new key has a new `kid`, and errors say why.
+//! Traps a newcomer met, each kept from coming back: what the docs show is
+//! what the binary prints (`authgate dev`'s banner in docs/dev.md, the
+//! errors of `call` and grpcurl in docs/calling.md), a wrong secret is never
+//! served from the cache, a restarted issuer's new key has a new `kid`, and
+//! errors say why.
 
 use std::process::{Command, Output, Stdio};
 
@@ -12,7 +14,10 @@ use crate::{
     common::{SCOPE, eventually, patience, spawn_app, spawn_issuer},
 };
 
-const README: &str = include_str!("../../README.md");
+/// The page that shows `authgate dev`'s banner.
+const DEV_PAGE: (&str, &str) = ("docs/dev.md", include_str!("../../docs/dev.md"));
+/// The page that shows what calling the server answers.
+const CALLING_PAGE: (&str, &str) = ("docs/calling.md", include_str!("../../docs/calling.md"));
 
 async fn run(mut command: Command) -> Output {
     tokio::task::spawn_blocking(move || command.output().unwrap())
@@ -24,13 +29,13 @@ fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
-/// The README shows `text` as a command's output, each line behind `# `.
-fn assert_readme_shows(text: &str) {
+/// `page` shows `text` as a command's output, each line behind `# `.
+fn assert_shows((name, page): (&str, &str), text: &str) {
     for line in text.lines() {
         let shown = format!("# {line}");
         assert!(
-            README.lines().any(|l| l.trim_end() == shown.trim_end()),
-            "README.md does not show `{shown}`, which the binary prints"
+            page.lines().any(|l| l.trim_end() == shown.trim_end()),
+            "{name} does not show `{shown}`, which the binary prints"
         );
     }
 }
@@ -42,8 +47,8 @@ async fn the_readme_shows_the_errors_the_binary_prints() {
     command.args(["call", "--addr", &app.url(), "--token", "not.a.token"]);
     let output = run(command).await;
     assert_eq!(output.status.code(), Some(80));
-    assert_readme_shows(stderr(&output).trim_end());
-    assert!(README.contains("# exit 80"));
+    assert_shows(CALLING_PAGE, stderr(&output).trim_end());
+    assert!(CALLING_PAGE.1.contains("# exit 80"));
 
     // Nothing listens on port 1: the cause is said once, down to the OS.
     let mut command = authgate();
@@ -56,10 +61,14 @@ async fn the_readme_shows_the_errors_the_binary_prints() {
         !text.contains("tcp connect error: tcp connect error"),
         "{text}"
     );
-    assert_readme_shows(text.trim_end());
+    assert_shows(CALLING_PAGE, text.trim_end());
 
-    // grpcurl's answer without a token, as the README shows it.
-    assert!(README.contains(&format!("#   Message: {}", AuthError::MissingAuthorization)));
+    // grpcurl's answer without a token, as the page shows it.
+    assert!(
+        CALLING_PAGE
+            .1
+            .contains(&format!("#   Message: {}", AuthError::MissingAuthorization))
+    );
 }
 
 #[tokio::test]
@@ -68,16 +77,17 @@ async fn the_readme_shows_the_banner_dev_prints() {
     signal(&child, libc::SIGTERM);
     wait(&mut child).await;
 
-    let start = README
+    let (name, page) = DEV_PAGE;
+    let start = page
         .find("authgate dev: a local issuer")
-        .expect("the README shows the banner");
-    let shown: Vec<String> = README[start..]
+        .unwrap_or_else(|| panic!("{name} shows the banner"));
+    let shown: Vec<String> = page[start..]
         .lines()
         .take_while(|l| !l.starts_with("```"))
         .map(normalize)
         .collect();
     let printed: Vec<String> = banner.iter().map(|l| normalize(l)).collect();
-    assert_eq!(shown, printed, "README.md's sample of `authgate dev`");
+    assert_eq!(shown, printed, "{name}'s sample of `authgate dev`");
 }
 
 /// A banner line with what differs between runs (tokens, secrets, ports,

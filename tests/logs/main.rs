@@ -6,5 +6,6 @@
 #[path = "../it/common.rs"]
 #[allow(dead_code, unused_macros, unused_imports)]
 mod common;
+mod documents;
 mod floods;
 mod redaction;

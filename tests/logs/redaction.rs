@@ -68,7 +68,7 @@ fn secret_url(issuer: &DevIssuer, name: &str) -> String {
 
 /// Waits until the last error of `app`'s key store says `why`, and returns
 /// it: each fault below overwrites the one before.
-async fn fails_with(app: &TestApp, why: &str) -> String {
+pub(crate) async fn fails_with(app: &TestApp, why: &str) -> String {
     let said = eventually(patience(), || async {
         let status = app.keys.status();
         status.last_error.is_some_and(|(_, e)| e.contains(why))

@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# The README's library example, built as a user builds it: the `[dependencies]`
-# block under "Using the library" and, under "Guarding your own service", the
+# The library guide's example, built as a user builds it. The guide is the
+# crate's rustdoc, src/lib.rs's `//!` lines: its `[dependencies]` block under
+# "# Using the library" and, under "## Guarding your own service", the
 # Greeter's `main.rs` and the `build.rs`, copied into a new crate in a
 # temporary directory with the service module and proto the snippet names
 # (examples/greeter/greeter.rs, examples/proto/greeter.proto), and `cargo
 # build`. Only `authgate`'s source changes: this checkout instead of crates.io.
 # tests/it/docs.rs checks that the snippet is the compiled example's text;
-# this checks that the README's manifest builds it.
+# this checks that the guide's manifest builds it.
 #
 # Offline, from the crates the main build downloaded, at the versions
 # authgate's Cargo.lock pins, in the shared target directory, so that only
@@ -30,6 +31,10 @@ check() { # name, command...
   fi
 }
 
+# The guide's markdown: src/lib.rs's `//!` lines, as rustdoc reads them.
+guide=$work/guide.md
+sed -n 's|^//! \{0,1\}||p' src/lib.rs >"$guide"
+
 # fence HEADING LANG TEXT: the body of the first ```LANG block after the
 # line HEADING that holds TEXT; fails when there is none.
 fence() {
@@ -43,17 +48,17 @@ fence() {
     }
     inside { body = body $0 "\n" }
     END { exit !found }
-  ' README.md
+  ' "$guide"
 }
 
-manifest=$(fence "## Using the library" toml "[dependencies]") ||
-  { echo "README.md: no toml block with [dependencies] under '## Using the library'"; exit 1; }
-main_rs=$(fence "### Guarding your own service" rust "mod greeter;") ||
-  { echo "README.md: no Greeter main.rs under '### Guarding your own service'"; exit 1; }
-build_rs=$(fence "### Guarding your own service" rust "protox::Compiler") ||
-  { echo "README.md: no build.rs under '### Guarding your own service'"; exit 1; }
+manifest=$(fence "# Using the library" toml "[dependencies]") ||
+  { echo "src/lib.rs: no toml block with [dependencies] under '# Using the library'"; exit 1; }
+main_rs=$(fence "## Guarding your own service" rust,ignore "mod greeter;") ||
+  { echo "src/lib.rs: no Greeter main.rs under '## Guarding your own service'"; exit 1; }
+build_rs=$(fence "## Guarding your own service" rust,ignore "protox::Compiler") ||
+  { echo "src/lib.rs: no build.rs under '## Guarding your own service'"; exit 1; }
 
-# The README's `authgate = { version = "X", ... }` names this package's version.
+# The guide's `authgate = { version = "X", ... }` names this package's version.
 same_version() {
   local package readme
   package=$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -1)
@@ -61,11 +66,11 @@ same_version() {
   [ -n "$readme" ] || { echo "no 'authgate = { version = ... }' line in:"; echo "$manifest"; return 1; }
   case "$package" in
     "$readme" | "$readme".*) ;;
-    *) echo "README: authgate $readme, Cargo.toml: $package"; return 1 ;;
+    *) echo "the guide: authgate $readme, Cargo.toml: $package"; return 1 ;;
   esac
 }
 
-# A new crate: the README's manifest with authgate from this checkout, its
+# A new crate: the guide's manifest with authgate from this checkout, its
 # main.rs and build.rs, and the service and proto it names.
 user_crate() {
   local crate=$work/greeter-user
@@ -85,8 +90,8 @@ user_crate() {
   cargo build --offline --manifest-path "$crate/Cargo.toml"
 }
 
-check "README: the [dependencies] block's authgate is this package's version" same_version
-check "README: [dependencies], build.rs and the Greeter's main.rs build as a new crate" user_crate
+check "the library guide: the [dependencies] block's authgate is this package's version" same_version
+check "the library guide: [dependencies], build.rs and the Greeter's main.rs build as a new crate" user_crate
 
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
