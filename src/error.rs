@@ -134,7 +134,8 @@ impl AuthError {
     /// [`AuthError::reason_index`]: a finite set, so counters can be a fixed
     /// array indexed without a map, a lock or an allocation. New reasons
     /// are added at the end, so that an index, once given, keeps its reason.
-    pub const REASONS: [&'static str; 28] = [
+    /// [`GateStats::denied`](crate::GateStats::denied) lists them to users.
+    pub(crate) const REASONS: [&'static str; 28] = [
         "missing_authorization",
         "duplicate_authorization",
         "not_bearer",
@@ -167,7 +168,7 @@ impl AuthError {
 
     /// Where this refusal's reason stands in [`AuthError::REASONS`].
     #[inline]
-    pub fn reason_index(&self) -> usize {
+    pub(crate) fn reason_index(&self) -> usize {
         match self {
             AuthError::MissingAuthorization => 0,
             AuthError::DuplicateAuthorization => 1,

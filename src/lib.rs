@@ -222,7 +222,8 @@
 
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 #![deny(missing_docs)]
-#![warn(unreachable_pub, missing_debug_implementations)]
+#![deny(unreachable_pub)]
+#![warn(missing_debug_implementations)]
 
 mod error;
 mod gate;

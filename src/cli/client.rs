@@ -1,5 +1,6 @@
 //! `authgate token` and `authgate call`: the client-credentials grant and a call to GetPrivate.
 
+use super::values::{parse_duration, parse_secret};
 use super::*;
 use crate::pb::{
     GetPrivateRequest, GetPrivateResponse, private_service_client::PrivateServiceClient,

@@ -6,6 +6,7 @@
 
 use std::path::Path;
 
+use super::flags;
 use super::values::*;
 use super::*;
 use crate::IssuerConfig;
@@ -192,9 +193,9 @@ impl Settings {
             cors_allow_origins: s.cors_allow_origin.clone(),
         };
         check_bounds(&config)?;
-        CorsOrigins::parse(&config.cors_allow_origins)?;
-        config.gate().check()?;
-        config.limits.check()?;
+        CorsOrigins::parse(&config.cors_allow_origins).map_err(flags::reworded)?;
+        config.gate().check().map_err(flags::reworded)?;
+        config.limits.check().map_err(flags::reworded)?;
         Ok(config)
     }
 
@@ -216,9 +217,10 @@ fn issuer_config(issuer: &IssuerSettings, leeway: Duration) -> Result<IssuerConf
     let mut config = match &issuer.jwks_url {
         // With its JWKS URL, an issuer need not be a URL itself
         // (`accounts.google.com`, a service account's email).
-        Some(jwks) => IssuerConfig::with_jwks(&issuer.url, jwks, audiences, leeway)?,
-        None => IssuerConfig::discovered(&issuer.url, audiences, leeway)?,
-    };
+        Some(jwks) => IssuerConfig::with_jwks(&issuer.url, jwks, audiences, leeway),
+        None => IssuerConfig::discovered(&issuer.url, audiences, leeway),
+    }
+    .map_err(|e| flags::reworded(e.into()))?;
     let validation = &mut config.validation;
     if let Some(claim) = &issuer.audience_claim {
         validation.audience_claim = claim.clone();

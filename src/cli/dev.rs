@@ -1,5 +1,6 @@
 //! `authgate dev`: the dev issuer and the server wired to it, and the banner it prints.
 
+use super::values::{parse_algorithm, parse_duration, parse_listen, parse_secret};
 use super::*;
 
 /// `authgate dev`.
@@ -446,4 +447,12 @@ fn print_dev_banner(b: &DevBanner<'_>) {
             "both"
         },
     );
+}
+
+/// A random secret for the dev client: 32 bytes, base64url.
+fn random_secret() -> String {
+    use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+    let mut bytes = [0u8; 32];
+    aws_lc_rs::rand::fill(&mut bytes).expect("the system random source");
+    URL_SAFE_NO_PAD.encode(bytes)
 }

@@ -7,12 +7,10 @@ use std::{net::SocketAddr, path::PathBuf, process::ExitCode, time::Duration};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::{
-    client::{
-        ClientAuth, Secret, TokenEndpoint, TokenError, TokenSource, TokenSourceConfig, file_cache,
-    },
+    client::{ClientAuth, Secret, TokenEndpoint, TokenSource, TokenSourceConfig, file_cache},
     error::{StartupError, error_chain},
     gate::{ScopePolicy, ScopeRule},
-    issuer::{DevClient, DevIssuer, DevIssuerConfig, DevSigningKey, random_secret},
+    issuer::{DevClient, DevIssuer, DevIssuerConfig, DevSigningKey},
     keys::Algorithm,
     keys::{JwksSource, KeyStore, RefreshConfig, Refresher},
     net,
@@ -25,6 +23,8 @@ use crate::{
 mod client;
 mod config;
 mod dev;
+mod failure;
+mod flags;
 mod proxy;
 mod serve;
 mod settings;
@@ -36,6 +36,8 @@ pub use proxy::{ProtocolArg, ProxyArgs};
 pub use serve::ServeArgs;
 pub use settings::{IssuerSettings, Settings};
 pub use values::{Dur, Parsed};
+
+use failure::Failure;
 
 /// JWT authentication in front of a gRPC service.
 #[derive(Debug, Parser)]
@@ -80,84 +82,6 @@ pub enum Command {
     Call(CallArgs),
 }
 
-/// A duration as every flag and config-file key takes it, at most
-/// [`Limits::MAX_DURATION`] (100 years): longer ones overflow the deadlines
-/// computed from them. Each setting may have a tighter bound of its own.
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    let duration = humantime::parse_duration(s)
-        .map_err(|e| format!("`{s}` is not a duration like 90s, 10m, 1h: {e}"))?;
-    if duration > Limits::MAX_DURATION {
-        return Err(format!(
-            "`{s}` must be at most 100 years, the longest duration authgate takes"
-        ));
-    }
-    Ok(duration)
-}
-
-/// `IP:PORT`, or `HOST:PORT` resolved once at start (an IPv4 address when
-/// the name has one, so `localhost` means 127.0.0.1 as clients expect).
-fn parse_listen(s: &str) -> Result<SocketAddr, String> {
-    use std::net::ToSocketAddrs;
-    if let Ok(addr) = s.parse() {
-        return Ok(addr);
-    }
-    let addrs: Vec<SocketAddr> = s
-        .to_socket_addrs()
-        .map_err(|e| format!("`{s}` is not an address to listen on (IP:PORT or HOST:PORT): {e}"))?
-        .collect();
-    addrs
-        .iter()
-        .find(|a| a.is_ipv4())
-        .or(addrs.first())
-        .copied()
-        .ok_or_else(|| format!("`{s}` names no address to listen on"))
-}
-
-/// Secrets and tokens from the command line, kept out of `Debug`.
-fn parse_secret(s: &str) -> Result<Secret, String> {
-    Ok(Secret::new(s))
-}
-
-fn parse_algorithm(s: &str) -> Result<Algorithm, String> {
-    Algorithm::from_name(s).ok_or_else(|| {
-        let names: Vec<&str> = Algorithm::ALL.iter().map(|a| a.name()).collect();
-        format!("`{s}` is not one of {}", names.join(", "))
-    })
-}
-
-/// Why a command failed, and so how it exits.
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum Failure {
-    /// The server could not start (exit 2 for settings, 1 otherwise).
-    #[error(transparent)]
-    Startup(#[from] StartupError),
-    /// No token (exit 1).
-    #[error(transparent)]
-    Token(#[from] TokenError),
-    /// A setting of `token` or `call` is missing or wrong (exit 2).
-    #[error("{0}")]
-    Usage(String),
-    /// Connecting to the server failed (exit 1).
-    #[error("cannot connect to {addr}: {detail}")]
-    Connect { addr: String, detail: String },
-    /// The call answered with an error (exit 64 + its gRPC code, as grpcurl does).
-    #[error("ERROR:\n  Code: {:?}\n  Message: {}", .0.code(), .0.message())]
-    Call(tonic::Status),
-}
-
-impl Failure {
-    fn exit_code(&self) -> ExitCode {
-        match self {
-            Failure::Startup(
-                StartupError::Config(_) | StartupError::Url(_) | StartupError::Tls(_),
-            )
-            | Failure::Usage(_) => ExitCode::from(2),
-            Failure::Call(status) => ExitCode::from(64 + status.code() as u8),
-            _ => ExitCode::FAILURE,
-        }
-    }
-}
-
 /// Runs a parsed command line to completion and says how it ended.
 pub fn run(cli: Cli) -> ExitCode {
     let quiet = matches!(cli.command, Command::Token(_) | Command::Call(_));
@@ -189,7 +113,7 @@ pub fn run(cli: Cli) -> ExitCode {
             failure.exit_code()
         }
         Err(failure) => {
-            eprintln!("error: {}", error_chain(&failure));
+            eprintln!("error: {}", flags::worded(&error_chain(&failure)));
             failure.exit_code()
         }
     }
@@ -214,27 +138,4 @@ fn init_tracing(
         LogFormat::Json => builder.json().try_init(),
     };
     guard
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn durations_read_as_written_in_the_contract() {
-        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
-        assert_eq!(parse_duration("10m"), Ok(Duration::from_secs(600)));
-        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
-        assert!(parse_duration("ten minutes").is_err());
-        assert_eq!(parse_duration("100y"), Ok(Limits::MAX_DURATION));
-        for long in ["101y", "500000000000y", "99999999999999999999s"] {
-            let error = parse_duration(long).unwrap_err();
-            assert!(error.contains(&format!("`{long}`")), "{error}");
-        }
-        assert!(
-            parse_duration("101y")
-                .unwrap_err()
-                .contains("at most 100 years")
-        );
-    }
 }

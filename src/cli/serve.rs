@@ -213,6 +213,7 @@ pub(super) fn print_check(
         }
     }
     for warning in warnings {
+        let warning = super::flags::worded(warning);
         println!("# Warning, as {command} would log it: {warning}\n");
     }
     print!("{}", settings.render_redacted());

@@ -25,6 +25,52 @@ impl Serialize for Dur {
     }
 }
 
+/// A duration as every flag and config-file key takes it, at most
+/// [`Limits::MAX_DURATION`] (100 years): longer ones overflow the deadlines
+/// computed from them. Each setting may have a tighter bound of its own.
+pub(super) fn parse_duration(s: &str) -> Result<Duration, String> {
+    let duration = humantime::parse_duration(s)
+        .map_err(|e| format!("`{s}` is not a duration like 90s, 10m, 1h: {e}"))?;
+    if duration > Limits::MAX_DURATION {
+        return Err(format!(
+            "`{s}` must be at most 100 years, the longest duration authgate takes"
+        ));
+    }
+    Ok(duration)
+}
+
+/// `IP:PORT`, or `HOST:PORT` resolved once at start (an IPv4 address when
+/// the name has one, so `localhost` means 127.0.0.1 as clients expect).
+pub(super) fn parse_listen(s: &str) -> Result<SocketAddr, String> {
+    use std::net::ToSocketAddrs;
+    if let Ok(addr) = s.parse() {
+        return Ok(addr);
+    }
+    let addrs: Vec<SocketAddr> = s
+        .to_socket_addrs()
+        .map_err(|e| format!("`{s}` is not an address to listen on (IP:PORT or HOST:PORT): {e}"))?
+        .collect();
+    addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or(addrs.first())
+        .copied()
+        .ok_or_else(|| format!("`{s}` names no address to listen on"))
+}
+
+/// Secrets and tokens from the command line, kept out of `Debug`.
+pub(super) fn parse_secret(s: &str) -> Result<Secret, String> {
+    Ok(Secret::new(s))
+}
+
+/// A signing algorithm by its JOSE name.
+pub(super) fn parse_algorithm(s: &str) -> Result<Algorithm, String> {
+    Algorithm::from_name(s).ok_or_else(|| {
+        let names: Vec<&str> = Algorithm::ALL.iter().map(|a| a.name()).collect();
+        format!("`{s}` is not one of {}", names.join(", "))
+    })
+}
+
 /// A `typ` for `--require-typ`: a media type such as `at+jwt`.
 pub(super) fn parse_typ(s: &str) -> Result<String, String> {
     let typ = s.trim();
@@ -238,6 +284,24 @@ pub(super) fn jwks_url<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_read_as_written_in_the_contract() {
+        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("10m"), Ok(Duration::from_secs(600)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert!(parse_duration("ten minutes").is_err());
+        assert_eq!(parse_duration("100y"), Ok(Limits::MAX_DURATION));
+        for long in ["101y", "500000000000y", "99999999999999999999s"] {
+            let error = parse_duration(long).unwrap_err();
+            assert!(error.contains(&format!("`{long}`")), "{error}");
+        }
+        assert!(
+            parse_duration("101y")
+                .unwrap_err()
+                .contains("at most 100 years")
+        );
+    }
 
     #[test]
     fn counts_are_read_within_their_bounds_from_flags_and_the_file() {

@@ -1,22 +1,19 @@
 //! Building a [`Gate`] in one line: the issuers it trusts, what their
 //! tokens must say, the scope rules, and a refresher per issuer started in
-//! the background. Every default is written down once, here and in
-//! [`RefreshConfig::default`].
+//! the background. Every default is written down once: here, in
+//! [`ValidationConfig::default`] and in [`RefreshConfig::default`].
 
 use std::{sync::Arc, time::Duration};
 
 use super::{
     Clock, DEFAULT_TOKEN_CACHE_ENTRIES, Gate, MAX_SCOPE_CLAIMS, ScopePolicy, ScopeRule,
-    TrustedIssuer, policy::method_pattern_error,
+    TrustedIssuer, methods::method_pattern_error,
 };
 use crate::{
     StartupError, UrlError, ValidationConfig, Validator,
     keys::{JwksSource, KeyStore, RefreshConfig, Refresher},
     net,
 };
-
-/// The clock skew allowed on `exp` and `nbf` unless said otherwise.
-pub const DEFAULT_LEEWAY: Duration = Duration::from_secs(30);
 
 /// The most verified tokens a gate may remember (about 17 GiB at most, every
 /// entry at its largest): a bound on a setting, not a suggestion.
@@ -48,8 +45,7 @@ impl IssuerConfig {
                 what,
                 url,
                 detail: "without one its keys cannot be discovered, so give its JWKS URL as \
-                         well (`--jwks-url`, `jwks-url` in its [[issuer]] table, or \
-                         `GateBuilder::issuer_with_jwks`)"
+                         well (`IssuerConfig::with_jwks`, or `GateBuilder::issuer_with_jwks`)"
                     .into(),
             },
             other => other,
@@ -107,7 +103,7 @@ impl IssuerConfig {
 /// # Ok(()) }
 /// ```
 ///
-/// Defaults: a leeway of [`DEFAULT_LEEWAY`] on `exp` and `nbf`; `typ`
+/// Defaults: a leeway of [`DEFAULT_LEEWAY`](crate::DEFAULT_LEEWAY) on `exp` and `nbf`; `typ`
 /// absent, `JWT` or `at+jwt`; the audience in `aud`, scopes from `scope`,
 /// `scp` and `permissions`, `token_use` not read, and any method open to
 /// every issuer ([`ValidationConfig::default`]); no scope rules (a valid
@@ -131,6 +127,22 @@ pub struct GateBuilder {
     clock: Option<Clock>,
     /// The first thing given that cannot be right, reported by `build`.
     error: Option<String>,
+}
+
+impl Gate {
+    /// A builder: the issuers, audiences and scope rules, with documented
+    /// defaults for the rest; its `build` starts the key refreshers.
+    pub fn builder() -> GateBuilder {
+        GateBuilder::default()
+    }
+
+    /// A gate for one OIDC issuer (`https://tenant.auth0.com/`) and one
+    /// audience (the API identifier), every other setting at its default:
+    /// [`Gate::builder`]`().issuer(issuer).audience(audience).build()`.
+    /// Call it within a Tokio runtime.
+    pub fn from_oidc(issuer: &str, audience: &str) -> Result<Gate, StartupError> {
+        Gate::builder().issuer(issuer).audience(audience).build()
+    }
 }
 
 /// An issuer as given: its own settings, or the builder's for what it lacks.
@@ -340,7 +352,7 @@ impl GateBuilder {
         }
         if self.token_cache_entries > MAX_TOKEN_CACHE_ENTRIES {
             return Err(StartupError::Config(format!(
-                "--token-cache-entries must be at most {MAX_TOKEN_CACHE_ENTRIES}"
+                "`GateBuilder::token_cache_entries` must be at most {MAX_TOKEN_CACHE_ENTRIES}"
             )));
         }
         Ok(())
@@ -388,9 +400,9 @@ fn check_issuers(issuers: &[IssuerConfig]) -> Result<(), StartupError> {
         }
         if issuer.validation.audiences.is_empty() {
             return Err(StartupError::Config(format!(
-                "no audience for issuer `{name}`: pass --audience, or set AUTHGATE_AUDIENCE or \
-                 AUTH0_AUDIENCE (the API identifier), or give its [[issuer]] table an \
-                 `audience`; without one, tokens for any API of the issuer would pass"
+                "no audience for issuer `{name}`: give it one (`ValidationConfig::audiences`, \
+                 or `GateBuilder::audience`); without one, tokens for any API of the issuer \
+                 would pass"
             )));
         }
         check_claims(&issuer.validation)
@@ -414,10 +426,17 @@ fn check_claims(config: &ValidationConfig) -> Result<(), String> {
         ));
     }
     if config.token_use.as_deref() == Some("") {
-        return Err("`token-use` is empty: name the `token_use` required, such as `access`".into());
+        return Err(
+            "`ValidationConfig::token_use` is empty: name the `token_use` required, such as \
+             `access`"
+                .into(),
+        );
     }
     if config.token_use.is_some() && audience == "token_use" {
-        return Err("`token_use` cannot be both the audience claim and `token-use`".into());
+        return Err(
+            "`token_use` cannot be both the audience claim and `ValidationConfig::token_use`"
+                .into(),
+        );
     }
     if config.scope_claims.len() > MAX_SCOPE_CLAIMS {
         return Err(format!(

@@ -12,13 +12,11 @@ use std::sync::Mutex;
 
 use tokio::{task::AbortHandle, time::Instant};
 
-use super::GateBuilder;
 use super::stats::LogBudget;
 use super::{
     Clock, GateLayer, GateStats, ScopePolicy, TrustedIssuer, bearer::bearer_token, system_clock,
 };
 use crate::{
-    StartupError,
     error::AuthError,
     gate::cache::TokenCache,
     gate::validate::{Principal, Validator, claimed_issuer},
@@ -48,7 +46,7 @@ pub(super) struct Shared {
     pub(super) refusal_log: LogBudget,
     /// Decisions and cache lookups, counted for metrics.
     pub(super) stats: GateStats,
-    /// The refreshers [`GateBuilder::build`] started, stopped with the gate.
+    /// The refreshers [`GateBuilder::build`](crate::GateBuilder::build) started, stopped with the gate.
     refreshers: Refreshers,
 }
 
@@ -85,20 +83,6 @@ impl fmt::Debug for Gate {
 }
 
 impl Gate {
-    /// A builder: the issuers, audiences and scope rules, with documented
-    /// defaults for the rest; its `build` starts the key refreshers.
-    pub fn builder() -> GateBuilder {
-        GateBuilder::default()
-    }
-
-    /// A gate for one OIDC issuer (`https://tenant.auth0.com/`) and one
-    /// audience (the API identifier), every other setting at its default:
-    /// [`Gate::builder`]`().issuer(issuer).audience(audience).build()`.
-    /// Call it within a Tokio runtime.
-    pub fn from_oidc(issuer: &str, audience: &str) -> Result<Gate, StartupError> {
-        Gate::builder().issuer(issuer).audience(audience).build()
-    }
-
     /// Spawns `refreshers`, each in a span that names its issuer; they stop
     /// with the gate.
     pub(crate) fn start(&self, refreshers: Vec<Refresher>) {
@@ -110,7 +94,7 @@ impl Gate {
         }
     }
 
-    /// Stops the key refreshers that [`GateBuilder::build`] started: the
+    /// Stops the key refreshers that [`GateBuilder::build`](crate::GateBuilder::build) started: the
     /// key sets stay as they are, and go stale in time.
     pub fn stop_refreshing(&self) {
         self.shared.refreshers.stop();

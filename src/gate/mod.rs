@@ -1,10 +1,11 @@
 //! The gate: everything a request passes through. [`check`] holds the
-//! [`Gate`] itself, with [`policy`] (per-method scope rules), [`bearer`]
-//! parsing, [`issuers`] routing and [`stats`]; [`builder`] constructs it with
-//! its refreshers; [`layer`] and [`interceptor`] put it in front of tonic;
-//! [`validate`] turns a compact JWS into a [`Principal`]; [`cache`]
-//! remembers verified tokens; [`expiry`] ends calls, streams included, when
-//! their token expires.
+//! [`Gate`] itself, with [`policy`] (per-method scope rules), [`methods`]
+//! (the paths an issuer's tokens may call), [`bearer`] parsing, [`issuers`]
+//! routing and [`stats`]; [`builder`] constructs it with its refreshers;
+//! [`layer`] and [`interceptor`] put it in front of tonic; [`validate`]
+//! turns a compact JWS into a [`Principal`]; [`cache`] remembers verified
+//! tokens; [`expiry`] ends calls, streams included, when their token
+//! expires.
 
 pub(crate) mod bearer;
 pub(crate) mod builder;
@@ -15,12 +16,13 @@ pub(crate) mod expiry;
 pub(crate) mod interceptor;
 pub(crate) mod issuers;
 pub(crate) mod layer;
+pub(crate) mod methods;
 pub(crate) mod path;
 pub(crate) mod policy;
 pub(crate) mod stats;
 pub(crate) mod validate;
 
-pub use builder::{DEFAULT_LEEWAY, GateBuilder, IssuerConfig, MAX_TOKEN_CACHE_ENTRIES};
+pub use builder::{GateBuilder, IssuerConfig, MAX_TOKEN_CACHE_ENTRIES};
 pub use check::{DEFAULT_TOKEN_CACHE_ENTRIES, Gate, Refusal};
 pub use clock::{Clock, system_clock};
 pub use issuers::TrustedIssuer;
@@ -28,8 +30,8 @@ pub use layer::{GateFuture, GateLayer, GateService, PUBLIC_SERVICES};
 pub use policy::{ScopePolicy, ScopeRule};
 pub use stats::{GateStats, REFUSALS_LOGGED_PER_SECOND};
 pub use validate::{
-    ACCEPTED_TYPS, DEFAULT_AUDIENCE_CLAIM, DEFAULT_SCOPE_CLAIMS, MAX_SCOPE_CLAIMS, MAX_TOKEN_BYTES,
-    Principal, ValidationConfig, Validator, Verified,
+    ACCEPTED_TYPS, DEFAULT_AUDIENCE_CLAIM, DEFAULT_LEEWAY, DEFAULT_SCOPE_CLAIMS, MAX_SCOPE_CLAIMS,
+    MAX_TOKEN_BYTES, Principal, ValidationConfig, Validator, Verified,
 };
 
 #[cfg(test)]

@@ -7,8 +7,7 @@ use crate::error::AuthError;
 
 /// What the gate decided and how its token cache fared, counted with one
 /// relaxed atomic increment each: no lock, no allocation, no map. Refusals are
-/// counted by reason in a fixed array indexed by [`AuthError::reason_index`],
-/// since the set of reasons is finite.
+/// counted by reason in a fixed array, since the set of reasons is finite.
 #[derive(Debug, Default)]
 pub struct GateStats {
     allowed: AtomicU64,
@@ -23,7 +22,9 @@ impl GateStats {
         self.allowed.load(Ordering::Relaxed)
     }
 
-    /// Calls refused, by reason: each of [`AuthError::REASONS`] with its count.
+    /// Calls refused, by reason: every reason [`AuthError::reason`] can
+    /// give, each with its count (zero included), in a fixed order that new
+    /// reasons only extend.
     pub fn denied(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
         AuthError::REASONS
             .iter()

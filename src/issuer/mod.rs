@@ -14,119 +14,36 @@ use std::{
     time::Duration,
 };
 
-use aws_lc_rs::{
-    rand::{self},
-    rsa::KeySize,
-};
+use aws_lc_rs::rsa::KeySize;
 use axum::{
     Router,
     routing::{get, post},
 };
-use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use serde_json::{Value, json};
 use tokio::{net::TcpListener, task::JoinHandle};
 
-use crate::keys::Algorithm;
+use crate::{keys::Algorithm, util::lock};
 
+mod config;
 mod faults;
 mod key_file;
 mod routes;
 mod signing;
+mod state;
 
+pub use config::{DevClient, DevIssuerConfig};
 pub use faults::{JwksFault, TokenFault};
 pub use key_file::DevSigningKey;
 use routes::{discovery, jwks, token};
 pub use signing::RsaKeyPool;
 use signing::{Keys, SigningKey};
-
-/// A client the dev issuer grants tokens to.
-#[derive(Clone)]
-pub struct DevClient {
-    /// `client_id`.
-    pub id: String,
-    /// `client_secret`.
-    pub secret: String,
-    /// The scopes it may be granted.
-    pub scopes: Vec<String>,
-}
-
-impl std::fmt::Debug for DevClient {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DevClient")
-            .field("id", &self.id)
-            .field("secret", &"<redacted>")
-            .field("scopes", &self.scopes)
-            .finish()
-    }
-}
-
-/// How to start a dev issuer.
-#[derive(Debug, Clone)]
-pub struct DevIssuerConfig {
-    /// Where to listen; a loopback address, port 0 for any.
-    pub listen: SocketAddr,
-    /// The API identifier tokens are issued for (`aud`).
-    pub audience: String,
-    /// The algorithm of the first signing key.
-    pub algorithm: Algorithm,
-    /// How long issued tokens last.
-    pub token_ttl: Duration,
-    /// The client allowed the client-credentials grant.
-    pub client: DevClient,
-    /// Pre-generated RSA keys to sign with before generating any: generating
-    /// an RSA-2048 key takes some 80 ms, and a test suite starts many issuers.
-    pub rsa_keys: Option<Arc<RsaKeyPool>>,
-    /// The first signing key, for `algorithm`, instead of a new one: a key
-    /// kept across restarts keeps its `kid`, and the tokens signed with it
-    /// stay valid.
-    pub signing_key: Option<DevSigningKey>,
-}
-
-impl DevIssuerConfig {
-    /// A config for tests: any port, RS256, one-hour tokens, client
-    /// `test-client` / `test-secret` granted `read:private`.
-    pub fn for_tests() -> DevIssuerConfig {
-        DevIssuerConfig {
-            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-            audience: "https://authgate.test/api".into(),
-            algorithm: Algorithm::RS256,
-            token_ttl: Duration::from_secs(3600),
-            client: DevClient {
-                id: "test-client".into(),
-                secret: "test-secret".into(),
-                scopes: vec!["read:private".into()],
-            },
-            rsa_keys: None,
-            signing_key: None,
-        }
-    }
-}
+use state::{IssuerState, unix_now};
 
 /// A running dev issuer. Dropping it stops accepting connections.
 pub struct DevIssuer {
     addr: SocketAddr,
     state: Arc<IssuerState>,
     task: JoinHandle<()>,
-}
-
-struct IssuerState {
-    /// `http://127.0.0.1:PORT/`: what tokens carry in `iss`.
-    issuer: String,
-    audience: String,
-    keys: Mutex<Keys>,
-    clients: Mutex<Vec<DevClient>>,
-    token_ttl: Mutex<Duration>,
-    jwks_fault: Mutex<JwksFault>,
-    jwks_max_age: Mutex<Option<u64>>,
-    extra_jwks: Mutex<Vec<Value>>,
-    discovery_enabled: Mutex<bool>,
-    /// Members that replace the discovery document's own.
-    discovery_overrides: Mutex<serde_json::Map<String, Value>>,
-    rsa_keys: Option<Arc<RsaKeyPool>>,
-    token_faults: Mutex<VecDeque<TokenFault>>,
-    jwks_hits: AtomicUsize,
-    discovery_hits: AtomicUsize,
-    token_hits: AtomicUsize,
 }
 
 impl DevIssuer {
@@ -402,31 +319,4 @@ impl Drop for DevIssuer {
     fn drop(&mut self) {
         self.task.abort();
     }
-}
-
-impl IssuerState {
-    fn jwks_document(&self) -> Value {
-        let mut keys: Vec<Value> = lock(&self.keys)
-            .all
-            .iter()
-            .filter(|k| k.published)
-            .map(SigningKey::jwk)
-            .collect();
-        keys.extend(lock(&self.extra_jwks).iter().cloned());
-        json!({ "keys": keys })
-    }
-}
-
-use crate::util::lock;
-
-/// Seconds since the Unix epoch, as the claims write them.
-fn unix_now() -> u64 {
-    crate::util::unix_now().unsigned_abs()
-}
-
-/// A random secret for the dev client: 32 bytes, base64url.
-pub fn random_secret() -> String {
-    let mut bytes = [0u8; 32];
-    rand::fill(&mut bytes).expect("the system random source");
-    URL_SAFE_NO_PAD.encode(bytes)
 }

@@ -13,8 +13,12 @@ use axum::{
 use base64::{Engine, engine::general_purpose::STANDARD};
 use serde_json::{Value, json};
 
-use super::{IssuerState, JwksFault, lock, unix_now};
+use super::{
+    JwksFault,
+    state::{IssuerState, unix_now},
+};
 use crate::keys::Algorithm;
+use crate::util::lock;
 
 pub(super) fn json_response(status: StatusCode, body: &Value) -> Response {
     (

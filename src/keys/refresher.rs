@@ -60,7 +60,7 @@ pub struct RefreshConfig {
     pub max_stale: Duration,
 }
 
-/// `--jwks-max-stale`'s default: a day of failed fetches.
+/// [`RefreshConfig::max_stale`]'s default: a day of failed fetches.
 pub const DEFAULT_MAX_STALE: Duration = Duration::from_secs(24 * 60 * 60);
 
 impl RefreshConfig {
@@ -69,14 +69,14 @@ impl RefreshConfig {
     pub fn check(&self) -> Result<(), StartupError> {
         if self.min_interval > self.interval {
             return Err(StartupError::Config(format!(
-                "--jwks-min-refresh-interval ({:?}) exceeds --jwks-refresh-interval ({:?})",
+                "`RefreshConfig::min_interval` ({:?}) exceeds `RefreshConfig::interval` ({:?})",
                 self.min_interval, self.interval
             )));
         }
         if self.max_stale < self.interval.saturating_mul(2) {
             return Err(StartupError::Config(format!(
-                "--jwks-max-stale ({:?}) must be at least twice --jwks-refresh-interval ({:?}), \
-                 or one late refresh would drop the key set",
+                "`RefreshConfig::max_stale` ({:?}) must be at least twice \
+                 `RefreshConfig::interval` ({:?}), or one late refresh would drop the key set",
                 self.max_stale, self.interval
             )));
         }

@@ -20,7 +20,7 @@ use crate::server::ArrivedOverTls;
 
 /// The headers that say where a request came from: the caller's are
 /// removed, and the proxy sets the `X-Forwarded-*` three itself.
-pub const FORWARDED_HEADERS: [&str; 5] = [
+const FORWARDED_HEADERS: [&str; 5] = [
     "forwarded",
     "x-forwarded-for",
     "x-forwarded-proto",
@@ -33,7 +33,7 @@ pub const FORWARDED_HEADERS: [&str; 5] = [
 /// a caller's would make the upstream run another request than the one the
 /// gate checked (`GET /items` with `X-HTTP-Method-Override: POST` past a
 /// rule for `POST /items`). Removed, as the `X-Forwarded-*` are.
-pub const OVERRIDE_HEADERS: [&str; 5] = [
+const OVERRIDE_HEADERS: [&str; 5] = [
     "x-http-method-override",
     "x-http-method",
     "x-method-override",

@@ -33,13 +33,13 @@ mod trailers;
 mod upstream;
 
 pub use forward::{Forward, HOP_BY_HOP};
-pub use forwarded::{Cidr, FORWARDED_HEADERS, OVERRIDE_HEADERS};
+pub use forwarded::Cidr;
 pub use identity::{CLAIMS_HEADER, IDENTITY_HEADERS, ISSUER_HEADER, SCOPES_HEADER, SUBJECT_HEADER};
 pub use upstream::{DEFAULT_CONNECT_TIMEOUT, UpstreamConfig, UpstreamProtocol};
 
 /// How long start-up waits for the upstream's reflection before serving
 /// without its method names (calls to them are then counted as `unknown`).
-pub const DESCRIBE_TIMEOUT: Duration = Duration::from_secs(3);
+const DESCRIBE_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// A configured proxy: the forwarding service, ready to be installed in a
 /// server.
@@ -77,8 +77,8 @@ impl Proxy {
 
     /// Makes `app` forward to the upstream: [`ApplicationBuilder::forward_to`],
     /// with the methods the upstream's reflection lists named in the
-    /// metrics when it answers within [`DESCRIBE_TIMEOUT`] (a warning when
-    /// it does not: the proxy serves anyway).
+    /// metrics when it answers within 3 seconds (a warning when it does not:
+    /// the proxy serves anyway).
     pub async fn install(self, app: ApplicationBuilder) -> ApplicationBuilder {
         let app = match self.describe(DESCRIBE_TIMEOUT).await {
             Ok(set) => app.metrics_descriptor_set(set),
@@ -86,7 +86,7 @@ impl Proxy {
                 tracing::warn!(
                     upstream = %self.forward.upstream(),
                     "the upstream's methods are unknown ({why}); metrics count its calls \
-                     as `unknown` but for those the scope rules and --public name"
+                     as `unknown` but for those the scope rules and the public paths name"
                 );
                 app
             }

@@ -92,12 +92,12 @@ impl UpstreamConfig {
     }
 
     /// Whether it is reached over TLS.
-    pub fn is_tls(&self) -> bool {
+    pub(crate) fn is_tls(&self) -> bool {
         self.url.scheme_str() == Some("https")
     }
 
     /// `scheme://host:port`, as messages name it.
-    pub fn display(&self) -> String {
+    pub(crate) fn display(&self) -> String {
         let text = self.url.to_string();
         text.strip_suffix('/').map(str::to_owned).unwrap_or(text)
     }

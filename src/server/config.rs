@@ -201,77 +201,88 @@ impl Limits {
     pub fn check(&self) -> Result<(), StartupError> {
         let counts = [
             (
-                "--max-connections",
+                "`Limits::max_connections`",
                 self.max_connections as u64,
                 1,
                 Self::MAX_CONNECTIONS as u64,
             ),
             (
-                "--max-connections-per-peer",
+                "`Limits::max_connections_per_peer`",
                 self.max_connections_per_peer as u64,
                 0,
                 Self::MAX_CONNECTIONS as u64,
             ),
             (
-                "--max-header-list-size",
+                "`Limits::max_header_list_bytes`",
                 self.max_header_list_bytes.into(),
                 Self::MIN_HEADER_LIST_BYTES.into(),
                 Self::MAX_HEADER_LIST_BYTES.into(),
             ),
             (
-                "--max-message-size",
+                "`Limits::max_message_bytes`",
                 self.max_message_bytes as u64,
                 0,
                 Self::MAX_MESSAGE_BYTES as u64,
             ),
             (
-                "--max-concurrent-streams",
+                "`Limits::max_concurrent_streams`",
                 self.max_concurrent_streams.into(),
                 1,
                 Self::MAX_CONCURRENT_STREAMS.into(),
             ),
         ];
-        for (flag, value, min, max) in counts {
+        for (setting, value, min, max) in counts {
             if !(min..=max).contains(&value) {
                 return Err(StartupError::Config(format!(
-                    "{flag} ({value}) must be from {min} to {max}"
+                    "{setting} ({value}) must be from {min} to {max}"
                 )));
             }
         }
         let durations = [
-            ("--handshake-timeout", Some(self.handshake_timeout)),
-            ("--request-timeout", Some(self.request_timeout)),
-            ("--keepalive-interval", Some(self.keepalive_interval)),
-            ("--keepalive-timeout", Some(self.keepalive_timeout)),
-            ("--idle-timeout", Some(self.idle_timeout)),
-            ("--max-connection-age", self.max_connection_age),
+            ("`Limits::handshake_timeout`", Some(self.handshake_timeout)),
+            ("`Limits::request_timeout`", Some(self.request_timeout)),
             (
-                "--max-connection-age-grace",
+                "`Limits::keepalive_interval`",
+                Some(self.keepalive_interval),
+            ),
+            ("`Limits::keepalive_timeout`", Some(self.keepalive_timeout)),
+            ("`Limits::idle_timeout`", Some(self.idle_timeout)),
+            ("`Limits::max_connection_age`", self.max_connection_age),
+            (
+                "`Limits::max_connection_age_grace`",
                 Some(self.max_connection_age_grace),
             ),
-            ("--public-stream-max-age", Some(self.public_stream_max_age)),
+            (
+                "`Limits::public_stream_max_age`",
+                Some(self.public_stream_max_age),
+            ),
         ];
-        for (flag, value) in durations {
+        for (setting, value) in durations {
             if value.is_some_and(|d| d > Self::MAX_DURATION) {
                 return Err(StartupError::Config(format!(
-                    "{flag} must be at most 100 years"
+                    "{setting} must be at most 100 years"
                 )));
             }
         }
         let positive = [
-            ("--idle-timeout", Some(self.idle_timeout)),
-            ("--max-connection-age", self.max_connection_age),
+            ("`Limits::idle_timeout`", Some(self.idle_timeout)),
+            ("`Limits::max_connection_age`", self.max_connection_age),
             // At 0, a connection told to close is cut before its GOAWAY
             // can reach the client.
             (
-                "--max-connection-age-grace",
+                "`Limits::max_connection_age_grace`",
                 Some(self.max_connection_age_grace),
             ),
-            ("--public-stream-max-age", Some(self.public_stream_max_age)),
+            (
+                "`Limits::public_stream_max_age`",
+                Some(self.public_stream_max_age),
+            ),
         ];
-        for (flag, value) in positive {
+        for (setting, value) in positive {
             if value == Some(Duration::ZERO) {
-                return Err(StartupError::Config(format!("{flag} must be more than 0s")));
+                return Err(StartupError::Config(format!(
+                    "{setting} must be more than 0s"
+                )));
             }
         }
         Ok(())
@@ -314,41 +325,41 @@ mod tests {
     }
 
     #[test]
-    fn lifetimes_of_zero_are_refused_naming_their_flag() {
+    fn lifetimes_of_zero_are_refused_naming_their_setting() {
         let zero = Duration::ZERO;
         let defaults = Limits::default;
-        for (flag, limits) in [
+        for (setting, limits) in [
             (
-                "--idle-timeout",
+                "`Limits::idle_timeout`",
                 Limits {
                     idle_timeout: zero,
                     ..defaults()
                 },
             ),
             (
-                "--max-connection-age",
+                "`Limits::max_connection_age`",
                 Limits {
                     max_connection_age: Some(zero),
                     ..defaults()
                 },
             ),
             (
-                "--max-connection-age-grace",
+                "`Limits::max_connection_age_grace`",
                 Limits {
                     max_connection_age_grace: zero,
                     ..defaults()
                 },
             ),
             (
-                "--public-stream-max-age",
+                "`Limits::public_stream_max_age`",
                 Limits {
                     public_stream_max_age: zero,
                     ..defaults()
                 },
             ),
         ] {
-            let error = limits.check().expect_err(flag).to_string();
-            assert!(error.contains(flag), "{flag}: {error}");
+            let error = limits.check().expect_err(setting).to_string();
+            assert!(error.starts_with(setting), "{setting}: {error}");
         }
         let ages = Limits {
             max_connection_age: Some(Duration::from_secs(3600)),
@@ -359,7 +370,7 @@ mod tests {
     }
 
     /// Each count at its bounds passes, and one past them is refused naming
-    /// the flag and the bound; so is a duration past 100 years, which would
+    /// the setting and the bound; so is a duration past 100 years, which would
     /// overflow the deadlines computed from it.
     #[test]
     fn limits_past_what_the_server_can_hold_are_refused_naming_the_bound() {
@@ -395,7 +406,7 @@ mod tests {
                     ..defaults()
                 },
                 format!(
-                    "--max-connections ({}) must be from 1 to {max_connections}",
+                    "`Limits::max_connections` ({}) must be from 1 to {max_connections}",
                     Limits::MAX_CONNECTIONS + 1
                 ),
             ),
@@ -412,7 +423,7 @@ mod tests {
                     ..defaults()
                 },
                 format!(
-                    "--max-connections-per-peer ({}) must be from 0 to {max_connections}",
+                    "`Limits::max_connections_per_peer` ({}) must be from 0 to {max_connections}",
                     usize::MAX
                 ),
             ),
@@ -421,14 +432,14 @@ mod tests {
                     max_header_list_bytes: 0,
                     ..defaults()
                 },
-                "--max-header-list-size (0) must be from 8192 to 16777216".into(),
+                "`Limits::max_header_list_bytes` (0) must be from 8192 to 16777216".into(),
             ),
             (
                 Limits {
                     max_header_list_bytes: 8191,
                     ..defaults()
                 },
-                "--max-header-list-size (8191)".into(),
+                "`Limits::max_header_list_bytes` (8191)".into(),
             ),
             (
                 Limits {
@@ -442,49 +453,50 @@ mod tests {
                     max_message_bytes: usize::MAX,
                     ..defaults()
                 },
-                "--max-message-size (18446744073709551615) must be from 0 to 4294967295".into(),
+                "`Limits::max_message_bytes` (18446744073709551615) must be from 0 to 4294967295"
+                    .into(),
             ),
             (
                 Limits {
                     max_concurrent_streams: u32::MAX,
                     ..defaults()
                 },
-                "--max-concurrent-streams (4294967295) must be from 1 to 1073741824".into(),
+                "`Limits::max_concurrent_streams` (4294967295) must be from 1 to 1073741824".into(),
             ),
             (
                 Limits {
                     max_concurrent_streams: 0,
                     ..defaults()
                 },
-                "--max-concurrent-streams (0) must be from 1".into(),
+                "`Limits::max_concurrent_streams` (0) must be from 1".into(),
             ),
             (
                 Limits {
                     max_connection_age: Some(Duration::MAX),
                     ..defaults()
                 },
-                "--max-connection-age must be at most 100 years".into(),
+                "`Limits::max_connection_age` must be at most 100 years".into(),
             ),
             (
                 Limits {
                     idle_timeout: past,
                     ..defaults()
                 },
-                "--idle-timeout must be at most 100 years".into(),
+                "`Limits::idle_timeout` must be at most 100 years".into(),
             ),
             (
                 Limits {
                     max_connection_age_grace: past,
                     ..defaults()
                 },
-                "--max-connection-age-grace must be at most 100 years".into(),
+                "`Limits::max_connection_age_grace` must be at most 100 years".into(),
             ),
             (
                 Limits {
                     keepalive_interval: past,
                     ..defaults()
                 },
-                "--keepalive-interval must be at most 100 years".into(),
+                "`Limits::keepalive_interval` must be at most 100 years".into(),
             ),
         ] {
             let error = limits.check().expect_err(&says).to_string();

@@ -54,10 +54,11 @@ pub enum CorsOrigins {
 }
 
 impl CorsOrigins {
-    /// The origins `--cors-allow-origin` lists; `None` when it lists none
-    /// (CORS off). Each must be `*` or an origin: scheme, host and port as
-    /// a browser sends them, with no path or trailing slash.
-    pub fn parse(origins: &[String]) -> Result<Option<CorsOrigins>, StartupError> {
+    /// The origins [`ServerConfig::cors_allow_origins`](super::ServerConfig)
+    /// lists; `None` when it lists none (CORS off). Each must be `*` or an
+    /// origin: scheme, host and port as a browser sends them, with no path
+    /// or trailing slash.
+    pub(crate) fn parse(origins: &[String]) -> Result<Option<CorsOrigins>, StartupError> {
         if origins.is_empty() {
             return Ok(None);
         }
@@ -76,7 +77,7 @@ impl CorsOrigins {
                 }
                 .ok_or_else(|| {
                     StartupError::Config(format!(
-                        "--cors-allow-origin `{origin}` is not an origin such as \
+                        "`ServerConfig::cors_allow_origins`: `{origin}` is not an origin such as \
                          https://app.example.com (scheme, host and port only, lower case, no \
                          path or trailing slash) or `*`"
                     ))
@@ -155,7 +156,7 @@ pub struct OnePortLayer<H> {
 
 impl<H> OnePortLayer<H> {
     /// Plain HTTP goes to `http`; CORS is answered for `cors`, or off.
-    pub fn new(http: H, cors: Option<CorsOrigins>) -> OnePortLayer<H> {
+    pub(crate) fn new(http: H, cors: Option<CorsOrigins>) -> OnePortLayer<H> {
         OnePortLayer {
             http,
             cors,
@@ -166,7 +167,7 @@ impl<H> OnePortLayer<H> {
     /// Answers 431 to an HTTP/1 request whose headers, counted as HTTP/2
     /// counts them (name, value and 32 bytes each), exceed `bytes`: the
     /// limit HTTP/2 callers already have.
-    pub fn max_header_list_bytes(mut self, bytes: usize) -> OnePortLayer<H> {
+    pub(crate) fn max_header_list_bytes(mut self, bytes: usize) -> OnePortLayer<H> {
         self.max_header_list_bytes = bytes;
         self
     }

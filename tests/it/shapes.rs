@@ -337,7 +337,7 @@ async fn issuers_that_are_not_urls_pass_with_their_jwks_url() {
     let email = IssuerConfig::discovered(SERVICE_ACCOUNT, vec![SERVICE_API.into()], LEEWAY)
         .unwrap_err()
         .to_string();
-    assert!(email.contains("`--jwks-url`"), "{email}");
+    assert!(email.contains("`IssuerConfig::with_jwks`"), "{email}");
     // A JWKS URL is still held to https, or http on loopback.
     let insecure = Gate::builder()
         .issuer_with_jwks("accounts.google.com", "http://keys.example.com/certs")
@@ -536,7 +536,7 @@ fn settings_that_cannot_mean_what_they_say_are_refused_before_serving() {
     );
     refused(
         &|c| c.validation.token_use = Some(String::new()),
-        "`token-use` is empty",
+        "`ValidationConfig::token_use` is empty",
     );
     refused(
         &|c| c.validation.scope_claims = (0..9).map(|i| format!("s{i}")).collect(),

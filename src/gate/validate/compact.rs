@@ -5,6 +5,13 @@ use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 
 use crate::error::AuthError;
 
+/// The longest token authgate reads; longer ones are refused before parsing.
+pub const MAX_TOKEN_BYTES: usize = 8192;
+/// Stack room for a decoded header or payload; larger ones go to the heap.
+/// Zeroing room for the largest (6 KiB) on every call cost 2% of a cold
+/// RS256 check (callgrind).
+pub(super) const STACK_DECODED: usize = 1024;
+
 /// The three base64url parts of a compact JWS: header, payload, signature.
 pub(super) type Parts<'a> = (&'a [u8], &'a [u8], &'a [u8]);
 

@@ -15,7 +15,7 @@ use std::{sync::Arc, time::Duration};
 
 use crate::{
     error::AuthError,
-    gate::policy::IssuerMethods,
+    gate::methods::IssuerMethods,
     keys::{Algorithm, KeySet, VerifyingKey},
     util::static_name,
 };
@@ -29,17 +29,12 @@ mod principal;
 
 pub use claims::MAX_SCOPE_CLAIMS;
 use claims::{ClaimNames, Claims};
-use compact::{decode, split};
+pub use compact::MAX_TOKEN_BYTES;
+use compact::{STACK_DECODED, decode, split};
 use header::{Header, known_alg_name, media_subtype};
 pub use peek::claimed_issuer;
 pub use principal::Principal;
 
-/// The longest token authgate reads; longer ones are refused before parsing.
-pub const MAX_TOKEN_BYTES: usize = 8192;
-/// Stack room for a decoded header or payload; larger ones go to the heap.
-/// Zeroing room for the largest (6 KiB) on every call cost 2% of a cold
-/// RS256 check (callgrind).
-const STACK_DECODED: usize = 1024;
 /// Stack room for a signature up to RSA-4096.
 const STACK_SIGNATURE: usize = 512;
 
@@ -55,7 +50,7 @@ pub struct ValidationConfig {
     pub issuer: String,
     /// The audience claim must contain one of these.
     pub audiences: Vec<String>,
-    /// Clock skew allowed on `exp` and `nbf`; [`DEFAULT_LEEWAY`](crate::DEFAULT_LEEWAY) by default.
+    /// Clock skew allowed on `exp` and `nbf`; [`DEFAULT_LEEWAY`] by default.
     pub leeway: Duration,
     /// The only `typ` accepted (`--require-typ`), compared without case and
     /// with `application/` optional, so `at+jwt` also accepts
@@ -90,6 +85,9 @@ pub struct ValidationConfig {
     pub methods: Option<Vec<String>>,
 }
 
+/// The clock skew allowed on `exp` and `nbf` unless said otherwise.
+pub const DEFAULT_LEEWAY: Duration = Duration::from_secs(30);
+
 /// The claim that names the audience unless an issuer says otherwise.
 pub const DEFAULT_AUDIENCE_CLAIM: &str = "aud";
 
@@ -102,7 +100,7 @@ impl Default for ValidationConfig {
         ValidationConfig {
             issuer: String::new(),
             audiences: Vec::new(),
-            leeway: crate::gate::DEFAULT_LEEWAY,
+            leeway: DEFAULT_LEEWAY,
             require_typ: None,
             audience_claim: DEFAULT_AUDIENCE_CLAIM.into(),
             token_use: None,

@@ -3,10 +3,7 @@
 
 use std::borrow::Cow;
 
-use super::{
-    MAX_TOKEN_BYTES, STACK_DECODED,
-    compact::{decode, split},
-};
+use super::compact::{MAX_TOKEN_BYTES, STACK_DECODED, decode, split};
 use crate::error::AuthError;
 
 /// Finds which configured issuer a token claims to come from, so that it is

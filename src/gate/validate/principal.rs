@@ -3,7 +3,7 @@
 use std::{fmt, sync::Arc};
 
 use super::claims::{Claims, OneOrMany};
-use crate::{error::AuthError, gate::policy::IssuerMethods};
+use crate::{error::AuthError, gate::methods::IssuerMethods};
 
 /// Who the caller is, from a verified token: what the handler finds in the
 /// request's extensions. Cheap to clone.
