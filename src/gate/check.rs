@@ -13,9 +13,7 @@ use std::sync::Mutex;
 use tokio::{task::AbortHandle, time::Instant};
 
 use super::stats::LogBudget;
-use super::{
-    Clock, GateLayer, GateStats, ScopePolicy, TrustedIssuer, bearer::bearer_token, system_clock,
-};
+use super::{Clock, GateStats, ScopePolicy, TrustedIssuer, bearer::bearer_token, system_clock};
 use crate::{
     error::AuthError,
     gate::cache::TokenCache,
@@ -336,12 +334,6 @@ impl Gate {
         let left = principal.accepted_until().saturating_sub((self.clock)());
         let left = u64::try_from(left).unwrap_or(0).min(CENTURY);
         Instant::now() + Duration::from_secs(left)
-    }
-
-    /// A layer that guards every method of a tonic server but health and
-    /// reflection.
-    pub fn layer(&self) -> GateLayer {
-        GateLayer::new(self.clone())
     }
 }
 

@@ -185,6 +185,14 @@ impl GateLayer {
     }
 }
 
+impl Gate {
+    /// A layer that guards every method of a tonic server but health and
+    /// reflection.
+    pub fn layer(&self) -> GateLayer {
+        GateLayer::new(self.clone())
+    }
+}
+
 /// A path open without a token.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct PublicPath {

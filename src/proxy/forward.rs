@@ -28,7 +28,7 @@ use super::{
     UpstreamConfig, UpstreamProtocol,
     forwarded::{arrival, caller_host, set_forwarded},
     identity::set_identity,
-    trailers::{FilteredTrailers, Trailers},
+    trailers::{FilteredTrailers, MALFORMED_BODY, Trailers},
 };
 use crate::{
     Principal, StartupError,
@@ -309,10 +309,6 @@ impl Shared {
 
 /// What a caller is told of an upstream that cannot be reached.
 const UNAVAILABLE: &str = "upstream unavailable";
-
-/// What a caller is told of a request body it broke (a bad chunk, a reset
-/// stream) before it was all forwarded.
-pub(super) const MALFORMED_BODY: &str = "malformed request body";
 
 /// Whether forwarding failed because the caller's own request body did:
 /// [`FilteredTrailers`] turns such an error into a `Status` saying so,

@@ -17,7 +17,11 @@ use http_body::{Body, Frame, SizeHint};
 
 use tonic::Status;
 
-use super::{forward::MALFORMED_BODY, identity::remove_identity};
+use super::identity::remove_identity;
+
+/// What a caller is told of a request body it broke (a bad chunk, a reset
+/// stream) before it was all forwarded.
+pub(super) const MALFORMED_BODY: &str = "malformed request body";
 
 /// What becomes of a request's trailers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -2,11 +2,14 @@
 //! issuers, refresh, scope policy, TLS files, limits, metrics, drain and
 //! CORS.
 
-use std::{net::SocketAddr, path::PathBuf, time::Duration};
+use std::{net::SocketAddr, time::Duration};
 
 use tokio::sync::Semaphore;
 
-use super::{tls::load_tls, web::CorsOrigins};
+use super::{
+    tls::{TlsFiles, load_tls},
+    web::CorsOrigins,
+};
 use crate::{
     DEFAULT_TOKEN_CACHE_ENTRIES, Gate, GateBuilder, IssuerConfig, ScopePolicy, StartupError,
     keys::RefreshConfig,
@@ -117,15 +120,6 @@ impl Default for Drain {
             timeout: Duration::from_secs(30),
         }
     }
-}
-
-/// A PEM certificate chain and its private key.
-#[derive(Debug, Clone)]
-pub struct TlsFiles {
-    /// The certificate chain, leaf first.
-    pub cert: PathBuf,
-    /// The private key.
-    pub key: PathBuf,
 }
 
 /// Server limits, each a defence against a client that would exhaust us.

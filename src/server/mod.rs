@@ -39,7 +39,7 @@ mod tls;
 mod web;
 
 pub use builder::ApplicationBuilder;
-pub use config::{Drain, Limits, ServerConfig, TlsFiles};
+pub use config::{Drain, Limits, ServerConfig};
 pub use health::LIVENESS_SERVICE;
 #[cfg(feature = "proxy")]
 pub(crate) use http::detail_response;
@@ -49,6 +49,7 @@ pub use http::{
 pub use metrics::{GrpcMetrics, GrpcMetricsLayer};
 pub use service::{GET_PRIVATE_METHOD, PRIVATE_MESSAGE, PrivateService};
 pub use signals::{shutdown_signal, stop_signals};
+pub use tls::TlsFiles;
 #[cfg(feature = "proxy")]
 pub(crate) use web::is_grpc;
 pub use web::{CORS_ALLOW_HEADERS, CORS_EXPOSE_HEADERS, CorsOrigins, OnePort, OnePortLayer, Split};

@@ -10,8 +10,16 @@ use tokio_rustls::rustls::{
     pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject},
 };
 
-use super::TlsFiles;
 use crate::error::StartupError;
+
+/// A PEM certificate chain and its private key.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    /// The certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// The private key.
+    pub key: PathBuf,
+}
 
 pub(super) fn load_tls(files: &TlsFiles) -> Result<Arc<ServerConfig>, StartupError> {
     let read = |path: &PathBuf| {
