@@ -19,6 +19,7 @@ pub(crate) mod layer;
 pub(crate) mod methods;
 pub(crate) mod path;
 pub(crate) mod policy;
+pub(crate) mod public;
 pub(crate) mod stats;
 pub(crate) mod validate;
 
