@@ -183,6 +183,47 @@ async fn listener_closed(addr: SocketAddr) -> bool {
 }
 
 #[tokio::test]
+async fn a_connection_waiting_in_the_kernels_queue_at_the_stop_is_served_not_reset() {
+    let mut app = spawn_app_with(Options {
+        limits: authgate::server::Limits {
+            max_connections: 1,
+            ..authgate::server::Limits::default()
+        },
+        ..Options::default()
+    })
+    .await;
+    // The one slot is taken: the server is serving this connection...
+    let held = app.channel().await;
+    let mut health = HealthClient::new(held);
+    assert!(health.check(HealthCheckRequest::default()).await.is_ok());
+    // ...so the next one waits in the kernel's accept queue, its call sent.
+    let waiting = TcpStream::connect(app.addr).await.unwrap();
+    let call = tokio::spawn(call_at_once(waiting, app.addr, app.token()));
+    // The stop: the held connection is told to close, frees its slot, and
+    // the waiting one is accepted and answered before the listener closes.
+    app.drain();
+    app.close();
+    let answered = tokio::time::timeout(patience(), call)
+        .await
+        .expect("the waiting call was never answered")
+        .unwrap();
+    assert_eq!(
+        answered.map_err(|e| e.to_string()),
+        Ok(0),
+        "the call waiting in the queue was not answered OK"
+    );
+    drop(health);
+    assert!(
+        listener_closed(app.addr).await,
+        "still accepting after the stop"
+    );
+    assert!(
+        app.stopped_within(patience()).await,
+        "the server did not stop"
+    );
+}
+
+#[tokio::test]
 async fn a_connection_told_to_close_before_its_first_bytes_still_answers_them() {
     let mut app = spawn_app_with(Options {
         limits: authgate::server::Limits {
