@@ -12,7 +12,7 @@ use std::{
     net::SocketAddr,
     sync::{
         Arc, Mutex,
-        atomic::{AtomicBool, AtomicUsize, Ordering},
+        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
     },
     time::{Duration, Instant},
 };
@@ -143,6 +143,8 @@ struct Shared {
     stop: AtomicBool,
     next: AtomicUsize,
     report: Mutex<LoadReport>,
+    /// Measured calls so far, whatever their outcome, read while the load runs.
+    progress: Arc<AtomicU64>,
 }
 
 /// Runs the load and reports what the measured span saw.
@@ -158,7 +160,21 @@ pub async fn run_until(
     config: LoadConfig,
     stop: impl std::future::Future<Output = ()>,
 ) -> std::io::Result<LoadReport> {
-    let shared = Arc::new(Shared::default());
+    run_counting(config, stop, Arc::default()).await
+}
+
+/// As [`run_until`], adding each measured call (completed or failed) to
+/// `progress` as it ends: for a driver that paces its events by the calls
+/// made so far.
+pub async fn run_counting(
+    config: LoadConfig,
+    stop: impl std::future::Future<Output = ()>,
+    progress: Arc<AtomicU64>,
+) -> std::io::Result<LoadReport> {
+    let shared = Arc::new(Shared {
+        progress,
+        ..Shared::default()
+    });
     let mut workers = Vec::new();
     for _ in 0..config.connections {
         let stream = tokio::net::TcpStream::connect(config.addr).await?;
@@ -225,6 +241,7 @@ async fn stream_worker(
         if !shared.measuring.load(Ordering::Relaxed) {
             continue;
         }
+        shared.progress.fetch_add(1, Ordering::Relaxed);
         let code = match outcome {
             Ok(0) => {
                 local.ok += 1;

@@ -9,14 +9,18 @@
 
 use std::{future::Future, pin::Pin, sync::Arc, time::Duration};
 
-use futures_util::{Stream, StreamExt};
 use tokio::{sync::watch, task::JoinSet};
 
 use super::{
     Limits,
-    incoming::BoundedStream,
+    incoming::{BoundedStream, Incoming},
     open_calls::{OpenCalls, OpenCallsLayer},
 };
+
+/// After the server stops taking new connections: how long handshakes the
+/// kernel had begun get to finish, and their connections to be accepted
+/// and served, before the listener closes. One round trip is enough.
+const SETTLE: Duration = Duration::from_millis(100);
 
 /// What tells one connection's server to close it gracefully.
 pub(super) type CloseSignal = Pin<Box<dyn Future<Output = ()> + Send>>;
@@ -40,13 +44,18 @@ impl Lifetimes {
 }
 
 /// Serves every connection of `incoming` until `shutdown` resolves, then
-/// stops accepting (the listener closes), closes every connection
-/// gracefully and returns once all have closed.
+/// stops accepting, closes every connection gracefully and returns once all
+/// have closed.
+///
+/// Stopping does not reset a connection the kernel has taken: new ones are
+/// refused first ([`Incoming::refuse_new`]), those already in the kernel's
+/// queue are still accepted, served and closed gracefully like the rest,
+/// and only then does the listener close.
 ///
 /// `serve` serves one connection: with the layer that counts its calls
 /// outermost, until the close signal resolves, then gracefully.
 pub(super) async fn serve_each<S, F>(
-    incoming: impl Stream<Item = BoundedStream>,
+    incoming: Incoming,
     lifetimes: Lifetimes,
     shutdown: impl Future<Output = ()>,
     serve: S,
@@ -56,25 +65,38 @@ pub(super) async fn serve_each<S, F>(
 {
     let (stop, stopped) = watch::channel(false);
     let mut connections = JoinSet::new();
-    {
-        let mut incoming = std::pin::pin!(incoming);
-        let mut shutdown = std::pin::pin!(shutdown);
-        loop {
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            stream = incoming.next() => {
+                connections.spawn(connection(stream, lifetimes, stopped.clone(), &serve));
+            }
+            // Reaps the connections that have closed.
+            Some(_) = connections.join_next() => {}
+        }
+    }
+    let refusing = incoming.refuse_new();
+    // Every connection open, and every one accepted from now on, is told
+    // to close.
+    let _ = stop.send(true);
+    if refusing {
+        let settle = tokio::time::sleep(SETTLE);
+        let mut settle = std::pin::pin!(settle);
+        let mut settled = false;
+        while !settled || incoming.waiting() {
             tokio::select! {
-                () = &mut shutdown => break,
-                stream = incoming.next() => match stream {
-                    Some(stream) => {
-                        connections.spawn(connection(stream, lifetimes, stopped.clone(), &serve));
-                    }
-                    None => break,
-                },
-                // Reaps the connections that have closed.
+                stream = incoming.next() => {
+                    connections.spawn(connection(stream, lifetimes, stopped.clone(), &serve));
+                }
+                () = &mut settle, if !settled => settled = true,
+                // Frees the slots a waiting connection needs.
                 Some(_) = connections.join_next() => {}
             }
         }
     }
-    // `incoming`, and with it the listener, is gone: no new connections.
-    let _ = stop.send(true);
+    // The listener closes: no new connections.
+    drop(incoming);
     while connections.join_next().await.is_some() {}
 }
 

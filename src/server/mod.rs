@@ -260,7 +260,7 @@ impl Application {
 
         let serving = Serving::new(&self.limits, self.tls);
         let serving = connections::serve_each(
-            incoming::bounded(self.listener, &self.limits),
+            incoming::Incoming::new(self.listener, &self.limits),
             connections::Lifetimes::new(&self.limits),
             shutdown,
             move |stream, open_calls, close| {

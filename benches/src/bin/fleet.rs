@@ -1,20 +1,29 @@
 //! A fleet of `authgate serve` replicas behind a real L7 balancer (HAProxy,
-//! with `deploy/haproxy/haproxy.cfg`), under load, behind
-//! `benches/fleet.sh`.
+//! with `deploy/haproxy/haproxy.cfg`, or nginx, with
+//! `deploy/nginx/authgate.conf`), under load, behind `benches/fleet.sh`.
 //!
-//! The dev issuer runs in this process; three release replicas and HAProxy
-//! run on loopback. While the load generator drives valid calls through the
-//! balancer (counting each by the `grpc-status` it ended with), one step at a
-//! time:
+//! The dev issuer runs in this process; three release replicas and the
+//! balancer run on loopback. While the load generator drives valid calls
+//! through the balancer (counting each by the `grpc-status` it ended with),
+//! one step at a time:
 //!
-//! - every replica is restarted in turn: SIGTERM, its drain, start again;
+//! - rolling restarts (`--restarts`, each its own step): every replica is
+//!   restarted in turn (SIGTERM, its drain, start again), paced so that the
+//!   restarts together carry at least `--restart-calls` calls;
 //! - the issuer rotates its key: publish a new one, sign with it, withdraw
 //!   the old one;
 //! - one replica is killed with SIGKILL.
 //!
 //! Each step waits on events (the balancer's view of a replica, a replica's
-//! health and metrics), never on a fixed pause. Then the calls by status per
-//! step, and throughput through the balancer against one replica direct.
+//! health and metrics, the calls made so far), never on a fixed pause. Then
+//! the calls by status per step, and throughput through the balancer
+//! against one replica direct.
+//!
+//! HAProxy takes a replica out on its gRPC health before it stops
+//! accepting. nginx has no active health checks: it learns of a drain only
+//! from the replica's GOAWAY and its refused connects, so what its run
+//! measures is the drain itself. Its `error.log` is read after each step and
+//! its lines counted by what they say.
 //!
 //! With `--proxy`, each replica is `authgate proxy` in front of an upstream
 //! of its own (`proxybench upstream`: GetPrivate and health over h2c, no
@@ -26,17 +35,20 @@ use std::{
     net::SocketAddr,
     path::{Path, PathBuf},
     process::Stdio,
-    sync::Arc,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
     time::{Duration, Instant},
 };
 
 use authgate::{issuer::DevIssuer, issuer::DevIssuerConfig, keys::Algorithm};
 use authgate_bench::{
     METHOD, SCOPE,
-    loadgen::{Call, EMPTY_MESSAGE, LoadConfig, LoadReport, run, run_until},
+    loadgen::{Call, EMPTY_MESSAGE, LoadConfig, LoadReport, run, run_counting, run_until},
 };
 use bytes::Bytes;
-use clap::Parser;
+use clap::{Parser, ValueEnum};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     process::{Child, Command},
@@ -50,15 +62,28 @@ struct Cli {
     /// The authgate binary the replicas run.
     #[arg(long, default_value = "target/release/authgate")]
     authgate: PathBuf,
-    /// The balancer's configuration.
+    /// Which balancer the replicas run behind.
+    #[arg(long, value_enum, default_value_t = Kind::Haproxy)]
+    balancer: Kind,
+    /// HAProxy's configuration.
     #[arg(long, default_value = "deploy/haproxy/haproxy.cfg")]
     haproxy_config: PathBuf,
+    /// nginx's configuration: an http-block file, as in /etc/nginx/conf.d/.
+    #[arg(long, default_value = "deploy/nginx/authgate.conf")]
+    nginx_config: PathBuf,
     /// Where logs and the stats socket go.
     #[arg(long, default_value = "target/fleet")]
     work: PathBuf,
     /// How long the steady steps measure.
     #[arg(long, default_value_t = 10)]
     seconds: u64,
+    /// Rolling restarts, one after the other, each restarting every replica.
+    #[arg(long, default_value_t = 3)]
+    restarts: u32,
+    /// Calls the rolling restarts carry at least, all together: each waits,
+    /// before each replica's SIGTERM and at its end, for its share.
+    #[arg(long, default_value_t = 1_000_000)]
+    restart_calls: u64,
     /// The replicas' --drain-delay.
     #[arg(long, default_value = "3s")]
     drain_delay: String,
@@ -74,10 +99,18 @@ struct Cli {
     proxybench: PathBuf,
 }
 
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Kind {
+    Haproxy,
+    Nginx,
+}
+
 /// Distinct valid tokens in the load, each sent in turn.
 const TOKENS: usize = 500;
 /// How long any one event may take before the run is called a failure.
 const PATIENCE: Duration = Duration::from_secs(60);
+/// How long a rolling restart may take to carry its share of the calls.
+const PATIENCE_FOR_CALLS: Duration = Duration::from_secs(600);
 
 fn main() -> Result<(), Error> {
     let cli = Cli::parse();
@@ -100,12 +133,10 @@ async fn fleet(cli: Cli) -> Result<(), Error> {
     for replica in &replicas {
         replica.wait_serving().await?;
     }
-    let balancer = Balancer::start(&cli, &replicas).await?;
+    let mut balancer = Balancer::start(&cli, &replicas).await?;
     for replica in &replicas {
         balancer.wait_state(replica.name, "UP").await?;
     }
-    let version = std::process::Command::new("haproxy").arg("-v").output()?;
-    let version = String::from_utf8_lossy(&version.stdout);
     println!(
         "fleet: 3 replicas of {}{} behind {} on {}; {} connections x {} streams; {TOKENS} valid tokens in turn",
         cli.authgate.display(),
@@ -114,14 +145,19 @@ async fn fleet(cli: Cli) -> Result<(), Error> {
         } else {
             ""
         },
-        version.lines().next().unwrap_or("HAProxy").trim(),
+        balancer.version(),
         balancer.addr,
         cli.connections,
         cli.streams,
     );
     println!(
-        "replicas: --drain-delay {}, health checked by HAProxy every 500 ms (fall 2, rise 2)\n",
-        cli.drain_delay
+        "replicas: --drain-delay {}, {}\n",
+        cli.drain_delay,
+        match cli.balancer {
+            Kind::Haproxy => "health checked by HAProxy every 500 ms (fall 2, rise 2)",
+            Kind::Nginx =>
+                "behind nginx's keepalive upstream (no health checks: passive failover only)",
+        }
     );
 
     let old_kid = issuer.current_kid();
@@ -153,6 +189,8 @@ async fn fleet(cli: Cli) -> Result<(), Error> {
         ..load(addr, calls)
     };
     let mut steps: Vec<(String, LoadReport)> = Vec::new();
+    // What the balancer logged during each step, by what it said.
+    let mut logged: Vec<BTreeMap<String, u64>> = Vec::new();
 
     // The bearer reaches the replicas unchanged, even at authgate's 8 KiB limit.
     let big = big_token(&issuer, &old_kid, 8000);
@@ -176,46 +214,72 @@ async fn fleet(cli: Cli) -> Result<(), Error> {
         replicas[0].peak_rss_kib()
     );
     steps.push(("one replica, direct (no balancer)".into(), direct));
+    logged.push(BTreeMap::new());
     let through = run(load(balancer.addr, old_tokens.clone())).await?;
     steps.push(("through the balancer, steady".into(), through));
+    logged.push(balancer.logged_since_last()?);
 
-    // Rolling restart: one replica at a time, each drained by SIGTERM.
-    let (stop, stopped) = oneshot::channel::<()>();
-    let running = tokio::spawn(run_until(
-        load_now(balancer.addr, old_tokens.clone()),
-        async {
-            let _ = stopped.await;
-        },
-    ));
-    let mut notes = Vec::new();
-    for replica in &mut replicas {
-        let asked = Instant::now();
-        replica.signal(libc::SIGTERM);
-        balancer.wait_state(replica.name, "DOWN").await?;
-        let out = asked.elapsed();
-        let status = replica.wait_exit().await?;
-        let exited = asked.elapsed();
-        if !status.success() {
-            return Err(format!("{} exited with {status} on SIGTERM", replica.name).into());
-        }
-        replica.start(&cli, &issuer)?;
-        replica.wait_serving().await?;
-        balancer.wait_state(replica.name, "UP").await?;
-        notes.push(format!(
-            "{}: out of the balancer {:.1} s after SIGTERM, exited 0 at {:.1} s, back in at {:.1} s",
-            replica.name,
-            out.as_secs_f64(),
-            exited.as_secs_f64(),
-            asked.elapsed().as_secs_f64()
+    // Rolling restarts: one replica at a time, each drained by SIGTERM, each
+    // restart paced by the calls made so far so that each carries its share.
+    let restarts = cli.restarts.max(1);
+    let share = cli.restart_calls.div_ceil(u64::from(restarts));
+    for round in 1..=restarts {
+        let progress = Arc::new(AtomicU64::new(0));
+        let (stop, stopped) = oneshot::channel::<()>();
+        let running = tokio::spawn(run_counting(
+            load_now(balancer.addr, old_tokens.clone()),
+            async {
+                let _ = stopped.await;
+            },
+            progress.clone(),
         ));
-    }
-    let _ = stop.send(());
-    steps.push((
-        "rolling restart (SIGTERM, drain, start; one at a time)".into(),
-        running.await??,
-    ));
-    for note in notes {
-        println!("  {note}");
+        let mut notes = Vec::new();
+        let count = replicas.len() as u64;
+        for (i, replica) in replicas.iter_mut().enumerate() {
+            wait_progress(&progress, share * i as u64 / count).await?;
+            let asked = Instant::now();
+            replica.signal(libc::SIGTERM);
+            let out = match balancer.kind {
+                Kind::Haproxy => {
+                    balancer.wait_state(replica.name, "DOWN").await?;
+                    format!(
+                        "out of the balancer {:.1} s after SIGTERM, ",
+                        asked.elapsed().as_secs_f64()
+                    )
+                }
+                Kind::Nginx => String::new(),
+            };
+            let status = replica.wait_exit().await?;
+            let exited = asked.elapsed();
+            if !status.success() {
+                return Err(format!("{} exited with {status} on SIGTERM", replica.name).into());
+            }
+            replica.start(&cli, &issuer)?;
+            replica.wait_serving().await?;
+            let serving = asked.elapsed();
+            match balancer.kind {
+                Kind::Haproxy => balancer.wait_state(replica.name, "UP").await?,
+                // Back in nginx's turn once calls through it reach the replica.
+                Kind::Nginx => replica.wait_calls(100).await?,
+            }
+            notes.push(format!(
+                "{}: {out}exited 0 at {:.1} s, serving at {:.1} s, answering calls through the balancer at {:.1} s",
+                replica.name,
+                exited.as_secs_f64(),
+                serving.as_secs_f64(),
+                asked.elapsed().as_secs_f64()
+            ));
+        }
+        wait_progress(&progress, share).await?;
+        let _ = stop.send(());
+        steps.push((
+            format!("rolling restart {round} of {restarts} (SIGTERM, drain, start)"),
+            running.await??,
+        ));
+        logged.push(balancer.logged_since_last()?);
+        for note in notes {
+            println!("  restart {round}, {note}");
+        }
     }
 
     // Key rotation at the issuer: publish, sign with the new, withdraw the old.
@@ -265,6 +329,7 @@ async fn fleet(cli: Cli) -> Result<(), Error> {
         "key rotation (publish, sign with new, withdraw old)".into(),
         rotation,
     ));
+    logged.push(balancer.logged_since_last()?);
     let mut refused = run(LoadConfig {
         duration: Duration::from_secs(1),
         ..load(balancer.addr, old_tokens.clone())
@@ -276,6 +341,9 @@ async fn fleet(cli: Cli) -> Result<(), Error> {
         refused.refused.get(&16).copied().unwrap_or(0),
         refused.calls() + refused.transport_errors
     );
+    for (what, n) in balancer.logged_since_last()? {
+        println!("    the balancer meanwhile: {n} x {what}");
+    }
 
     // One replica killed outright.
     let (stop, stopped) = oneshot::channel::<()>();
@@ -290,30 +358,39 @@ async fn fleet(cli: Cli) -> Result<(), Error> {
     replicas[1].wait_calls(200).await?;
     replicas[1].signal(libc::SIGKILL);
     let killed = Instant::now();
-    balancer.wait_state("r2", "DOWN").await?;
+    // nginx has no view to wait on: it finds out on its next connect.
+    if balancer.kind == Kind::Haproxy {
+        balancer.wait_state("r2", "DOWN").await?;
+    }
     let out = killed.elapsed();
     // Two more seconds on the two replicas left, so the step shows them
     // carrying the load, not only the moment of the kill.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let _ = stop.send(());
     steps.push(("one replica killed (SIGKILL)".into(), running.await??));
+    logged.push(balancer.logged_since_last()?);
     let _ = replicas[1].wait_exit().await;
-    println!(
-        "  r2: SIGKILLed, out of the balancer {:.1} s later",
-        out.as_secs_f64()
-    );
+    if balancer.kind == Kind::Haproxy {
+        println!(
+            "  r2: SIGKILLed, out of the balancer {:.1} s later",
+            out.as_secs_f64()
+        );
+    }
 
     println!(
         "\n{:<56} {:>10} {:>10}  calls by status",
         "step", "calls/s", "p99 us"
     );
-    for (name, report) in &steps {
+    for ((name, report), logged) in steps.iter().zip(&logged) {
         println!(
             "{name:<56} {:>10.0} {:>10}  {}",
             report.calls_per_second(),
             report.quantile_us(0.99),
             by_status(report)
         );
+        for (what, n) in logged {
+            println!("{:<56}   {n} x {what}", "");
+        }
     }
     let direct = steps[0].1.calls_per_second();
     let through = steps[1].1.calls_per_second();
@@ -321,10 +398,21 @@ async fn fleet(cli: Cli) -> Result<(), Error> {
         "\nthroughput through the balancer / one replica direct: {:.2} ({through:.0} / {direct:.0} calls/s)",
         through / direct
     );
-    let during: u64 = steps[2..4].iter().map(|(_, r)| failed(r)).sum();
-    let killed = failed(&steps[4].1);
+    let rolling = &steps[2..2 + restarts as usize];
+    let carried: u64 = rolling
+        .iter()
+        .map(|(_, r)| r.calls() + r.transport_errors)
+        .sum();
+    let rolling_failed: u64 = rolling.iter().map(|(_, r)| failed(r)).sum();
+    let rotation_failed = failed(&steps[2 + restarts as usize].1);
+    let during = rolling_failed + rotation_failed;
+    let killed = failed(&steps[3 + restarts as usize].1);
     println!(
-        "failed calls: {during} in the rolling restart and the rotation (goal 0); {killed} when a replica was killed \
+        "calls through {restarts} rolling restarts: {carried} (goal at least {}), {rolling_failed} failed (goal 0)",
+        cli.restart_calls
+    );
+    println!(
+        "failed calls: {during} in the rolling restarts and the rotation (goal 0); {killed} when a replica was killed \
          (at most the {} calls in flight at once could be)",
         cli.connections * cli.streams
     );
@@ -337,10 +425,29 @@ async fn fleet(cli: Cli) -> Result<(), Error> {
         "peak RSS of the replicas still running: {}",
         peaks.join(", ")
     );
-    drop(balancer);
+    balancer.stop().await;
     drop(replicas);
     if during > 0 {
         return Err("calls failed during a rolling restart or a rotation".into());
+    }
+    if carried < cli.restart_calls {
+        return Err("the rolling restarts carried fewer calls than --restart-calls".into());
+    }
+    Ok(())
+}
+
+/// Waits until `progress` has counted `calls`, for at most [`PATIENCE_FOR_CALLS`].
+async fn wait_progress(progress: &AtomicU64, calls: u64) -> Result<(), Error> {
+    let deadline = Instant::now() + PATIENCE_FOR_CALLS;
+    while progress.load(Ordering::Relaxed) < calls {
+        if Instant::now() > deadline {
+            return Err(format!(
+                "timed out waiting for {calls} calls ({} made)",
+                progress.load(Ordering::Relaxed)
+            )
+            .into());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
     Ok(())
 }
@@ -612,15 +719,29 @@ async fn wait_health(name: &str, addr: SocketAddr) -> Result<(), Error> {
     .await
 }
 
-/// HAProxy with the repository's configuration.
+/// The balancer in front of the replicas: HAProxy or nginx, with the
+/// repository's configuration.
 struct Balancer {
+    kind: Kind,
     addr: SocketAddr,
+    /// HAProxy's admin socket.
     socket: PathBuf,
-    _child: Child,
+    /// nginx's directory: its configuration, pid file and logs.
+    dir: PathBuf,
+    /// How much of nginx's error.log the steps have read.
+    log_read: u64,
+    child: Option<Child>,
 }
 
 impl Balancer {
     async fn start(cli: &Cli, replicas: &[Replica]) -> Result<Balancer, Error> {
+        match cli.balancer {
+            Kind::Haproxy => Balancer::start_haproxy(cli, replicas).await,
+            Kind::Nginx => Balancer::start_nginx(cli, replicas).await,
+        }
+    }
+
+    async fn start_haproxy(cli: &Cli, replicas: &[Replica]) -> Result<Balancer, Error> {
         let addr = free_addr()?;
         let socket = std::path::absolute(cli.work.join("haproxy.sock"))?;
         let _ = std::fs::remove_file(&socket);
@@ -638,15 +759,116 @@ impl Balancer {
             .kill_on_drop(true)
             .spawn()?;
         let balancer = Balancer {
+            kind: Kind::Haproxy,
             addr,
             socket,
-            _child: child,
+            dir: PathBuf::new(),
+            log_read: 0,
+            child: Some(child),
         };
         until("HAProxy's stats socket", || async {
             balancer.state("r1").await.is_some()
         })
         .await?;
         Ok(balancer)
+    }
+
+    /// nginx as Debian's package runs it, but in a directory of its own
+    /// (`-p`, `-c`) rather than as the system service: a main configuration
+    /// like Debian's /etc/nginx/nginx.conf that includes the repository's
+    /// file, its example addresses replaced by the replicas' and a free port.
+    async fn start_nginx(cli: &Cli, replicas: &[Replica]) -> Result<Balancer, Error> {
+        let addr = free_addr()?;
+        let dir = std::path::absolute(cli.work.join("nginx"))?;
+        std::fs::create_dir_all(&dir)?;
+        let mut site = std::fs::read_to_string(&cli.nginx_config)?;
+        let mut places = vec![("listen 8443 ".to_owned(), format!("listen {addr} "))];
+        for (i, replica) in replicas.iter().enumerate() {
+            places.push((
+                format!("server 127.0.0.1:{} ", 50051 + i),
+                format!("server {} ", replica.addr),
+            ));
+        }
+        for (example, real) in places {
+            if !site.contains(&example) {
+                return Err(format!(
+                    "{} has no `{example}` to replace",
+                    cli.nginx_config.display()
+                )
+                .into());
+            }
+            site = site.replace(&example, &real);
+        }
+        std::fs::write(dir.join("authgate.conf"), site)?;
+        let error_log = dir.join("error.log");
+        std::fs::write(&error_log, "")?;
+        let d = dir.display();
+        // Debian's nginx.conf, less what serves files, with every path here.
+        // The access log is off: one line per call would cost the balancer
+        // more than the calls.
+        let main = format!(
+            "worker_processes auto;\n\
+             pid {d}/nginx.pid;\n\
+             error_log {d}/error.log;\n\
+             daemon off;\n\
+             events {{\n    worker_connections 768;\n}}\n\
+             http {{\n\
+             \x20   access_log off;\n\
+             \x20   client_body_temp_path {d}/body;\n\
+             \x20   proxy_temp_path {d}/proxy;\n\
+             \x20   fastcgi_temp_path {d}/fastcgi;\n\
+             \x20   uwsgi_temp_path {d}/uwsgi;\n\
+             \x20   scgi_temp_path {d}/scgi;\n\
+             \x20   include {d}/authgate.conf;\n\
+             }}\n"
+        );
+        std::fs::write(dir.join("nginx.conf"), main)?;
+        let child = Command::new("nginx")
+            .arg("-p")
+            .arg(&dir)
+            .arg("-c")
+            .arg(dir.join("nginx.conf"))
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("stderr.log"))?)
+            .kill_on_drop(true)
+            .spawn()?;
+        let mut balancer = Balancer {
+            kind: Kind::Nginx,
+            addr,
+            socket: PathBuf::new(),
+            dir,
+            log_read: 0,
+            child: Some(child),
+        };
+        let listening = until("nginx to listen", || async {
+            tokio::net::TcpStream::connect(addr).await.is_ok()
+        })
+        .await;
+        if let Err(error) = listening {
+            let exited = balancer.child.as_mut().map(Child::try_wait);
+            let stderr = std::fs::read_to_string(balancer.dir.join("stderr.log"))?;
+            return Err(format!("{error} (nginx: {exited:?}; {stderr})").into());
+        }
+        Ok(balancer)
+    }
+
+    /// The balancer's name and version, as it prints them.
+    fn version(&self) -> String {
+        let (program, flag) = match self.kind {
+            Kind::Haproxy => ("haproxy", "-v"),
+            Kind::Nginx => ("nginx", "-v"),
+        };
+        let Ok(out) = std::process::Command::new(program).arg(flag).output() else {
+            return program.to_owned();
+        };
+        // nginx prints its version on stderr.
+        let text = [out.stdout, out.stderr].concat();
+        String::from_utf8_lossy(&text)
+            .lines()
+            .next()
+            .unwrap_or(program)
+            .trim()
+            .to_owned()
     }
 
     /// The balancer's view of a replica: `UP`, `DOWN`, `UP 1/2` (going
@@ -661,12 +883,95 @@ impl Balancer {
         })
     }
 
+    /// Waits for HAProxy's view of a replica; nginx has none to wait on.
     async fn wait_state(&self, server: &str, want: &str) -> Result<(), Error> {
+        if self.kind != Kind::Haproxy {
+            return Ok(());
+        }
         until(&format!("HAProxy to see {server} {want}"), || async {
             self.state(server).await.as_deref() == Some(want)
         })
         .await
     }
+
+    /// nginx's error.log since the last call, its lines counted by what
+    /// they say (`[error] connect() failed (111: Connection refused) while
+    /// connecting to upstream`, ...), without the time, the connection and
+    /// the request. Empty for HAProxy, whose log holds its health checks.
+    fn logged_since_last(&mut self) -> std::io::Result<BTreeMap<String, u64>> {
+        use std::io::{Read, Seek};
+        let mut counts = BTreeMap::new();
+        if self.kind != Kind::Nginx {
+            return Ok(counts);
+        }
+        let mut file = std::fs::File::open(self.dir.join("error.log"))?;
+        file.seek(std::io::SeekFrom::Start(self.log_read))?;
+        let mut text = String::new();
+        file.read_to_string(&mut text)?;
+        // Whole lines only; a line nginx is writing is read next time.
+        let whole = text.rfind('\n').map_or(0, |end| end + 1);
+        self.log_read += whole as u64;
+        for line in text[..whole].lines() {
+            *counts.entry(what_nginx_said(line)).or_default() += 1;
+        }
+        Ok(counts)
+    }
+
+    /// Stops the balancer and waits for it: nginx's workers outlive a
+    /// master killed outright, so nginx is asked to stop (SIGTERM).
+    async fn stop(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        if let Some(pid) = child.id() {
+            // SAFETY: kill(2) on the pid of a child this process started.
+            unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) };
+        }
+        if tokio::time::timeout(Duration::from_secs(10), child.wait())
+            .await
+            .is_err()
+        {
+            let _ = child.kill().await;
+        }
+    }
+}
+
+impl Drop for Balancer {
+    /// On an early return: as [`Balancer::stop`], waiting a few seconds at
+    /// most.
+    fn drop(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        if let Some(pid) = child.id() {
+            // SAFETY: as in `stop`.
+            unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) };
+        }
+        for _ in 0..100 {
+            if !matches!(child.try_wait(), Ok(None)) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// What one line of nginx's error.log says: its level and message, less
+/// the time, the process and connection numbers, and the request's details
+/// after `, client:`.
+fn what_nginx_said(line: &str) -> String {
+    // 2026/11/01 17:00:00 [error] 123#123: *456 recv() failed (104: ...) while ..., client: ...
+    let level = line
+        .split_once('[')
+        .and_then(|(_, rest)| rest.split_once(']'))
+        .map_or("", |(level, _)| level);
+    let message = line.split_once(": ").map_or(line, |(_, rest)| rest);
+    let message = match message.strip_prefix('*') {
+        Some(rest) => rest.split_once(' ').map_or(rest, |(_, rest)| rest),
+        None => message,
+    };
+    let message = message.split(", client:").next().unwrap_or(message);
+    format!("[{level}] {message}")
 }
 
 async fn unix_request(socket: &Path, request: &str) -> std::io::Result<String> {
