@@ -2,12 +2,16 @@
 //! gate, checked (every scope rule must name a method the server has) and
 //! bound into an [`Application`].
 
-use std::{convert::Infallible, future::Future, sync::Arc};
+use std::{convert::Infallible, future::Future, net::SocketAddr, sync::Arc};
 
 use tokio::net::TcpListener;
 use tonic::{body::Body, server::NamedService, service::RoutesBuilder};
 
-use super::*;
+use super::{
+    Application, CorsOrigins, GrpcMetrics, PrivateService, ServerConfig,
+    fallback::{self, Fallback},
+};
+use crate::{Clock, Gate, StartupError};
 
 /// Refuses a scope rule for a method this server does not have: one of a
 /// known service (its descriptor set given) that lists no such method, a
@@ -98,6 +102,25 @@ const REFLECTION_SETS: [&[u8]; 2] = [
     tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET,
     tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
 ];
+
+impl Application {
+    /// A server for `config`, to which you add your services.
+    pub fn builder(config: ServerConfig) -> ApplicationBuilder {
+        ApplicationBuilder {
+            config,
+            gate: None,
+            routes: RoutesBuilder::default(),
+            guarded: Vec::new(),
+            descriptor_sets: Vec::new(),
+            clock: None,
+            warn_unknown_rules: false,
+            private_root: false,
+            forward: None,
+            public: Vec::new(),
+            metrics_sets: Vec::new(),
+        }
+    }
+}
 
 /// Assembles a server around your services; see the [`server`](crate::server) module.
 #[derive(Debug)]
@@ -382,4 +405,17 @@ impl ApplicationBuilder {
             public,
         })
     }
+}
+
+/// Binds `addr` from synchronous code, for the tokio runtime it runs in.
+fn bind_now(addr: SocketAddr, what: &str) -> Result<(TcpListener, SocketAddr), StartupError> {
+    let bind_error = |source| StartupError::Bind {
+        addr: format!("{addr} ({what})"),
+        source,
+    };
+    let listener = std::net::TcpListener::bind(addr).map_err(bind_error)?;
+    listener.set_nonblocking(true).map_err(bind_error)?;
+    let local = listener.local_addr().map_err(bind_error)?;
+    let listener = TcpListener::from_std(listener).map_err(bind_error)?;
+    Ok((listener, local))
 }
