@@ -40,15 +40,14 @@ pub use config::{Drain, Limits, ServerConfig};
 pub use health::LIVENESS_SERVICE;
 #[cfg(feature = "proxy")]
 pub(crate) use http::detail_response;
-pub use http::{
-    HttpGate, HttpRoutes, PRIVATE_ROOT_BODY, REALM, RETRY_AFTER_SECS, refusal_response,
-};
+use http::{HttpGate, HttpRoutes};
 pub use metrics::{GrpcMetrics, GrpcMetricsLayer};
 #[cfg(feature = "proxy")]
 pub(crate) use serve::ArrivedOverTls;
 pub use service::{GET_PRIVATE_METHOD, PRIVATE_MESSAGE, PrivateService};
 pub use signals::{shutdown_signal, stop_signals};
 pub use tls::TlsFiles;
+pub(crate) use web::CorsOrigins;
 #[cfg(feature = "proxy")]
 pub(crate) use web::is_grpc;
-pub use web::{CORS_ALLOW_HEADERS, CORS_EXPOSE_HEADERS, CorsOrigins, OnePort, OnePortLayer, Split};
+use web::{OnePort, OnePortLayer};
