@@ -26,6 +26,7 @@ mod http;
 mod incoming;
 mod metrics;
 mod open_calls;
+mod rules;
 mod serve;
 mod service;
 mod signals;
