@@ -135,7 +135,7 @@ impl Application {
         let metrics_server = self.metrics_listener.map(|(listener, _)| {
             let metrics =
                 Metrics::new(self.grpc_metrics.clone(), self.gate.clone(), stores.clone());
-            tokio::spawn(metrics::serve(
+            tokio::spawn(metrics::listener::serve(
                 listener,
                 Arc::new(metrics),
                 std::future::pending(),
