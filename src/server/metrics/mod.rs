@@ -19,9 +19,11 @@ use std::{
 use crate::{gate::Gate, keys::KeyStore};
 
 pub(super) mod grpc;
+pub(super) mod layer;
 pub(super) mod listener;
 
-pub use grpc::{GrpcMetrics, GrpcMetricsLayer};
+pub use grpc::GrpcMetrics;
+pub use layer::GrpcMetricsLayer;
 
 /// Everything `GET /metrics` shows.
 #[derive(Debug)]
