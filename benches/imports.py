@@ -27,10 +27,10 @@ SRC = pathlib.Path(__file__).resolve().parent.parent / "src"
 # of the gate's assembly; the server assembly knows neither the command line
 # nor the proxy (it takes any fallback service); the command line is the top.
 LAYERS = [
-    (["gate/", "keys/", "error.rs", "net.rs", "util.rs"],
+    (["gate/", "keys/", "error.rs", "error/", "net.rs", "util.rs"],
      ["server/", "proxy/", "cli/", "client/", "issuer/"], []),
-    (["keys/", "error.rs", "net.rs", "util.rs"], ["gate/"], []),
-    (["error.rs", "net.rs", "util.rs"], ["keys/"], []),
+    (["keys/", "error.rs", "error/", "net.rs", "util.rs"], ["gate/"], []),
+    (["error.rs", "error/", "net.rs", "util.rs"], ["keys/"], []),
     (["gate/validate/", "gate/methods.rs"], ["gate/"], ["gate/validate/", "gate/methods.rs"]),
     (["server/"], ["cli/", "proxy/"], []),
     (["proxy/"], ["cli/"], []),
