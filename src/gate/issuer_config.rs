@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use super::{MAX_SCOPE_CLAIMS, methods::method_pattern_error};
+use super::{MAX_SCOPE_CLAIMS, pattern::method_pattern_error};
 use crate::{StartupError, UrlError, ValidationConfig, keys::JwksSource, net};
 
 /// One trusted issuer: what its tokens must say, and where its keys come from.

@@ -1,6 +1,7 @@
 //! The gate: everything a request passes through. [`check`] holds the
 //! [`Gate`] itself, with [`policy`] (per-method scope rules), [`methods`]
-//! (the paths an issuer's tokens may call), [`bearer`] parsing, [`issuers`]
+//! (the paths an issuer's tokens may call), [`pattern`] (the one form of a
+//! path pattern, which both and public paths use), [`bearer`] parsing, [`issuers`]
 //! routing and [`stats`]; [`builder`] constructs it with its refreshers,
 //! from the issuers [`issuer_config`] describes and checks;
 //! [`layer`] and [`interceptor`] put it in front of tonic; [`validate`]
@@ -20,6 +21,7 @@ pub(crate) mod issuers;
 pub(crate) mod layer;
 pub(crate) mod methods;
 pub(crate) mod path;
+pub(crate) mod pattern;
 pub(crate) mod policy;
 pub(crate) mod public;
 pub(crate) mod stats;
