@@ -20,6 +20,7 @@ use crate::{
     },
 };
 
+mod banner;
 mod client;
 mod config;
 mod dev;

@@ -42,7 +42,7 @@ use crate::{
 /// Hop-by-hop headers (RFC 9110 7.6.1), never forwarded in either
 /// direction, with those a `Connection` header names; `te: trailers`, which
 /// gRPC needs, is kept.
-pub const HOP_BY_HOP: [&str; 9] = [
+const HOP_BY_HOP: [&str; 9] = [
     "connection",
     "keep-alive",
     "proxy-connection",

@@ -33,7 +33,7 @@ mod identity;
 mod trailers;
 mod upstream;
 
-pub use forward::{Forward, HOP_BY_HOP};
+pub use forward::Forward;
 pub use forwarded::Cidr;
 pub use identity::{CLAIMS_HEADER, IDENTITY_HEADERS, ISSUER_HEADER, SCOPES_HEADER, SUBJECT_HEADER};
 pub use upstream::{DEFAULT_CONNECT_TIMEOUT, UpstreamConfig, UpstreamProtocol};
