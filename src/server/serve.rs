@@ -105,19 +105,51 @@ impl Serving {
             local_addr: stream.local_addr(),
             remote_addr: stream.peer(),
         };
-        let Some(acceptor) = &self.tls else {
-            let service = Arrival::new(service, info, false);
-            return self.http(stream, service, close).await;
-        };
-        let peer = info.remote_addr;
-        match tokio::time::timeout(self.handshake_timeout, acceptor.accept(stream)).await {
-            Ok(Ok(tls)) => {
-                let service = Arrival::new(service, info, true);
-                self.http(tls, service, close).await;
+        match &self.tls {
+            None => {
+                self.http(stream, Arrival::new(service, info, false), close)
+                    .await
             }
-            Ok(Err(error)) => tracing::debug!(?peer, %error, "TLS handshake failed"),
-            Err(_) => tracing::debug!(?peer, "TLS handshake timed out"),
+            // The TLS state (rustls' connection, some kilobytes) in a box of
+            // its own: a plaintext connection's task does not carry room
+            // for it.
+            Some(acceptor) => {
+                self.tls(acceptor.clone(), stream, service, info, close)
+                    .await
+            }
         }
+    }
+
+    fn tls<S, B>(
+        &self,
+        acceptor: TlsAcceptor,
+        stream: BoundedStream,
+        service: S,
+        info: TcpConnectInfo,
+        close: CloseSignal,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send + 'static>>
+    where
+        S: tower_service::Service<Request<Body>, Response = Response<B>, Error = Infallible>
+            + Clone
+            + Send
+            + 'static,
+        S::Future: Send + 'static,
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let serving = self.clone();
+        Box::pin(async move {
+            let peer = info.remote_addr;
+            let handshake = acceptor.accept(stream);
+            match tokio::time::timeout(serving.handshake_timeout, handshake).await {
+                Ok(Ok(tls)) => {
+                    let service = Arrival::new(service, info, true);
+                    serving.http(tls, service, close).await;
+                }
+                Ok(Err(error)) => tracing::debug!(?peer, %error, "TLS handshake failed"),
+                Err(_) => tracing::debug!(?peer, "TLS handshake timed out"),
+            }
+        })
     }
 
     async fn http<IO, S, B>(&self, mut io: IO, service: Arrival<S>, mut close: CloseSignal)
@@ -153,16 +185,47 @@ impl Serving {
             }
         };
         let io = TokioIo::new(Replay::new(first, io));
-        let service = TowerToHyperService::new(service);
-        let served = if h2 {
-            let connection = self.http2.serve_connection(io, service);
-            until_closed(connection, close, closing, |c| c.graceful_shutdown()).await
-        } else {
-            let connection = self.http1.serve_connection(io, service);
-            until_closed(connection, close, closing, |c| c.graceful_shutdown()).await
-        };
+        let served = self.connection(h2, io, service, close, closing).await;
         if let Err(error) = served {
             tracing::debug!(%error, "serving a connection failed");
+        }
+    }
+
+    /// hyper's HTTP/2 or HTTP/1.1 connection, in a box of its own size. An
+    /// idle connection's memory is mostly its task; were both protocols'
+    /// state machines inline in one future, each connection would carry
+    /// room for the larger, and rustc keeps room for values moved out of a
+    /// local across an `await`: a plain function builds the box, so neither
+    /// happens (the task was 14 KiB; the box is hyper's own size).
+    fn connection<IO, S, B>(
+        &self,
+        h2: bool,
+        io: TokioIo<Replay<IO>>,
+        service: Arrival<S>,
+        close: CloseSignal,
+        closing: bool,
+    ) -> Pin<Box<dyn Future<Output = hyper::Result<()>> + Send + 'static>>
+    where
+        IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+        S: tower_service::Service<Request<Body>, Response = Response<B>, Error = Infallible>
+            + Clone
+            + Send
+            + 'static,
+        S::Future: Send + 'static,
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let service = TowerToHyperService::new(service);
+        if h2 {
+            let connection = self.http2.serve_connection(io, service);
+            Box::pin(until_closed(connection, close, closing, |c| {
+                c.graceful_shutdown()
+            }))
+        } else {
+            let connection = self.http1.serve_connection(io, service);
+            Box::pin(until_closed(connection, close, closing, |c| {
+                c.graceful_shutdown()
+            }))
         }
     }
 }
