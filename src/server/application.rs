@@ -202,8 +202,7 @@ impl Application {
             shutdown,
             move |stream, open_calls, close| {
                 let app = tower_layer::Layer::layer(&open_calls, app.clone());
-                let serving = serving.clone();
-                async move { serving.serve(stream, app, close).await }
+                serving.serve(stream, app, close)
             },
         );
         let timeout = self.drain.timeout;

@@ -90,8 +90,15 @@ impl Serving {
     }
 
     /// Serves `stream` with `service` until it closes, or gracefully once
-    /// `close` resolves.
-    pub(super) async fn serve<S, B>(&self, stream: BoundedStream, service: S, close: CloseSignal)
+    /// `close` resolves. A plain function returning the future, boxed: each
+    /// layer of `async` around a connection would keep its own room for
+    /// the service and the stream it moved on.
+    pub(super) fn serve<S, B>(
+        &self,
+        stream: BoundedStream,
+        service: S,
+        close: CloseSignal,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send + 'static>>
     where
         S: tower_service::Service<Request<Body>, Response = Response<B>, Error = Infallible>
             + Clone
@@ -106,17 +113,13 @@ impl Serving {
             remote_addr: stream.peer(),
         };
         match &self.tls {
-            None => {
-                self.http(stream, Arrival::new(service, info, false), close)
-                    .await
-            }
-            // The TLS state (rustls' connection, some kilobytes) in a box of
-            // its own: a plaintext connection's task does not carry room
-            // for it.
-            Some(acceptor) => {
-                self.tls(acceptor.clone(), stream, service, info, close)
-                    .await
-            }
+            None => Box::pin(
+                self.clone()
+                    .http(stream, Arrival::new(service, info, false), close),
+            ),
+            // The TLS state (rustls' connection, some kilobytes) only in
+            // the tasks of TLS connections.
+            Some(acceptor) => self.tls(acceptor.clone(), stream, service, info, close),
         }
     }
 
@@ -152,7 +155,7 @@ impl Serving {
         })
     }
 
-    async fn http<IO, S, B>(&self, mut io: IO, service: Arrival<S>, mut close: CloseSignal)
+    async fn http<IO, S, B>(self, mut io: IO, service: Arrival<S>, mut close: CloseSignal)
     where
         IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
         S: tower_service::Service<Request<Body>, Response = Response<B>, Error = Infallible>
