@@ -14,11 +14,7 @@ use std::{
     time::Duration,
 };
 
-use http::{HeaderMap, HeaderValue, StatusCode, header, uri::Authority};
-use hyper_util::{
-    client::legacy::{Client as HttpClient, connect::HttpConnector},
-    rt::TokioExecutor,
-};
+use http::{StatusCode, header, uri::Authority};
 use tonic::{
     Status,
     body::Body,
@@ -28,6 +24,8 @@ use tonic::{
 use super::{
     UpstreamConfig, UpstreamProtocol,
     forwarded::{arrival, caller_host, set_forwarded},
+    hop_by_hop,
+    http1::Http1Upstream,
     http2::Http2Upstream,
     identity::set_identity,
     trailers::{FilteredTrailers, MALFORMED_BODY, Trailers},
@@ -38,21 +36,6 @@ use crate::{
     gate::stats::LogBudget,
     server::{detail_response, is_grpc},
 };
-
-/// Hop-by-hop headers (RFC 9110 7.6.1), never forwarded in either
-/// direction, with those a `Connection` header names; `te: trailers`, which
-/// gRPC needs, is kept.
-const HOP_BY_HOP: [&str; 9] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-];
 
 /// Forwards each request to the upstream. Cheap to clone: clones share the
 /// connection (HTTP/2) or the connection pool (HTTP/1.1).
@@ -65,7 +48,7 @@ pub struct Forward {
 #[derive(Clone)]
 enum Client {
     H2(Http2Upstream),
-    Http1(Box<HttpClient<HttpConnector, Body>>),
+    Http1(Http1Upstream),
 }
 
 struct Shared {
@@ -102,14 +85,7 @@ impl Forward {
                         upstream.display()
                     )));
                 }
-                let mut connector = HttpConnector::new();
-                connector.set_connect_timeout(Some(upstream.connect_timeout));
-                connector.set_nodelay(true);
-                Client::Http1(Box::new(
-                    HttpClient::builder(TokioExecutor::new())
-                        .pool_idle_timeout(Duration::from_secs(60))
-                        .build(connector),
-                ))
+                Client::Http1(Http1Upstream::new(&upstream))
             }
         };
         Ok(Forward {
@@ -179,6 +155,12 @@ impl tower_service::Service<http::Request<Body>> for Forward {
         Poll::Ready(Ok(()))
     }
 
+    /// The request rewritten for the upstream, a concern a step: the
+    /// hop-by-hop headers (`hop_by_hop.rs`); `Host` and `X-Forwarded-*`
+    /// (`forwarded.rs`); `authorization` and who called (`identity.rs`);
+    /// the request trailers (`trailers.rs`); then sent by the client of the
+    /// upstream's protocol (`http2.rs`, `http1.rs`), a failure rendered by
+    /// [`Shared::unavailable`].
     fn call(&mut self, mut request: http::Request<Body>) -> ForwardFuture {
         let grpc = is_grpc(&request);
         let principal = request.extensions().get::<Principal>().cloned();
@@ -186,7 +168,7 @@ impl tower_service::Service<http::Request<Body>> for Forward {
         let host = caller_host(&request);
         let upstream = &self.shared.upstream;
         let headers = request.headers_mut();
-        strip_hop_by_hop(headers);
+        hop_by_hop::strip(headers);
         // The upstream's authority is the client's to set, unless the
         // caller's is kept (HTTP/1.1: as `Host`; HTTP/2: as `:authority`).
         headers.remove(header::HOST);
@@ -203,7 +185,7 @@ impl tower_service::Service<http::Request<Body>> for Forward {
         } else {
             Trailers::Drop
         };
-        let mut request = request.map(|body| Body::new(FilteredTrailers::new(body, trailers)));
+        let request = request.map(|body| Body::new(FilteredTrailers::new(body, trailers)));
         let shared = self.shared.clone();
         match &self.client {
             Client::H2(client) => {
@@ -228,37 +210,11 @@ impl tower_service::Service<http::Request<Body>> for Forward {
                     ));
                     return Box::pin(std::future::ready(Ok(status.into_http())));
                 }
-                let path = request
-                    .uri()
-                    .path_and_query()
-                    .map_or("/", |p| p.as_str())
-                    .to_owned();
-                let base = &shared.upstream.url;
-                let uri = http::Uri::builder()
-                    .scheme(base.scheme_str().unwrap_or("http"))
-                    .authority(base.authority().map_or("", |a| a.as_str()))
-                    .path_and_query(path)
-                    .build();
-                match uri {
-                    Ok(uri) => *request.uri_mut() = uri,
-                    Err(error) => {
-                        return Box::pin(std::future::ready(Ok(shared.unavailable(grpc, &error))));
-                    }
-                }
-                *request.version_mut() = http::Version::HTTP_11;
-                if let Some(host) = kept_host {
-                    request.headers_mut().insert(header::HOST, host);
-                }
-                join_cookies(request.headers_mut());
-                let client = (**client).clone();
+                let sent = client.send(request, kept_host);
                 Box::pin(async move {
-                    Ok(match client.request(request).await {
-                        Ok(response) => {
-                            let mut response = response.map(Body::new);
-                            strip_hop_by_hop(response.headers_mut());
-                            response
-                        }
-                        Err(error) => shared.unavailable(grpc, &error),
+                    Ok(match sent.await {
+                        Ok(response) => response,
+                        Err(error) => shared.unavailable(grpc, &*error),
                     })
                 })
             }
@@ -326,87 +282,4 @@ fn broken_body(error: &(dyn std::error::Error + 'static)) -> bool {
         cause = error.source();
     }
     false
-}
-
-/// Joins several `cookie` headers (HTTP/2 may split them, one per cookie)
-/// into one, as RFC 9113 section 8.2.3 says to before HTTP/1.1: many
-/// HTTP/1.1 servers read only the first.
-fn join_cookies(headers: &mut HeaderMap) {
-    let mut cookies = headers.get_all(header::COOKIE).iter();
-    if cookies.next().is_none() || cookies.next().is_none() {
-        return;
-    }
-    let joined: Vec<&[u8]> = headers
-        .get_all(header::COOKIE)
-        .iter()
-        .map(|v| v.as_bytes())
-        .collect();
-    if let Ok(value) = HeaderValue::from_bytes(&joined.join(&b"; "[..])) {
-        headers.insert(header::COOKIE, value);
-    }
-}
-
-/// Removes the hop-by-hop headers, and those `Connection` names.
-fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    let named: Vec<String> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(|name| name.trim().to_ascii_lowercase())
-        .filter(|name| !name.is_empty())
-        .collect();
-    for name in named {
-        if name != "te" {
-            headers.remove(name.as_str());
-        }
-    }
-    let trailers_only = headers
-        .get(header::TE)
-        .is_some_and(|te| te.as_bytes().eq_ignore_ascii_case(b"trailers"));
-    for name in HOP_BY_HOP {
-        if name == "te" && trailers_only {
-            continue;
-        }
-        headers.remove(name);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn hop_by_hop_headers_go_and_te_trailers_stays() {
-        let mut headers = HeaderMap::new();
-        for (name, value) in [
-            ("connection", "keep-alive, x-private"),
-            ("keep-alive", "timeout=5"),
-            ("x-private", "1"),
-            ("upgrade", "h2c"),
-            ("te", "trailers"),
-            ("content-type", "application/grpc"),
-        ] {
-            headers.insert(name, HeaderValue::from_static(value));
-        }
-        strip_hop_by_hop(&mut headers);
-        let left: Vec<&str> = headers.keys().map(|k| k.as_str()).collect();
-        assert_eq!(left, ["te", "content-type"]);
-        headers.insert("te", HeaderValue::from_static("gzip"));
-        strip_hop_by_hop(&mut headers);
-        assert!(!headers.contains_key("te"));
-    }
-
-    #[test]
-    fn cookies_split_by_http2_are_one_header_for_http1() {
-        let mut headers = HeaderMap::new();
-        headers.append("cookie", HeaderValue::from_static("a=1"));
-        join_cookies(&mut headers);
-        assert_eq!(headers["cookie"], "a=1");
-        headers.append("cookie", HeaderValue::from_static("b=2"));
-        headers.append("cookie", HeaderValue::from_static("c=3"));
-        join_cookies(&mut headers);
-        assert_eq!(headers.get_all("cookie").iter().count(), 1);
-        assert_eq!(headers["cookie"], "a=1; b=2; c=3");
-    }
 }

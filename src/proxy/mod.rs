@@ -28,6 +28,8 @@ use crate::{StartupError, server::ApplicationBuilder};
 mod describe;
 mod forward;
 mod forwarded;
+mod hop_by_hop;
+mod http1;
 mod http2;
 mod identity;
 mod trailers;
