@@ -21,6 +21,7 @@ mod builder;
 mod config;
 mod connections;
 mod fallback;
+mod first_bytes;
 mod health;
 mod http;
 mod incoming;

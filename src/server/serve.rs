@@ -18,14 +18,13 @@
 use std::{
     convert::Infallible,
     future::Future,
-    io,
     pin::Pin,
     sync::Arc,
     task::{Context, Poll},
     time::Duration,
 };
 
-use bytes::{Buf, Bytes};
+use bytes::Bytes;
 use http::{Request, Response};
 use hyper::{
     body::Incoming,
@@ -35,11 +34,16 @@ use hyper_util::{
     rt::{TokioExecutor, TokioIo, TokioTimer},
     service::TowerToHyperService,
 };
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_rustls::{TlsAcceptor, rustls::ServerConfig};
 use tonic::{body::Body, transport::server::TcpConnectInfo};
 
-use super::{Limits, connections::CloseSignal, stream::BoundedStream};
+use super::{
+    Limits,
+    connections::CloseSignal,
+    first_bytes::{Replay, first_bytes},
+    stream::BoundedStream,
+};
 
 /// The least read buffer hyper's HTTP/1.1 server takes (it panics below).
 const MIN_HTTP1_BUFFER: usize = 8192;
@@ -49,8 +53,46 @@ const MIN_HTTP1_BUFFER: usize = 8192;
 /// by the server's own 431 (which carries CORS headers) rather than hyper's.
 const HTTP1_BUFFER_SLACK: usize = 4096;
 
-/// What an HTTP/2 connection starts with; anything else is HTTP/1.1.
-const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+/// A response body hyper can send.
+pub(super) trait Answer:
+    http_body::Body<Data = Bytes, Error: Into<Box<dyn std::error::Error + Send + Sync>>>
+    + Send
+    + 'static
+{
+}
+
+impl<B> Answer for B where
+    B: http_body::Body<Data = Bytes, Error: Into<Box<dyn std::error::Error + Send + Sync>>>
+        + Send
+        + 'static
+{
+}
+
+/// The service a connection is served with, as hyper needs it: one per
+/// connection, cloned per request, its futures sent to the runtime.
+pub(super) trait Served<B: Answer>:
+    tower_service::Service<
+        Request<Body>,
+        Response = Response<B>,
+        Error = Infallible,
+        Future: Send + 'static,
+    > + Clone
+    + Send
+    + 'static
+{
+}
+
+impl<S, B: Answer> Served<B> for S where
+    S: tower_service::Service<
+            Request<Body>,
+            Response = Response<B>,
+            Error = Infallible,
+            Future: Send + 'static,
+        > + Clone
+        + Send
+        + 'static
+{
+}
 
 /// Marks a request that arrived over TLS, in its extensions: for the proxy's
 /// `X-Forwarded-Proto`.
@@ -100,13 +142,8 @@ impl Serving {
         close: CloseSignal,
     ) -> Pin<Box<dyn Future<Output = ()> + Send + 'static>>
     where
-        S: tower_service::Service<Request<Body>, Response = Response<B>, Error = Infallible>
-            + Clone
-            + Send
-            + 'static,
-        S::Future: Send + 'static,
-        B: http_body::Body<Data = Bytes> + Send + 'static,
-        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+        S: Served<B>,
+        B: Answer,
     {
         let info = TcpConnectInfo {
             local_addr: stream.local_addr(),
@@ -132,13 +169,8 @@ impl Serving {
         close: CloseSignal,
     ) -> Pin<Box<dyn Future<Output = ()> + Send + 'static>>
     where
-        S: tower_service::Service<Request<Body>, Response = Response<B>, Error = Infallible>
-            + Clone
-            + Send
-            + 'static,
-        S::Future: Send + 'static,
-        B: http_body::Body<Data = Bytes> + Send + 'static,
-        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+        S: Served<B>,
+        B: Answer,
     {
         let serving = self.clone();
         Box::pin(async move {
@@ -158,13 +190,8 @@ impl Serving {
     async fn http<IO, S, B>(self, mut io: IO, service: Arrival<S>, mut close: CloseSignal)
     where
         IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-        S: tower_service::Service<Request<Body>, Response = Response<B>, Error = Infallible>
-            + Clone
-            + Send
-            + 'static,
-        S::Future: Send + 'static,
-        B: http_body::Body<Data = Bytes> + Send + 'static,
-        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+        S: Served<B>,
+        B: Answer,
     {
         // The first bytes, even if told to close meanwhile: they may carry
         // a request. How long they may take is bounded as before: by the
@@ -210,13 +237,8 @@ impl Serving {
     ) -> Pin<Box<dyn Future<Output = hyper::Result<()>> + Send + 'static>>
     where
         IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-        S: tower_service::Service<Request<Body>, Response = Response<B>, Error = Infallible>
-            + Clone
-            + Send
-            + 'static,
-        S::Future: Send + 'static,
-        B: http_body::Body<Data = Bytes> + Send + 'static,
-        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+        S: Served<B>,
+        B: Answer,
     {
         let service = TowerToHyperService::new(service);
         if h2 {
@@ -255,83 +277,6 @@ where
             graceful_shutdown(connection.as_mut());
             connection.await
         }
-    }
-}
-
-/// Reads the connection's first bytes, as many as tell its protocol: all of
-/// HTTP/2's preface (`true`), or up to the first byte that differs from it
-/// or the end of the stream (`false`, HTTP/1.1), as hyper-util's `auto`
-/// builder tells them.
-async fn first_bytes<IO: AsyncRead + Unpin>(io: &mut IO) -> io::Result<(bool, Bytes)> {
-    let mut buffer = [0u8; H2_PREFACE.len()];
-    let mut filled = 0;
-    while filled < buffer.len() {
-        let read = io.read(&mut buffer[filled..]).await?;
-        let end = filled + read;
-        if read == 0 || buffer[filled..end] != H2_PREFACE[filled..end] {
-            return Ok((false, Bytes::copy_from_slice(&buffer[..end])));
-        }
-        filled = end;
-    }
-    Ok((true, Bytes::copy_from_slice(&buffer)))
-}
-
-/// A connection whose first bytes were read already: they are read again
-/// first, then the connection's. Writes and the close go to the connection.
-struct Replay<IO> {
-    first: Bytes,
-    io: IO,
-}
-
-impl<IO> Replay<IO> {
-    fn new(first: Bytes, io: IO) -> Replay<IO> {
-        Replay { first, io }
-    }
-}
-
-impl<IO: AsyncRead + Unpin> AsyncRead for Replay<IO> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        if self.first.has_remaining() {
-            let n = self.first.len().min(buf.remaining());
-            buf.put_slice(&self.first[..n]);
-            self.first.advance(n);
-            return Poll::Ready(Ok(()));
-        }
-        Pin::new(&mut self.io).poll_read(cx, buf)
-    }
-}
-
-impl<IO: AsyncWrite + Unpin> AsyncWrite for Replay<IO> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write(cx, buf)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_shutdown(cx)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.io.is_write_vectored()
     }
 }
 
@@ -389,41 +334,6 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[tokio::test]
-    async fn the_first_bytes_tell_http2_from_http1_and_are_read_again() {
-        let preface = [H2_PREFACE.as_slice(), b"\0\0\0\x04"].concat();
-        for (sent, h2, first) in [
-            (preface.as_slice(), true, H2_PREFACE.as_slice()),
-            (b"GET / HTTP/1.1\r\n".as_slice(), false, b"G".as_slice()),
-            (
-                b"PRI * HTTP/1.1".as_slice(),
-                false,
-                b"PRI * HTTP/1".as_slice(),
-            ),
-            (b"PRI".as_slice(), false, b"PRI".as_slice()),
-            (b"".as_slice(), false, b"".as_slice()),
-        ] {
-            // One byte a read: the preface may come in pieces.
-            let mut io = trickle(sent);
-            let (is_h2, read) = first_bytes(&mut io).await.unwrap();
-            assert_eq!((is_h2, &read[..]), (h2, first), "{sent:?}");
-            let mut again = Vec::new();
-            Replay::new(read, io).read_to_end(&mut again).await.unwrap();
-            assert_eq!(again, sent);
-        }
-    }
-
-    /// A reader of `bytes` that hands them over one at a time.
-    fn trickle(bytes: &[u8]) -> impl AsyncRead + AsyncWrite + Unpin {
-        let (mut client, server) = tokio::io::duplex(1);
-        let bytes = bytes.to_vec();
-        tokio::spawn(async move {
-            use tokio::io::AsyncWriteExt;
-            let _ = client.write_all(&bytes).await;
-        });
-        server
-    }
 
     #[test]
     fn the_http1_buffer_is_the_header_limit_but_never_below_hypers_least() {
