@@ -77,16 +77,7 @@ impl Forward {
     pub fn new(upstream: UpstreamConfig) -> Result<Forward, StartupError> {
         let client = match upstream.protocol {
             UpstreamProtocol::H2 => Client::H2(Http2Upstream::new(&upstream)?),
-            UpstreamProtocol::Http1 => {
-                if upstream.is_tls() {
-                    return Err(StartupError::Config(format!(
-                        "upstream {}: https:// upstreams over HTTP/1.1 are not supported yet; \
-                         use --upstream-protocol h2, or reach it over http://",
-                        upstream.display()
-                    )));
-                }
-                Client::Http1(Http1Upstream::new(&upstream))
-            }
+            UpstreamProtocol::Http1 => Client::Http1(Http1Upstream::new(&upstream)?),
         };
         Ok(Forward {
             client,

@@ -5,13 +5,11 @@
 use std::{future::Future, sync::Arc, time::Duration};
 
 use http::{HeaderMap, HeaderValue, header};
-use hyper_util::{
-    client::legacy::{Client, connect::HttpConnector},
-    rt::TokioExecutor,
-};
+use hyper_util::{client::legacy::Client, rt::TokioExecutor};
 use tonic::body::Body;
 
-use super::{UpstreamConfig, hop_by_hop};
+use super::{UpstreamConfig, dial::Dial, hop_by_hop};
+use crate::StartupError;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -19,24 +17,21 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// pool.
 #[derive(Clone)]
 pub(super) struct Http1Upstream {
-    client: Arc<Client<HttpConnector, Body>>,
+    client: Arc<Client<Dial, Body>>,
     base: http::Uri,
 }
 
 impl Http1Upstream {
-    /// A client of `upstream` (plaintext); connects on the first call.
-    pub(super) fn new(upstream: &UpstreamConfig) -> Http1Upstream {
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(upstream.connect_timeout));
-        connector.set_nodelay(true);
-        Http1Upstream {
+    /// A client of `upstream`; connects on the first call.
+    pub(super) fn new(upstream: &UpstreamConfig) -> Result<Http1Upstream, StartupError> {
+        Ok(Http1Upstream {
             client: Arc::new(
                 Client::builder(TokioExecutor::new())
                     .pool_idle_timeout(Duration::from_secs(60))
-                    .build(connector),
+                    .build(Dial::new(upstream, b"http/1.1")?),
             ),
             base: upstream.url.clone(),
-        }
+        })
     }
 
     /// Sends `request` to the upstream as HTTP/1.1: its URI the upstream's

@@ -16,18 +16,10 @@ use arc_swap::ArcSwapOption;
 use http::uri::{Authority, Scheme};
 use hyper::{body::Incoming, client::conn::http2::SendRequest};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use tokio::{net::TcpStream, sync::Mutex, time::Instant};
-use tokio_rustls::{
-    TlsConnector,
-    rustls::{
-        ClientConfig, RootCertStore,
-        crypto::aws_lc_rs,
-        pki_types::{CertificateDer, ServerName, pem::PemObject},
-    },
-};
+use tokio::{sync::Mutex, time::Instant};
 use tonic::body::Body;
 
-use super::UpstreamConfig;
+use super::{UpstreamConfig, dial::Dial};
 use crate::{StartupError, error::error_chain};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -40,12 +32,9 @@ pub(super) struct Http2Upstream {
 }
 
 struct Shared {
-    /// `host:port`, as dialled.
-    address: Box<str>,
+    dial: Dial,
     scheme: Scheme,
     authority: Authority,
-    tls: Option<(TlsConnector, ServerName<'static>)>,
-    connect_timeout: Duration,
     live: ArcSwapOption<SendRequest<Body>>,
     /// Held while a connection is opened; holds when and how the last
     /// attempt failed.
@@ -59,20 +48,11 @@ impl Http2Upstream {
         let authority = url.authority().cloned().ok_or_else(|| {
             StartupError::Config(format!("upstream {}: no host", upstream.display()))
         })?;
-        let tls = match upstream.is_tls() {
-            true => Some(tls(upstream, &authority)?),
-            false => None,
-        };
-        let port = authority
-            .port_u16()
-            .unwrap_or(if tls.is_some() { 443 } else { 80 });
         Ok(Http2Upstream {
             shared: Arc::new(Shared {
-                address: format!("{}:{port}", authority.host()).into(),
+                dial: Dial::new(upstream, b"h2")?,
                 scheme: url.scheme().cloned().unwrap_or(Scheme::HTTP),
                 authority,
-                tls,
-                connect_timeout: upstream.connect_timeout,
                 live: ArcSwapOption::empty(),
                 opening: Mutex::new(None),
             }),
@@ -140,37 +120,15 @@ impl Http2Upstream {
     }
 
     async fn connect(&self) -> Result<SendRequest<Body>, BoxError> {
-        let shared = &self.shared;
-        let opened = async {
-            let tcp = TcpStream::connect(&*shared.address).await?;
-            tcp.set_nodelay(true)?;
-            let mut builder = hyper::client::conn::http2::Builder::new(TokioExecutor::new());
-            builder
-                .timer(TokioTimer::new())
-                .keep_alive_interval(Duration::from_secs(30))
-                .keep_alive_timeout(Duration::from_secs(10));
-            match &shared.tls {
-                Some((connector, name)) => {
-                    let tls = connector.connect(name.clone(), tcp).await?;
-                    let (sender, connection) = builder.handshake(TokioIo::new(tls)).await?;
-                    tokio::spawn(connection);
-                    Ok::<_, BoxError>(sender)
-                }
-                None => {
-                    let (sender, connection) = builder.handshake(TokioIo::new(tcp)).await?;
-                    tokio::spawn(connection);
-                    Ok(sender)
-                }
-            }
-        };
-        match tokio::time::timeout(shared.connect_timeout, opened).await {
-            Ok(opened) => opened,
-            Err(_) => Err(format!(
-                "connecting to {} took more than {:?}",
-                shared.address, shared.connect_timeout
-            )
-            .into()),
-        }
+        let io = self.shared.dial.connect().await?;
+        let mut builder = hyper::client::conn::http2::Builder::new(TokioExecutor::new());
+        builder
+            .timer(TokioTimer::new())
+            .keep_alive_interval(Duration::from_secs(30))
+            .keep_alive_timeout(Duration::from_secs(10));
+        let (sender, connection) = builder.handshake(TokioIo::new(io)).await?;
+        tokio::spawn(connection);
+        Ok(sender)
     }
 }
 
@@ -180,55 +138,4 @@ fn live(live: &ArcSwapOption<SendRequest<Body>>) -> Option<SendRequest<Body>> {
         .as_deref()
         .filter(|sender| !sender.is_closed())
         .cloned()
-}
-
-/// TLS to an `https://` upstream: its certificate checked against
-/// `--upstream-ca` or the system's roots, for its host name; ALPN `h2`.
-fn tls(
-    upstream: &UpstreamConfig,
-    authority: &Authority,
-) -> Result<(TlsConnector, ServerName<'static>), StartupError> {
-    let bad = |why: String| StartupError::Tls(format!("upstream {}: {why}", upstream.display()));
-    let mut roots = RootCertStore::empty();
-    match &upstream.ca_pem {
-        Some(pem) => {
-            let certificates = CertificateDer::pem_slice_iter(pem)
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| bad(format!("cannot parse the CA certificate: {e}")))?;
-            if certificates.is_empty() {
-                return Err(bad(
-                    "no CA certificate: expected a PEM CERTIFICATE block".into()
-                ));
-            }
-            for certificate in certificates {
-                roots
-                    .add(certificate)
-                    .map_err(|e| bad(format!("the CA certificate is not usable: {e}")))?;
-            }
-        }
-        None => {
-            let found = rustls_native_certs::load_native_certs();
-            roots.add_parsable_certificates(found.certs);
-            if roots.is_empty() {
-                return Err(bad("no system root certificates; give --upstream-ca".into()));
-            }
-        }
-    }
-    let mut config = ClientConfig::builder_with_provider(Arc::new(aws_lc_rs::default_provider()))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| bad(e.to_string()))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    config.alpn_protocols = vec![b"h2".to_vec()];
-    let host = authority.host();
-    let host = host
-        .strip_prefix('[')
-        .and_then(|h| h.strip_suffix(']'))
-        .unwrap_or(host);
-    let name = ServerName::try_from(host.to_owned()).map_err(|e| {
-        bad(format!(
-            "`{host}` is not a name to check a certificate for: {e}"
-        ))
-    })?;
-    Ok((TlsConnector::from(Arc::new(config)), name))
 }

@@ -26,6 +26,7 @@ use std::time::Duration;
 use crate::{StartupError, server::ApplicationBuilder};
 
 mod describe;
+mod dial;
 mod forward;
 mod forwarded;
 mod hop_by_hop;

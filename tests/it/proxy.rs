@@ -227,6 +227,20 @@ pub(crate) async fn spawn_proxy(
     upstream: &str,
     options: ProxyOptions,
 ) -> TestProxy {
+    spawn_proxy_with(issuer_url, UpstreamConfig::new(upstream).unwrap(), options).await
+}
+
+/// A proxy to `upstream` as configured, the other options at their
+/// defaults.
+pub(crate) async fn spawn_proxy_to(issuer_url: &str, upstream: UpstreamConfig) -> TestProxy {
+    spawn_proxy_with(issuer_url, upstream, ProxyOptions::default()).await
+}
+
+async fn spawn_proxy_with(
+    issuer_url: &str,
+    upstream: UpstreamConfig,
+    options: ProxyOptions,
+) -> TestProxy {
     let mut config = server_config(issuer_url);
     config.policy = ScopePolicy::new(options.rules);
     (options.limits)(&mut config.limits);
@@ -240,7 +254,7 @@ pub(crate) async fn spawn_proxy(
         .public
         .iter()
         .fold(app, |app, path| app.public_path(*path));
-    let proxy = Proxy::new((options.upstream)(UpstreamConfig::new(upstream).unwrap())).unwrap();
+    let proxy = Proxy::new((options.upstream)(upstream)).unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let app = proxy.install(app).await.with_listener(listener).unwrap();
     let (addr, metrics) = (app.local_addr(), app.metrics_addr().unwrap());

@@ -63,6 +63,11 @@ impl Drop for Reporter {
 
 impl Reporter {
     pub(crate) async fn spawn() -> Reporter {
+        Reporter::spawn_over(None).await
+    }
+
+    /// The same upstream over TLS with `acceptor`, when given.
+    pub(crate) async fn spawn_over(acceptor: Option<tokio_rustls::TlsAcceptor>) -> Reporter {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, seen) = mpsc::unbounded_channel();
@@ -70,11 +75,19 @@ impl Reporter {
             let mut connections = tokio::task::JoinSet::new();
             while let Ok((stream, _)) = listener.accept().await {
                 let tx = tx.clone();
+                let acceptor = acceptor.clone();
                 connections.spawn(async move {
                     let service = hyper::service::service_fn(move |r| answer(r, tx.clone()));
-                    let _ = auto::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
+                    let builder = auto::Builder::new(TokioExecutor::new());
+                    let _ = match acceptor {
+                        None => builder.serve_connection(TokioIo::new(stream), service).await,
+                        Some(acceptor) => {
+                            let Ok(tls) = acceptor.accept(stream).await else {
+                                return;
+                            };
+                            builder.serve_connection(TokioIo::new(tls), service).await
+                        }
+                    };
                 });
             }
         });
@@ -841,4 +854,64 @@ async fn a_grpc_call_is_post_to_the_rules_whatever_method_it_came_with() {
         .unwrap();
     assert_eq!(answer.await.unwrap().headers()["grpc-status"], "0");
     assert_eq!(upstream.next().await.path, "/pkg.Svc/Write");
+}
+
+// --- 6. Upstreams over TLS ----------------------------------------------------
+
+#[tokio::test]
+async fn an_https_upstream_is_reached_over_tls_by_http2_and_by_http1() {
+    use std::sync::Arc;
+    use tokio_rustls::rustls::{
+        ServerConfig,
+        crypto::aws_lc_rs,
+        pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject},
+    };
+    let pems = crate::common::LocalhostCert::new();
+    let chain = CertificateDer::pem_slice_iter(pems.cert.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    let key = PrivateKeyDer::from_pem_slice(pems.key.as_bytes()).unwrap();
+    let mut tls = ServerConfig::builder_with_provider(Arc::new(aws_lc_rs::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .unwrap();
+    tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let mut upstream = Reporter::spawn_over(Some(Arc::new(tls).into())).await;
+    let url = format!("https://localhost:{}", upstream.addr.port());
+
+    let issuer = spawn_issuer().await;
+    let token = token(&issuer, &[]);
+    for protocol in [UpstreamProtocol::H2, UpstreamProtocol::Http1] {
+        let mut config = UpstreamConfig::new(&url).unwrap().protocol(protocol);
+        config.ca_pem = Some(pems.ca.clone().into_bytes());
+        let proxy = crate::proxy::spawn_proxy_to(issuer.url(), config).await;
+        let answer = client()
+            .get(format!("http://{}/orders", proxy.addr))
+            .header("authorization", bearer(&token))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 200, "{protocol:?}");
+        assert_eq!(answer.text().await.unwrap(), "ok", "{protocol:?}");
+        let seen = upstream.next().await;
+        assert_eq!(seen.path, "/orders", "{protocol:?}");
+        assert_eq!(
+            seen.authority.as_deref(),
+            Some(&*format!("localhost:{}", upstream.addr.port())),
+            "{protocol:?}"
+        );
+
+        // Checked against the system roots instead, the private CA fails.
+        let strict = UpstreamConfig::new(&url).unwrap().protocol(protocol);
+        let proxy = crate::proxy::spawn_proxy_to(issuer.url(), strict).await;
+        let answer = client()
+            .get(format!("http://{}/orders", proxy.addr))
+            .header("authorization", bearer(&token))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 502, "{protocol:?}");
+    }
 }
