@@ -231,6 +231,8 @@ pub mod keys;
 mod net;
 mod util;
 
+#[cfg(feature = "authz")]
+pub mod authz;
 #[cfg(feature = "cli")]
 #[doc(hidden)]
 pub mod cli;

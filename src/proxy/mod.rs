@@ -28,7 +28,7 @@ use crate::{StartupError, server::ApplicationBuilder};
 mod describe;
 mod forward;
 mod forwarded;
-mod identity;
+pub(crate) mod identity;
 mod trailers;
 mod upstream;
 

@@ -24,6 +24,7 @@ use tonic::service::{Routes, RoutesBuilder};
 mod builder;
 mod config;
 mod connections;
+mod decider;
 mod fallback;
 mod health;
 mod http;
@@ -43,6 +44,8 @@ pub use config::{Drain, Limits, ServerConfig};
 pub use health::LIVENESS_SERVICE;
 #[cfg(feature = "proxy")]
 pub(crate) use http::detail_response;
+#[cfg(feature = "authz")]
+pub(crate) use http::refusal_parts;
 pub use http::{
     HttpGate, HttpRoutes, PRIVATE_ROOT_BODY, REALM, RETRY_AFTER_SECS, refusal_response,
 };
@@ -55,13 +58,20 @@ pub(crate) use web::is_grpc;
 pub use web::{CORS_ALLOW_HEADERS, CORS_EXPOSE_HEADERS, CorsOrigins, OnePort, OnePortLayer, Split};
 
 use crate::{Clock, Gate, StartupError, keys::KeyStore, keys::Refresher};
+#[cfg(not(feature = "authz"))]
+use decider::Decider;
+#[cfg(feature = "authz")]
+pub(crate) use decider::{BuildDecider, Decider};
+#[cfg(feature = "authz")]
+pub(crate) use fallback::{Fallback, fallback};
+#[cfg(not(feature = "authz"))]
 use fallback::{Fallback, fallback};
 use health::{HealthGate, Readiness};
 use metrics::Metrics;
 #[cfg(feature = "proxy")]
 pub(crate) use serve::ArrivedOverTls;
 use serve::Serving;
-use stack::{Stack, local_public_services};
+use stack::{Front, Stack, local_public_services};
 
 /// A bound, not yet serving authgate server.
 #[derive(Debug)]
@@ -85,6 +95,8 @@ pub struct Application {
     private_root: bool,
     /// Where requests no service claims go: set, the server is a proxy.
     forward: Option<Fallback>,
+    /// What answers for other proxies: set, the server decides for them.
+    decider: Option<Decider>,
     /// Paths open without a token besides health and reflection, checked.
     public: Vec<String>,
 }
@@ -102,6 +114,7 @@ impl Application {
             warn_unknown_rules: false,
             private_root: false,
             forward: None,
+            decider: None,
             public: Vec::new(),
             metrics_sets: Vec::new(),
         }
@@ -231,18 +244,28 @@ impl Application {
             cors: self.cors,
             metrics: self.grpc_metrics,
         };
-        let app = match self.forward {
+        let app = match (self.forward, self.decider) {
             // A proxy: health and reflection are the upstream's, but for
             // health while this side is not ready.
-            Some(forward) => {
+            (Some(forward), _) => {
                 let health_gate = fallback(HealthGate::new(forward.clone(), ready_now));
                 let routes = self
                     .routes
                     .into_axum_router()
                     .fallback_service(fallback::for_axum(health_gate));
-                stack.build(Routes::from(routes), forward, true)?
+                stack.build(Routes::from(routes), Front::Proxy(forward))?
             }
-            None => {
+            // Answering for other proxies: health and reflection are ours.
+            (None, Some(decider)) => {
+                let routes = local_public_services(
+                    self.routes,
+                    health,
+                    &self.descriptor_sets,
+                    &self.limits,
+                )?;
+                stack.build(routes, Front::Decide(decider))?
+            }
+            (None, None) => {
                 let routes = local_public_services(
                     self.routes,
                     health,
@@ -254,7 +277,7 @@ impl Application {
                 } else {
                     HttpRoutes::not_found()
                 };
-                stack.build(routes, fallback(root), false)?
+                stack.build(routes, Front::Serve(fallback(root)))?
             }
         };
 

@@ -1,0 +1,120 @@
+//! `authgate authz`: the gate's decision for the proxy a team already runs.
+//! One port answers Envoy's ext_authz v3 `Check` (with health and
+//! reflection) and HTTP forward auth (every other request), each about the
+//! original request the proxy received: the same keys, scope rules, public
+//! paths and ambiguous-path refusal as `proxy`, the caller named in the
+//! same `x-authgate-*` headers, refusals as the same RFC 6750 answers.
+//!
+//! ```no_run
+//! # use authgate::{authz::Authz, server::{Application, ServerConfig}};
+//! # async fn run(config: ServerConfig) -> Result<(), authgate::StartupError> {
+//! Authz::new()
+//!     .install(Application::builder(config))
+//!     .serve(authgate::server::shutdown_signal())
+//!     .await
+//! # }
+//! ```
+//!
+//! The parts: `original` reads nothing but builds the request asked about
+//! and asks the gate ([`GateLayer::admit`](crate::GateLayer)); `check` and
+//! `forward_auth` read their protocol's question into it and render the
+//! answer.
+
+use std::sync::Arc;
+
+use envoy_types::ext_authz::v3::pb::AuthorizationServer;
+use prost::Message;
+
+use crate::server::{ApplicationBuilder, Decider, fallback};
+
+mod check;
+mod forward_auth;
+mod original;
+
+pub use check::AUTHORIZATION_SERVICE;
+
+/// What `authz` answers, beside the gate's own settings.
+#[derive(Debug, Clone, Default)]
+pub struct Authz {
+    forward_authorization: bool,
+    path_prefix: String,
+}
+
+impl Authz {
+    /// Answers with `authorization` removed from what reaches the upstream,
+    /// and the original path of HTTP forward auth taken whole.
+    pub fn new() -> Authz {
+        Authz::default()
+    }
+
+    /// Keeps the caller's `authorization` for the upstream (`Check` asks
+    /// Envoy to remove it by default).
+    pub fn forward_authorization(mut self, forward: bool) -> Authz {
+        self.forward_authorization = forward;
+        self
+    }
+
+    /// What stands before the original path in a forward auth request's
+    /// own path when no `X-Forwarded-Uri` or `X-Original-URI` says it
+    /// (Envoy's HTTP ext_authz `path_prefix`); none by default.
+    pub fn path_prefix(mut self, prefix: impl Into<String>) -> Authz {
+        self.path_prefix = prefix.into();
+        self
+    }
+
+    /// Makes `app` answer for the proxy in front instead of serving:
+    /// `Check`, health and reflection over gRPC, forward auth for every
+    /// other request. Its scope rules and public paths are about the
+    /// proxy's requests, so may name any path.
+    pub fn install(self, app: ApplicationBuilder) -> ApplicationBuilder {
+        let Authz {
+            forward_authorization,
+            path_prefix,
+        } = self;
+        let build: crate::server::BuildDecider = Box::new(move |layer, routes| {
+            let check = check::CheckService {
+                layer: layer.clone(),
+                forward_authorization,
+            };
+            let forward = forward_auth::ForwardAuth {
+                layer: layer.clone(),
+                path_prefix: Arc::from(path_prefix),
+            };
+            (
+                routes.add_service(AuthorizationServer::new(check)),
+                fallback(forward),
+            )
+        });
+        app.metrics_descriptor_set(descriptor_set())
+            .decide_for_others(Decider {
+                services: &[AUTHORIZATION_SERVICE],
+                build,
+            })
+    }
+}
+
+/// `Check` as a descriptor set, for the metrics' method table (unary,
+/// under its service's name): envoy-types ships the messages, not their
+/// descriptors.
+fn descriptor_set() -> Vec<u8> {
+    use prost_types::{
+        FileDescriptorProto, FileDescriptorSet, MethodDescriptorProto, ServiceDescriptorProto,
+    };
+    let check = MethodDescriptorProto {
+        name: Some("Check".into()),
+        input_type: Some(".envoy.service.auth.v3.CheckRequest".into()),
+        output_type: Some(".envoy.service.auth.v3.CheckResponse".into()),
+        ..Default::default()
+    };
+    let file = FileDescriptorProto {
+        name: Some("envoy/service/auth/v3/external_auth.proto".into()),
+        package: Some("envoy.service.auth.v3".into()),
+        service: vec![ServiceDescriptorProto {
+            name: Some("Authorization".into()),
+            method: vec![check],
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    FileDescriptorSet { file: vec![file] }.encode_to_vec()
+}
