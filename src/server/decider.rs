@@ -10,7 +10,8 @@ use crate::GateLayer;
 
 /// Builds a decider's gRPC routes (given health and reflection) and the
 /// service that answers every other request, from the decision.
-pub(crate) type BuildDecider = Box<dyn FnOnce(&GateLayer, Routes) -> (Routes, Fallback) + Send>;
+pub(crate) type BuildDecider =
+    Box<dyn FnOnce(&GateLayer, Routes) -> (Routes, Fallback) + Send + Sync>;
 
 /// A server's answers about requests that other proxies receive.
 pub(crate) struct Decider {
