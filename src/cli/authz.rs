@@ -27,7 +27,12 @@ pub struct AuthzArgs {
     /// HTTP forward auth without X-Forwarded-Uri or X-Original-URI: the
     /// original path is the request's own less this prefix (Envoy's HTTP
     /// ext_authz path_prefix).
-    #[arg(long, value_name = "PREFIX", default_value = "")]
+    #[arg(
+        long,
+        value_name = "PREFIX",
+        default_value = "",
+        hide_default_value = true
+    )]
     pub path_prefix: String,
     /// Every `serve` setting: the gate, the keys, listening, TLS, limits,
     /// metrics, draining and the config file.

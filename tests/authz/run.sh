@@ -195,8 +195,44 @@ suite() {
   lacks "$name: a public path: no identity, forged or not" 'x-authgate-'
 }
 
+# A gRPC upstream for nginx's grpc_pass: the test peers' grpcio Echo server,
+# whose answers carry the metadata it received.
+grpc_upstream=127.0.0.1:9
+if bash tests/peers/install.sh >"$work/peers-install.log" 2>&1 \
+  && start echo '^listening ' target/peers-venv/bin/python tests/peers/python_echo.py \
+    --events "$work/echo.events"; then
+  grpc_upstream=$(sed -n 's/^listening //p' "$work/echo.out" | head -1)
+else
+  cp "$work/peers-install.log" "$work/last" 2>/dev/null
+  fail "the gRPC upstream starts"
+fi
+
+# gRPC through nginx's grpc_pass at TARGET.
+grpc_suite() {
+  local c=(target/peers-venv/bin/python tests/peers/echo_client.py --target "$1")
+  echo "== nginx grpc_pass"
+  [ -x target/peers-venv/bin/python ] || { fail "nginx grpc_pass: no gRPC client"; return 0; }
+  gcheck "nginx grpc: allowed" "${c[@]}" --token "$admin" --metadata x-authgate-subject=mallory \
+    --metadata x-trace=grpc-allowed unary --message hi
+  has "nginx grpc: the upstream is told the subject" '"x-authgate-subject": "authgate-dev@clients"'
+  has "nginx grpc: ... the scopes" '"x-authgate-scopes": "admin"'
+  lacks "nginx grpc: no forged subject arrives" 'mallory'
+  lacks "nginx grpc: the token does not arrive" '"authorization"'
+  gcheck "nginx grpc: no token: UNAUTHENTICATED" "${c[@]}" --metadata x-trace=grpc-none \
+    --expect-code UNAUTHENTICATED unary --message hi
+  if grep -qF grpc-none "$work/echo.events" 2>/dev/null; then fail "nginx grpc: no token never arrives"; else pass "nginx grpc: no token never arrives"; fi
+  gcheck "nginx grpc: health is public" "${c[@]}" health
+}
+gcheck() { # NAME COMMAND...: passes when COMMAND exits 0; its output is in $work/last.
+  local name=$1
+  shift
+  if timeout 30 "$@" >"$work/last" 2>&1; then pass "$name"; else fail "$name"; fi
+}
+
 nginx_port=$(free_port)
+nginx_grpc_port=$(free_port)
 sed -e "s/127.0.0.1:50051/$authz/" -e "s/127.0.0.1:8000/$upstream/" \
+  -e "s/127.0.0.1:50062/$grpc_upstream/" -e "s/127.0.0.1:8082/127.0.0.1:$nginx_grpc_port/" \
   -e "s/127.0.0.1:8080/127.0.0.1:$nginx_port/" deploy/authz/nginx.conf >"$work/nginx/authz.conf"
 cat >"$work/nginx/nginx.conf" <<CONF
 worker_processes 1;
@@ -220,6 +256,7 @@ then
 fi
 if wait_port "$nginx_port"; then
   suite nginx "http://127.0.0.1:$nginx_port"
+  grpc_suite "127.0.0.1:$nginx_grpc_port"
 else
   cat "$work/nginx.err" >"$work/last"
   fail "nginx starts"
