@@ -23,7 +23,6 @@
 use std::sync::Arc;
 
 use envoy_types::ext_authz::v3::pb::AuthorizationServer;
-use prost::Message;
 
 use crate::server::{ApplicationBuilder, Decider, fallback};
 
@@ -85,7 +84,7 @@ impl Authz {
                 fallback(forward),
             )
         });
-        app.metrics_descriptor_set(descriptor_set())
+        app.descriptor_set(DESCRIPTOR_SET)
             .decide_for_others(Decider {
                 services: &[AUTHORIZATION_SERVICE],
                 build,
@@ -93,28 +92,7 @@ impl Authz {
     }
 }
 
-/// `Check` as a descriptor set, for the metrics' method table (unary,
-/// under its service's name): envoy-types ships the messages, not their
-/// descriptors.
-fn descriptor_set() -> Vec<u8> {
-    use prost_types::{
-        FileDescriptorProto, FileDescriptorSet, MethodDescriptorProto, ServiceDescriptorProto,
-    };
-    let check = MethodDescriptorProto {
-        name: Some("Check".into()),
-        input_type: Some(".envoy.service.auth.v3.CheckRequest".into()),
-        output_type: Some(".envoy.service.auth.v3.CheckResponse".into()),
-        ..Default::default()
-    };
-    let file = FileDescriptorProto {
-        name: Some("envoy/service/auth/v3/external_auth.proto".into()),
-        package: Some("envoy.service.auth.v3".into()),
-        service: vec![ServiceDescriptorProto {
-            name: Some("Authorization".into()),
-            method: vec![check],
-            ..Default::default()
-        }],
-        ..Default::default()
-    };
-    FileDescriptorSet { file: vec![file] }.encode_to_vec()
-}
+/// Envoy's `external_auth.proto` and its imports, compiled by `build.rs`:
+/// reflection serves it and the metrics name `Check` from it.
+const DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/envoy_authz_descriptor.bin"));

@@ -693,3 +693,20 @@ async fn a_forward_auth_question_about_a_grpc_call_is_answered_as_forward_auth()
     ];
     assert_eq!(authz.forward_auth("/auth", &health).await.status(), 200);
 }
+
+#[tokio::test]
+async fn reflection_lists_check_beside_health() {
+    let issuer = spawn_issuer().await;
+    let authz = spawn_authz(issuer.url(), AuthzOptions::default()).await;
+    let services = crate::common::reflected_services(authz.channel().await).await;
+    assert!(
+        services
+            .iter()
+            .any(|s| s == "envoy.service.auth.v3.Authorization"),
+        "{services:?}"
+    );
+    assert!(
+        services.iter().any(|s| s == "grpc.health.v1.Health"),
+        "{services:?}"
+    );
+}
