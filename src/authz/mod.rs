@@ -70,7 +70,7 @@ impl Authz {
             forward_authorization,
             path_prefix,
         } = self;
-        let build: crate::server::BuildDecider = Box::new(move |layer, routes| {
+        let build: crate::server::BuildDecider = Box::new(move |layer, routes, limits| {
             let check = check::CheckService {
                 layer: layer.clone(),
                 forward_authorization,
@@ -80,7 +80,11 @@ impl Authz {
                 path_prefix: Arc::from(path_prefix),
             };
             (
-                routes.add_service(AuthorizationServer::new(check)),
+                // The message limit of every service on the port.
+                routes.add_service(
+                    AuthorizationServer::new(check)
+                        .max_decoding_message_size(limits.max_message_bytes),
+                ),
                 fallback(forward),
             )
         });

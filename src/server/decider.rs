@@ -5,13 +5,14 @@
 
 use tonic::service::Routes;
 
-use super::fallback::Fallback;
+use super::{Limits, fallback::Fallback};
 use crate::GateLayer;
 
 /// Builds a decider's gRPC routes (given health and reflection) and the
-/// service that answers every other request, from the decision.
+/// service that answers every other request, from the decision and the
+/// server's limits.
 pub(crate) type BuildDecider =
-    Box<dyn FnOnce(&GateLayer, Routes) -> (Routes, Fallback) + Send + Sync>;
+    Box<dyn FnOnce(&GateLayer, Routes, &Limits) -> (Routes, Fallback) + Send + Sync>;
 
 /// A server's answers about requests that other proxies receive.
 pub(crate) struct Decider {

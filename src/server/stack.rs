@@ -85,7 +85,7 @@ impl Stack<'_> {
                 // The requests asked about are another proxy's: paths it
                 // may read otherwise are refused, as a proxy's are.
                 let decision = gate.clone().refuse_ambiguous_paths();
-                let (routes, http) = (decider.build)(&decision, routes);
+                let (routes, http) = (decider.build)(&decision, routes, self.limits);
                 // Only the decider's own services and health and
                 // reflection are gRPC here; any other call is a question.
                 let services = decider.services.iter().chain(&crate::PUBLIC_SERVICES);
