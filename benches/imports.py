@@ -23,16 +23,18 @@ SRC = pathlib.Path(__file__).resolve().parent.parent / "src"
 # The layers, as (files, what they may not name, exceptions): paths under
 # src/, a folder ending in `/`. The gate and the key set are the bottom,
 # below them the error types and helpers they share; inside the gate,
-# validation (and the `methods` list it hands each principal) knows nothing
+# validation (and the `methods` list it hands each principal, and the path
+# patterns that list is written in) knows nothing
 # of the gate's assembly; the server assembly knows neither the command line
 # nor the proxy nor authz (it takes any fallback service, any decider); the
 # command line is the top.
 LAYERS = [
-    (["gate/", "keys/", "error.rs", "net.rs", "util.rs"],
+    (["gate/", "keys/", "error.rs", "error/", "net.rs", "util.rs"],
      ["server/", "proxy/", "authz/", "cli/", "client/", "issuer/"], []),
-    (["keys/", "error.rs", "net.rs", "util.rs"], ["gate/"], []),
-    (["error.rs", "net.rs", "util.rs"], ["keys/"], []),
-    (["gate/validate/", "gate/methods.rs"], ["gate/"], ["gate/validate/", "gate/methods.rs"]),
+    (["keys/", "error.rs", "error/", "net.rs", "util.rs"], ["gate/"], []),
+    (["error.rs", "error/", "net.rs", "util.rs"], ["keys/"], []),
+    (["gate/validate/", "gate/methods.rs", "gate/pattern.rs"], ["gate/"],
+     ["gate/validate/", "gate/methods.rs", "gate/pattern.rs"]),
     (["server/"], ["cli/", "proxy/", "authz/"], []),
     (["proxy/"], ["cli/", "authz/"], []),
     (["authz/"], ["cli/"], []),
@@ -44,11 +46,7 @@ LAYERS = [
 # removes (each with the change that does it in the commit that added it):
 # shown, not failed on. An edge listed here that is gone fails the check
 # until it is taken off the list, so the list only shrinks.
-PENDING = {
-    # `Application` and `bind_now` leave mod.rs, which only declares and
-    # re-exports.
-    ("server/builder.rs", "server/mod.rs"),
-}
+PENDING = set()
 
 IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
 

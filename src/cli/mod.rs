@@ -21,6 +21,7 @@ use crate::{
 };
 
 mod authz;
+mod banner;
 mod client;
 mod config;
 mod dev;

@@ -40,8 +40,9 @@ pub struct ProxyArgs {
     /// the proxy saw. Repeat for more.
     #[arg(long, value_name = "CIDR")]
     pub trust_forwarded: Vec<Cidr>,
-    /// Send the caller's Host upstream instead of the upstream's own
-    /// (HTTP/1.1 upstreams; X-Forwarded-Host carries it either way).
+    /// Send the caller's Host (HTTP/1.1) or :authority (HTTP/2) upstream
+    /// instead of the upstream's own (X-Forwarded-Host carries it either
+    /// way).
     #[arg(long)]
     pub preserve_host: bool,
     /// Every `serve` setting: the gate, the keys, listening, TLS, limits,

@@ -2,7 +2,7 @@
 
 use std::{collections::HashMap, fmt, str::FromStr, sync::Arc};
 
-use super::methods::method_pattern_error;
+use super::pattern::{method_pattern_error, prefix_of};
 use crate::{error::AuthError, gate::validate::Principal};
 
 /// One `--require-scope [HTTP-METHOD ]PATH=SCOPE[|SCOPE...]` rule: the
@@ -26,7 +26,7 @@ impl ScopeRule {
     /// The prefix, `/package.Service/` or `/any/prefix/`, when the rule is
     /// for every path under it.
     pub fn service(&self) -> Option<&str> {
-        self.method.strip_suffix('*').filter(|s| s.ends_with('/'))
+        prefix_of(&self.method)
     }
 }
 

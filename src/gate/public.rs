@@ -2,28 +2,22 @@
 //! what a server opens (`--public`) to every protocol; exactly, or every
 //! path under a prefix.
 
+use super::pattern::PathPattern;
+
 /// A path open without a token.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct PublicPath {
-    pattern: Pattern,
+    pattern: PathPattern,
     /// Open to gRPC and gRPC-Web calls only: health and reflection, whose
     /// paths, asked by plain HTTP, would reach an HTTP upstream's own routes.
     grpc_only: bool,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-enum Pattern {
-    /// This path exactly.
-    Exact(Box<str>),
-    /// Every path that starts with this (`/grpc.health.v1.Health/`).
-    Prefix(Box<str>),
 }
 
 impl PublicPath {
     /// Every method of a gRPC service, to gRPC calls only.
     pub(super) fn grpc_service(service: &str) -> PublicPath {
         PublicPath {
-            pattern: Pattern::Prefix(format!("/{service}/").into()),
+            pattern: PathPattern::Prefix(format!("/{service}/").into()),
             grpc_only: true,
         }
     }
@@ -32,10 +26,7 @@ impl PublicPath {
         if self.grpc_only && !grpc {
             return false;
         }
-        match &self.pattern {
-            Pattern::Exact(exact) => path == &**exact,
-            Pattern::Prefix(prefix) => path.starts_with(&**prefix),
-        }
+        self.pattern.matches(path)
     }
 }
 
@@ -50,14 +41,12 @@ pub(super) fn parse_public_path(path: &str) -> Result<PublicPath, String> {
     if !path.starts_with('/') || path.contains(char::is_whitespace) {
         return Err(wrong());
     }
-    let pattern = match path.strip_suffix('*') {
-        Some(prefix) if prefix.ends_with('/') && !prefix.contains('*') => {
-            Pattern::Prefix(prefix.into())
-        }
-        Some(_) => return Err(wrong()),
-        None if path.contains('*') => return Err(wrong()),
-        None => Pattern::Exact(path.into()),
-    };
+    let pattern = PathPattern::parse(path);
+    // No `*` but the one that ends `/prefix/*`.
+    let stars = usize::from(matches!(pattern, PathPattern::Prefix(_)));
+    if path.matches('*').count() > stars {
+        return Err(wrong());
+    }
     Ok(PublicPath {
         pattern,
         grpc_only: false,

@@ -18,7 +18,8 @@ const OWN: [&str; 3] = [
 pub(super) async fn describe(forward: &Forward) -> Result<Vec<u8>, String> {
     let channel = forward
         .channel()
-        .ok_or("an HTTP/1.1 upstream has no gRPC reflection")?;
+        .ok_or("an HTTP/1.1 upstream has no gRPC reflection")?
+        .map_err(|e| e.to_string())?;
     let files = match v1::files(channel.clone()).await {
         Ok(files) => files,
         Err(v1) => v1alpha::files(channel)

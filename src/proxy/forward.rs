@@ -1,7 +1,8 @@
 //! [`Forward`]: the tower service that sends a request the gate let in to
-//! the upstream and streams its answer back, over HTTP/2 (tonic's
-//! `Channel`: reconnects by itself, passes `grpc-timeout` on, cancels the
-//! upstream call when the caller goes) or HTTP/1.1 (hyper's pooled client).
+//! the upstream and streams its answer back, over HTTP/2 (one connection,
+//! [`Http2Upstream`]: `grpc-timeout` passes on as a header, and a caller
+//! that goes cancels the upstream's stream) or HTTP/1.1 (hyper's pooled
+//! client).
 
 use std::{
     convert::Infallible,
@@ -13,7 +14,7 @@ use std::{
     time::Duration,
 };
 
-use http::{HeaderMap, HeaderValue, StatusCode, header};
+use http::{HeaderMap, HeaderValue, StatusCode, header, uri::Authority};
 use hyper_util::{
     client::legacy::{Client as HttpClient, connect::HttpConnector},
     rt::TokioExecutor,
@@ -27,6 +28,7 @@ use tonic::{
 use super::{
     UpstreamConfig, UpstreamProtocol,
     forwarded::{arrival, caller_host, set_forwarded},
+    http2::Http2Upstream,
     identity::set_identity,
     trailers::{FilteredTrailers, MALFORMED_BODY, Trailers},
 };
@@ -40,7 +42,7 @@ use crate::{
 /// Hop-by-hop headers (RFC 9110 7.6.1), never forwarded in either
 /// direction, with those a `Connection` header names; `te: trailers`, which
 /// gRPC needs, is kept.
-pub const HOP_BY_HOP: [&str; 9] = [
+const HOP_BY_HOP: [&str; 9] = [
     "connection",
     "keep-alive",
     "proxy-connection",
@@ -62,7 +64,7 @@ pub struct Forward {
 
 #[derive(Clone)]
 enum Client {
-    H2(Channel),
+    H2(Http2Upstream),
     Http1(Box<HttpClient<HttpConnector, Body>>),
 }
 
@@ -91,14 +93,7 @@ impl Forward {
     /// within a Tokio runtime.
     pub fn new(upstream: UpstreamConfig) -> Result<Forward, StartupError> {
         let client = match upstream.protocol {
-            UpstreamProtocol::H2 if upstream.preserve_host => {
-                return Err(StartupError::Config(format!(
-                    "upstream {}: keeping the caller's host is supported for HTTP/1.1 \
-                     upstreams only (an HTTP/2 upstream is sent its own :authority)",
-                    upstream.display()
-                )));
-            }
-            UpstreamProtocol::H2 => Client::H2(channel(&upstream)?),
+            UpstreamProtocol::H2 => Client::H2(Http2Upstream::new(&upstream)?),
             UpstreamProtocol::Http1 => {
                 if upstream.is_tls() {
                     return Err(StartupError::Config(format!(
@@ -132,10 +127,11 @@ impl Forward {
         &self.shared.name
     }
 
-    /// The HTTP/2 channel to the upstream, when it speaks HTTP/2.
-    pub(super) fn channel(&self) -> Option<Channel> {
+    /// A tonic channel to the upstream, when it speaks HTTP/2, for the
+    /// calls the proxy makes itself (its reflection, at start-up).
+    pub(super) fn channel(&self) -> Option<Result<Channel, StartupError>> {
         match &self.client {
-            Client::H2(channel) => Some(channel.clone()),
+            Client::H2(_) => Some(channel(&self.shared.upstream)),
             Client::Http1(_) => None,
         }
     }
@@ -192,13 +188,9 @@ impl tower_service::Service<http::Request<Body>> for Forward {
         let headers = request.headers_mut();
         strip_hop_by_hop(headers);
         // The upstream's authority is the client's to set, unless the
-        // caller's is kept.
+        // caller's is kept (HTTP/1.1: as `Host`; HTTP/2: as `:authority`).
         headers.remove(header::HOST);
-        if upstream.preserve_host
-            && let Some(host) = &host
-        {
-            headers.insert(header::HOST, host.clone());
-        }
+        let kept_host = host.as_ref().filter(|_| upstream.preserve_host).cloned();
         set_forwarded(headers, arrival, host, &upstream.trust_forwarded);
         if !upstream.forward_authorization {
             headers.remove(header::AUTHORIZATION);
@@ -214,19 +206,16 @@ impl tower_service::Service<http::Request<Body>> for Forward {
         let mut request = request.map(|body| Body::new(FilteredTrailers::new(body, trailers)));
         let shared = self.shared.clone();
         match &self.client {
-            Client::H2(channel) => {
-                let mut channel = channel.clone();
+            Client::H2(client) => {
+                let client = client.clone();
+                // A kept host that is no authority (`Host: a b`) leaves the
+                // upstream's.
+                let authority =
+                    kept_host.and_then(|host| Authority::try_from(host.as_bytes()).ok());
                 Box::pin(async move {
-                    let sent = async {
-                        std::future::poll_fn(|cx| {
-                            tower_service::Service::poll_ready(&mut channel, cx)
-                        })
-                        .await?;
-                        tower_service::Service::call(&mut channel, request).await
-                    };
-                    Ok(match sent.await {
-                        Ok(response) => response,
-                        Err(error) => shared.unavailable(grpc, &error),
+                    Ok(match client.send(request, authority).await {
+                        Ok(response) => response.map(Body::new),
+                        Err(error) => shared.unavailable(grpc, &*error),
                     })
                 })
             }
@@ -257,6 +246,9 @@ impl tower_service::Service<http::Request<Body>> for Forward {
                     }
                 }
                 *request.version_mut() = http::Version::HTTP_11;
+                if let Some(host) = kept_host {
+                    request.headers_mut().insert(header::HOST, host);
+                }
                 join_cookies(request.headers_mut());
                 let client = (**client).clone();
                 Box::pin(async move {

@@ -16,8 +16,8 @@
 //! ```
 //!
 //! The parts: [`UpstreamConfig`] says where and how; [`Forward`] is the
-//! tower service that forwards (over tonic's `Channel` for HTTP/2, hyper's
-//! pooled client for HTTP/1.1); `identity` writes the headers; `path`
+//! tower service that forwards (over one HTTP/2 connection of its own,
+//! `http2`, or hyper's pooled HTTP/1.1 client); `identity` writes the headers; `path`
 //! refuses paths the upstream may read as another; `describe` asks the
 //! upstream's reflection which methods it has, for the metrics.
 
@@ -28,11 +28,12 @@ use crate::{StartupError, server::ApplicationBuilder};
 mod describe;
 mod forward;
 mod forwarded;
+mod http2;
 pub(crate) mod identity;
 mod trailers;
 mod upstream;
 
-pub use forward::{Forward, HOP_BY_HOP};
+pub use forward::Forward;
 pub use forwarded::Cidr;
 pub use identity::{CLAIMS_HEADER, IDENTITY_HEADERS, ISSUER_HEADER, SCOPES_HEADER, SUBJECT_HEADER};
 pub use upstream::{DEFAULT_CONNECT_TIMEOUT, UpstreamConfig, UpstreamProtocol};

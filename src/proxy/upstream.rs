@@ -36,8 +36,8 @@ pub struct UpstreamConfig {
     /// Peers whose `X-Forwarded-For` is kept and appended to (a balancer in
     /// front); every other caller's is replaced.
     pub trust_forwarded: Vec<Cidr>,
-    /// Send the caller's `Host` upstream instead of the upstream's own
-    /// (HTTP/1.1 upstreams).
+    /// Send the caller's `Host` (HTTP/1.1) or `:authority` (HTTP/2)
+    /// upstream instead of the upstream's own.
     pub preserve_host: bool,
 }
 

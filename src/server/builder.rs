@@ -2,102 +2,44 @@
 //! gate, checked (every scope rule must name a method the server has) and
 //! bound into an [`Application`].
 
-use std::{convert::Infallible, future::Future, sync::Arc};
+use std::{convert::Infallible, future::Future, net::SocketAddr, sync::Arc};
 
 use tokio::net::TcpListener;
 use tonic::{body::Body, server::NamedService, service::RoutesBuilder};
 
-use super::*;
-
-/// Refuses a scope rule for a method this server does not have: one of a
-/// known service (its descriptor set given) that lists no such method, a
-/// service that is neither served nor public, or, for a proxy whose
-/// upstream described itself, a gRPC service (`/package.Service/...`) the
-/// upstream does not list.
-fn check_rules(
-    policy: &crate::ScopePolicy,
-    guarded: &[&str],
-    methods: &GrpcMetrics,
-    upstream_described: bool,
-) -> Result<(), StartupError> {
-    let known = |service: &str| methods.methods().iter().any(|m| *m.service == *service);
-    let service_of = |path: &str| {
-        let rest = path.strip_prefix('/').unwrap_or(path);
-        rest.split_once('/')
-            .map_or(rest, |(service, _)| service)
-            .to_owned()
-    };
-    for (http_method, path) in policy.bound_methods() {
-        let service = service_of(path);
-        let grpc = known(&service)
-            || guarded.contains(&service.as_str())
-            || crate::PUBLIC_SERVICES.contains(&service.as_str());
-        if grpc && http_method != "POST" {
-            return Err(StartupError::Config(format!(
-                "the scope rule for `{http_method} {path}` binds {http_method} requests to a gRPC \
-                 service, whose calls are all POST: it would guard nothing (write it without a \
-                 method, or with POST)"
-            )));
-        }
-    }
-    for path in policy.paths() {
-        if path == "/*" {
-            continue; // every path: it guards whatever there is
-        }
-        let rest = path.strip_prefix('/').unwrap_or(&path);
-        let (service, method) = rest.split_once('/').unwrap_or((rest, ""));
-        let hosted = guarded.contains(&service) || crate::PUBLIC_SERVICES.contains(&service);
-        let missing = if known(service) {
-            method != "*"
-                && !methods
-                    .methods()
-                    .iter()
-                    .any(|m| *m.service == *service && *m.method == *method)
-        } else if upstream_described {
-            // An HTTP path is the upstream's business; a gRPC service's
-            // name has a package.
-            service.contains('.') && !hosted
-        } else {
-            !guarded.is_empty() && !hosted
-        };
-        if missing {
-            let listed = |service: &str| {
-                if upstream_described {
-                    !crate::PUBLIC_SERVICES.contains(&service)
-                } else {
-                    guarded.contains(&service)
-                }
-            };
-            let have: Vec<String> = methods
-                .methods()
-                .iter()
-                .filter(|m| listed(&m.service))
-                .map(|m| format!("/{}/{}", m.service, m.method))
-                .collect();
-            let whose = if upstream_described {
-                "the upstream's reflection does not list"
-            } else {
-                "this server does not have"
-            };
-            return Err(StartupError::Config(format!(
-                "the scope rule for `{path}` names a method {whose}, so it would guard \
-                 nothing (its methods: {})",
-                if have.is_empty() {
-                    "none known".into()
-                } else {
-                    have.join(", ")
-                }
-            )));
-        }
-    }
-    Ok(())
-}
+use super::{
+    Application, CorsOrigins, GrpcMetrics, PrivateService, ServerConfig,
+    decider::Decider,
+    fallback::{self, Fallback},
+    rules::check_rules,
+};
+use crate::{Clock, Gate, StartupError};
 
 /// Reflection's own descriptor sets, for the metrics' method table.
 const REFLECTION_SETS: [&[u8]; 2] = [
     tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET,
     tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
 ];
+
+impl Application {
+    /// A server for `config`, to which you add your services.
+    pub fn builder(config: ServerConfig) -> ApplicationBuilder {
+        ApplicationBuilder {
+            config,
+            gate: None,
+            routes: RoutesBuilder::default(),
+            guarded: Vec::new(),
+            descriptor_sets: Vec::new(),
+            clock: None,
+            warn_unknown_rules: false,
+            private_root: false,
+            forward: None,
+            decider: None,
+            public: Vec::new(),
+            metrics_sets: Vec::new(),
+        }
+    }
+}
 
 /// Assembles a server around your services; see the [`server`](crate::server) module.
 #[derive(Debug)]
@@ -400,4 +342,17 @@ impl ApplicationBuilder {
             public,
         })
     }
+}
+
+/// Binds `addr` from synchronous code, for the tokio runtime it runs in.
+fn bind_now(addr: SocketAddr, what: &str) -> Result<(TcpListener, SocketAddr), StartupError> {
+    let bind_error = |source| StartupError::Bind {
+        addr: format!("{addr} ({what})"),
+        source,
+    };
+    let listener = std::net::TcpListener::bind(addr).map_err(bind_error)?;
+    listener.set_nonblocking(true).map_err(bind_error)?;
+    let local = listener.local_addr().map_err(bind_error)?;
+    let listener = TcpListener::from_std(listener).map_err(bind_error)?;
+    Ok((listener, local))
 }

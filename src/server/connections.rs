@@ -13,8 +13,9 @@ use tokio::{sync::watch, task::JoinSet};
 
 use super::{
     Limits,
-    incoming::{BoundedStream, Incoming},
+    incoming::Incoming,
     open_calls::{OpenCalls, OpenCallsLayer},
+    stream::BoundedStream,
 };
 
 /// After the server stops taking new connections: how long handshakes the

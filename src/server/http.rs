@@ -21,15 +21,12 @@ use crate::{
     gate::layer::expiring_request,
 };
 
-/// The realm every `WWW-Authenticate` challenge names.
-pub const REALM: &str = crate::error::REALM;
-
 /// What `Retry-After` says when the keys are unavailable: the refresher
 /// retries within seconds, so a client need not wait longer.
-pub const RETRY_AFTER_SECS: u32 = 5;
+const RETRY_AFTER_SECS: u32 = 5;
 
 /// `GET /`'s body, byte for byte as the seed's FastAPI route is quoted.
-pub const PRIVATE_ROOT_BODY: &str = r#"{"message": "This is private"}"#;
+const PRIVATE_ROOT_BODY: &str = r#"{"message": "This is private"}"#;
 
 /// The gate in front of a plain HTTP handler `H`: the plain HTTP front of
 /// the one decision ([`GateLayer`]'s). A request reaches `H` only with a
@@ -43,7 +40,7 @@ pub const PRIVATE_ROOT_BODY: &str = r#"{"message": "This is private"}"#;
 ///
 /// [`Principal`]: crate::Principal
 #[derive(Clone, Debug)]
-pub struct HttpGate<H> {
+pub(crate) struct HttpGate<H> {
     /// The decision, with the paths open without a token.
     layer: GateLayer,
     /// Paths checked under another path's scope rules: (path, method).
@@ -54,7 +51,7 @@ pub struct HttpGate<H> {
 impl<H> HttpGate<H> {
     /// Guards `inner` with `gate`; each path is checked under its own scope
     /// rules until [`HttpGate::check_as`] says otherwise.
-    pub fn new(gate: Gate, inner: H) -> HttpGate<H> {
+    pub(crate) fn new(gate: Gate, inner: H) -> HttpGate<H> {
         HttpGate {
             layer: gate.layer(),
             checked_as: Arc::new([]),
@@ -65,14 +62,14 @@ impl<H> HttpGate<H> {
     /// Decides as `layer` does: the same gate, the same paths open without
     /// a token (those opened to every protocol: health and reflection are
     /// open to gRPC only), the same public maximum age.
-    pub fn public_as(mut self, layer: &GateLayer) -> HttpGate<H> {
+    pub(crate) fn public_as(mut self, layer: &GateLayer) -> HttpGate<H> {
         self.layer = layer.clone();
         self
     }
 
     /// Checks requests for `path` under the scope rules of `method`
     /// (`/package.Service/Method`): `GET /` on `serve` is `GetPrivate`.
-    pub fn check_as(mut self, path: &str, method: &str) -> HttpGate<H> {
+    pub(crate) fn check_as(mut self, path: &str, method: &str) -> HttpGate<H> {
         let mut checked_as = self.checked_as.to_vec();
         checked_as.push((path.into(), method.into()));
         self.checked_as = checked_as.into();
@@ -125,7 +122,7 @@ where
 /// The RFC 6750 answer to a plain HTTP request the gate refused: its
 /// status, challenge and `{"detail": "<the gRPC message>"}`. Messages never
 /// hold the token, so neither does this.
-pub fn refusal_response(error: &AuthError) -> Response<Body> {
+pub(crate) fn refusal_response(error: &AuthError) -> Response<Body> {
     let (status, headers, body) = refusal_parts(error);
     let mut response = Response::new(Body::new(body));
     *response.status_mut() = status;
@@ -182,21 +179,21 @@ fn json_response(status: StatusCode, body: &str) -> Response<Body> {
 /// the demo service) is the seed's route; any other path is 404, any other
 /// method on `/` is 405.
 #[derive(Clone, Copy, Debug, Default)]
-pub struct HttpRoutes {
+pub(crate) struct HttpRoutes {
     /// Whether `GET /` answers `{"message": "This is private"}`.
     private_root: bool,
 }
 
 impl HttpRoutes {
     /// Routes that answer 404 to everything.
-    pub fn not_found() -> HttpRoutes {
+    pub(crate) fn not_found() -> HttpRoutes {
         HttpRoutes {
             private_root: false,
         }
     }
 
     /// `GET /` answers as the seed's FastAPI route does.
-    pub fn private_root() -> HttpRoutes {
+    pub(crate) fn private_root() -> HttpRoutes {
         HttpRoutes { private_root: true }
     }
 }

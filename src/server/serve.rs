@@ -39,7 +39,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio_rustls::{TlsAcceptor, rustls::ServerConfig};
 use tonic::{body::Body, transport::server::TcpConnectInfo};
 
-use super::{Limits, connections::CloseSignal, incoming::BoundedStream};
+use super::{Limits, connections::CloseSignal, stream::BoundedStream};
 
 /// The least read buffer hyper's HTTP/1.1 server takes (it panics below).
 const MIN_HTTP1_BUFFER: usize = 8192;

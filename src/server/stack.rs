@@ -29,7 +29,7 @@ pub(super) struct Stack<'a> {
 /// The stack every connection serves (each adds its own call count in
 /// front, for the idle timeout).
 pub(super) type App = OnePort<
-    super::metrics::grpc::GrpcMetricsService<GrpcTimeout<crate::GateService<Routes>>>,
+    super::metrics::layer::GrpcMetricsService<GrpcTimeout<crate::GateService<Routes>>>,
     HttpTimeout<Either<HttpGate<Fallback>, Fallback>>,
 >;
 

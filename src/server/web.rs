@@ -22,7 +22,7 @@ use crate::StartupError;
 
 /// The request headers a browser may send: the token, gRPC-Web's own, and
 /// the deadline.
-pub const CORS_ALLOW_HEADERS: [&str; 5] = [
+const CORS_ALLOW_HEADERS: [&str; 5] = [
     "authorization",
     "content-type",
     "x-grpc-web",
@@ -32,7 +32,7 @@ pub const CORS_ALLOW_HEADERS: [&str; 5] = [
 
 /// The response headers a page may read: a trailers-only refusal's status
 /// and message, and the plain HTTP challenge.
-pub const CORS_EXPOSE_HEADERS: [&str; 3] = ["grpc-status", "grpc-message", "www-authenticate"];
+const CORS_EXPOSE_HEADERS: [&str; 3] = ["grpc-status", "grpc-message", "www-authenticate"];
 
 /// What `Vary` says on the answers outside CORS while CORS is on: that
 /// another `Origin` could have had another answer (CORS headers, or a
@@ -46,7 +46,7 @@ const PREFLIGHT_MAX_AGE: Duration = Duration::from_secs(600);
 /// The origins whose pages may call the server: exact origins
 /// (`https://app.example.com`), or `*` for any.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CorsOrigins {
+pub(crate) enum CorsOrigins {
     /// Any origin (`*`).
     Any,
     /// These origins exactly.
@@ -146,7 +146,7 @@ fn lowercase_media_type(headers: &mut http::HeaderMap) {
 /// `http` (an [`HttpGate`](super::HttpGate) around what answers it), and
 /// gRPC and gRPC-Web to the server inside, gRPC-Web translated.
 #[derive(Debug, Clone)]
-pub struct OnePortLayer<H> {
+pub(crate) struct OnePortLayer<H> {
     http: H,
     cors: Option<CorsOrigins>,
     /// The header list HTTP/1 requests may send, as HTTP/2's
@@ -223,7 +223,7 @@ fn as_it_is<R>(response: Response<R>) -> Response<R> {
 
 /// The service [`OnePortLayer`] makes.
 #[derive(Debug, Clone)]
-pub struct OnePort<S, H> {
+pub(crate) struct OnePort<S, H> {
     /// For requests from no origin, or one not allowed: no CORS headers,
     /// but `Vary: Origin` while CORS is on.
     plain: Split<S, H>,
@@ -280,7 +280,7 @@ where
 
 /// gRPC and gRPC-Web to `grpc`, the rest to `http`.
 #[derive(Debug, Clone)]
-pub struct Split<S, H> {
+pub(crate) struct Split<S, H> {
     grpc: GrpcWebService<S>,
     http: H,
     /// When set, only gRPC calls under these path prefixes are gRPC's.

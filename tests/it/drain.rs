@@ -264,3 +264,33 @@ async fn a_connection_told_to_close_before_its_first_bytes_still_answers_them() 
         "the server did not stop"
     );
 }
+
+#[tokio::test]
+async fn bytes_a_peer_sends_after_the_server_closes_draw_no_reset() {
+    use tokio::io::AsyncWriteExt;
+    let app = spawn_app().await;
+    // An HTTP/1.1 request that asks the server to close after answering.
+    let mut tcp = TcpStream::connect(app.addr).await.unwrap();
+    tcp.write_all(b"GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(patience(), tcp.read_to_end(&mut answer))
+        .await
+        .expect("the server closes after answering")
+        .unwrap();
+    assert!(answer.starts_with(b"HTTP/1.1 "), "{answer:?}");
+    // The server has closed its side (the FIN read above). What the peer
+    // sends now is read and dropped while the server lingers: a socket
+    // closed with bytes arriving answers with a TCP reset instead, and the
+    // writes below then fail (the reset lands within a round trip on
+    // loopback; 64 writes a millisecond apart leave it time to).
+    for n in 0..64 {
+        let wrote = tcp.write_all(&[b'x'; 1024]).await;
+        assert!(wrote.is_ok(), "write {n} after the close: {wrote:?}");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let mut rest = [0u8; 16];
+    let read = tcp.read(&mut rest).await;
+    assert!(matches!(read, Ok(0)), "reset while lingering: {read:?}");
+}

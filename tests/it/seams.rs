@@ -37,6 +37,8 @@ use crate::proxy::{ProxyOptions, TestProxy, spawn_proxy, token};
 #[derive(Debug)]
 pub(crate) struct Seen {
     pub(crate) path: String,
+    /// The host it was asked for: HTTP/2's `:authority`, HTTP/1.1's `Host`.
+    pub(crate) authority: Option<String>,
     pub(crate) headers: HeaderMap,
     pub(crate) trailers: Option<HeaderMap>,
     /// How the request body ended: `Ok` at its end, `Err` cut off.
@@ -108,10 +110,15 @@ async fn answer(
         .get("content-type")
         .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
     let path = parts.uri.path().to_owned();
+    let authority = match parts.uri.authority() {
+        Some(authority) => Some(authority.to_string()),
+        None => (parts.headers.get("host")).map(|h| h.to_str().unwrap().to_owned()),
+    };
     let events = path == "/events";
     let report = move |(trailers, body)| {
         let _ = tx.send(Seen {
             path,
+            authority,
             headers: parts.headers,
             trailers,
             body,
@@ -586,9 +593,44 @@ async fn the_upstream_hears_where_a_call_came_from_not_what_the_caller_forged() 
         .unwrap();
     let (answer, _) = client.send_request(request, true).unwrap();
     assert_eq!(answer.await.unwrap().status(), 200);
-    let seen = h2_upstream.next().await.headers;
-    assert_eq!(seen["x-forwarded-for"], "127.0.0.1");
-    assert_eq!(seen["x-forwarded-host"], "app.example:8080");
+    let seen = h2_upstream.next().await;
+    assert_eq!(seen.headers["x-forwarded-for"], "127.0.0.1");
+    assert_eq!(seen.headers["x-forwarded-host"], "app.example:8080");
+    let upstream_authority = h2_upstream.addr.to_string();
+    assert_eq!(seen.authority.as_deref(), Some(&*upstream_authority));
+
+    // The caller's :authority kept for an HTTP/2 upstream, for gRPC calls
+    // and plain HTTP alike; never as a second `host` header.
+    let options = ProxyOptions {
+        upstream: |upstream| {
+            let mut upstream = upstream;
+            upstream.preserve_host = true;
+            upstream
+        },
+        ..ProxyOptions::default()
+    };
+    let keeping = proxy_to(&issuer, &h2_upstream, options).await;
+    for content_type in ["text/plain", "application/grpc"] {
+        let mut client = h2(keeping.addr).await;
+        let request = Request::post("http://app.example:8080/orders")
+            .header("authorization", bearer(&token))
+            .header("content-type", content_type)
+            .header("te", "trailers")
+            .body(())
+            .unwrap();
+        let (answer, _) = client.send_request(request, true).unwrap();
+        assert_eq!(answer.await.unwrap().status(), 200);
+        let seen = h2_upstream.next().await;
+        assert_eq!(
+            seen.authority.as_deref(),
+            Some("app.example:8080"),
+            "{content_type}"
+        );
+        assert!(
+            !seen.headers.contains_key("host"),
+            "{content_type}: {seen:?}"
+        );
+    }
 
     let mut client = h2(proxy.addr).await;
     let request = Request::get(format!("http://{}/orders", proxy.addr))
