@@ -7,6 +7,25 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed=build.rs");
     #[cfg(feature = "server")]
     compile_proto()?;
+    #[cfg(feature = "authz")]
+    envoy_descriptor_set()?;
+    Ok(())
+}
+
+/// Envoy's ext_authz service and everything it imports, as one descriptor
+/// set, for `authz`'s reflection and metrics (envoy-types ships the Rust
+/// types, not their descriptors).
+#[cfg(feature = "authz")]
+fn envoy_descriptor_set() -> Result<(), Box<dyn std::error::Error>> {
+    let out_dir = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
+    let mut compiler = protox::Compiler::new(["proto/envoy-authz"])?;
+    compiler
+        .include_imports(true)
+        .open_file("envoy/service/auth/v3/external_auth.proto")?;
+    std::fs::write(
+        out_dir.join("envoy_authz_descriptor.bin"),
+        compiler.encode_file_descriptor_set(),
+    )?;
     Ok(())
 }
 

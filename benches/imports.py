@@ -26,18 +26,20 @@ SRC = pathlib.Path(__file__).resolve().parent.parent / "src"
 # validation (and the `methods` list it hands each principal, and the path
 # patterns that list is written in) knows nothing
 # of the gate's assembly; the server assembly knows neither the command line
-# nor the proxy (it takes any fallback service); the command line is the top.
+# nor the proxy nor authz (it takes any fallback service, any decider); the
+# command line is the top.
 LAYERS = [
     (["gate/", "keys/", "error.rs", "error/", "net.rs", "util.rs"],
-     ["server/", "proxy/", "cli/", "client/", "issuer/"], []),
+     ["server/", "proxy/", "authz/", "cli/", "client/", "issuer/"], []),
     (["keys/", "error.rs", "error/", "net.rs", "util.rs"], ["gate/"], []),
     (["error.rs", "error/", "net.rs", "util.rs"], ["keys/"], []),
     (["gate/validate/", "gate/methods.rs", "gate/pattern.rs"], ["gate/"],
      ["gate/validate/", "gate/methods.rs", "gate/pattern.rs"]),
-    (["server/"], ["cli/", "proxy/"], []),
-    (["proxy/"], ["cli/"], []),
-    (["client/"], ["cli/", "server/", "proxy/", "issuer/"], []),
-    (["issuer/"], ["cli/", "server/", "proxy/", "client/"], []),
+    (["server/"], ["cli/", "proxy/", "authz/"], []),
+    (["proxy/"], ["cli/", "authz/"], []),
+    (["authz/"], ["cli/"], []),
+    (["client/"], ["cli/", "server/", "proxy/", "authz/", "issuer/"], []),
+    (["issuer/"], ["cli/", "server/", "proxy/", "authz/", "client/"], []),
 ]
 
 # Edges that close a cycle and that the server and gate rewrite under way

@@ -179,6 +179,7 @@
 //! | `server` | `server::{Application, ServerConfig}`: health, reflection, TLS, limits, metrics and draining around your services; the demo `PrivateService` and `authgate::pb` | `src/server/` |
 //! | `dev-issuer` | `issuer::DevIssuer`: discovery, JWKS and `/oauth/token` on loopback, for tests | `src/issuer/` |
 //! | `proxy` | `proxy::{Proxy, UpstreamConfig, Forward}`: forwarding what the gate lets in to a service in any language, over tonic's `Channel` (HTTP/2) or hyper's HTTP/1.1 client; needs `server` | `src/proxy/` |
+//! | `authz` | `authz::Authz`: the gate's decision answered to a proxy in front (Envoy's ext_authz `Check`, HTTP forward auth), on envoy-types' messages; needs `proxy` | `src/authz/` |
 //! | `cli` | the `authgate` command; needs all of the above | `src/cli/` |
 //!
 //! Each type has one path: the gate's at the crate root (`authgate::Gate`,
@@ -231,6 +232,8 @@ pub mod keys;
 mod net;
 mod util;
 
+#[cfg(feature = "authz")]
+pub mod authz;
 #[cfg(feature = "cli")]
 #[doc(hidden)]
 pub mod cli;

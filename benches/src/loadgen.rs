@@ -29,6 +29,9 @@ pub struct Call {
     pub expect: Option<u32>,
     /// Which class it belongs to, for the report (`valid`, `expired`, ...).
     pub class: &'static str,
+    /// Its own request message (length-prefixed) instead of the run's: a
+    /// question that carries its token inside, as authz's `Check` does.
+    pub body: Option<Bytes>,
 }
 
 impl Call {
@@ -40,6 +43,7 @@ impl Call {
             ),
             expect,
             class,
+            body: None,
         }
     }
 }
@@ -222,6 +226,7 @@ async fn stream_worker(
         authorization: None,
         expect: None,
         class: "anonymous",
+        body: None,
     };
     while !shared.stop.load(Ordering::Relaxed) {
         let mut request = Request::post(&uri)
@@ -237,7 +242,8 @@ async fn stream_worker(
         }
         let request = request.body(()).unwrap();
         let started = Instant::now();
-        let outcome = call(&mut client, request, config.body.clone()).await;
+        let body = spec.body.clone().unwrap_or_else(|| config.body.clone());
+        let outcome = call(&mut client, request, body).await;
         if !shared.measuring.load(Ordering::Relaxed) {
             continue;
         }

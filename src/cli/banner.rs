@@ -125,3 +125,62 @@ pub(super) fn print_dev_banner(b: &DevBanner<'_>) {
         },
     );
 }
+
+/// What `authgate dev --authz` prints: where authz answers, a token, a
+/// question asked as nginx's `auth_request` asks it, and nginx in front.
+pub(super) fn print_authz_banner(b: &DevBanner<'_>) {
+    let (issuer, token) = &b.tokens[0];
+    let scheme = if b.tls { "https" } else { "http" };
+    println!(
+        "authgate dev --authz: a local issuer and authgate authz, no account needed.\n\
+         \n\
+         \x20 issuer         {issuer}\n\
+         \x20 audience       {audience}\n\
+         \x20 client id      {client_id}\n\
+         \x20 client secret  {client_secret}\n\
+         \x20 authz          {addr} (Check over gRPC; forward auth over HTTP)\n\
+         \x20 metrics        {metrics}\n\
+         \n\
+         A token for the dev client (valid {ttl}, scope {granted}):\n\
+         \n\
+         {token}\n\
+         \n\
+         Ask it as nginx's auth_request does (200 and who called; without the token, 401):\n\
+         \n\
+         \x20 curl -i -H 'Authorization: Bearer {token}' -H 'X-Forwarded-Uri: /items' {scheme}://{addr}/\n\
+         \n\
+         Or put nginx in front of a service on 127.0.0.1:8000 (docs/authz.md has Caddy,\n\
+         Traefik, Envoy and Istio too):\n\
+         \n\
+         \x20 server {{\n\
+         \x20     listen 127.0.0.1:8080;\n\
+         \x20     location / {{\n\
+         \x20         auth_request /_authgate;\n\
+         \x20         auth_request_set $authgate_subject $upstream_http_x_authgate_subject;\n\
+         \x20         proxy_set_header X-Authgate-Subject $authgate_subject;\n\
+         \x20         proxy_pass http://127.0.0.1:8000;\n\
+         \x20     }}\n\
+         \x20     location = /_authgate {{\n\
+         \x20         internal;\n\
+         \x20         proxy_pass {scheme}://{addr};\n\
+         \x20         proxy_pass_request_body off;\n\
+         \x20         proxy_set_header Content-Length \"\";\n\
+         \x20         proxy_set_header X-Forwarded-Method $request_method;\n\
+         \x20         proxy_set_header X-Forwarded-Uri $request_uri;\n\
+         \x20     }}\n\
+         \x20 }}\n\
+         \n\
+         \x20 curl -H 'Authorization: Bearer {token}' http://127.0.0.1:8080/\n\
+         \n\
+         Ctrl-C stops both.",
+        audience = b.audience,
+        client_id = b.client_id,
+        client_secret = b.client_secret,
+        addr = b.addr,
+        metrics = b
+            .metrics
+            .map_or_else(|| "off".to_owned(), |a| format!("http://{a}/metrics")),
+        ttl = humantime::format_duration(b.ttl),
+        granted = b.granted,
+    );
+}

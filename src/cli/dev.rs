@@ -1,7 +1,7 @@
 //! `authgate dev`: the dev issuer and the server wired to it; the banner it
 //! prints is in [`banner`](super::banner).
 
-use super::banner::{DevBanner, print_dev_banner};
+use super::banner::{DevBanner, print_authz_banner, print_dev_banner};
 use super::values::{parse_algorithm, parse_duration, parse_listen, parse_secret};
 use super::*;
 
@@ -50,6 +50,11 @@ pub struct DevArgs {
     /// refuse) to FILE, one `NAME TOKEN` a line, for the interop checks.
     #[arg(long, value_name = "FILE", hide = true)]
     pub sample_tokens: Option<PathBuf>,
+    /// Start `authgate authz` instead of the demo server: the decision
+    /// answered to a proxy in front (Envoy's Check, nginx auth_request,
+    /// Caddy, Traefik); prints a curl that asks it and an nginx config.
+    #[arg(long)]
+    pub authz: bool,
     /// Settings shared with `authgate serve`. With none given, GetPrivate
     /// requires `read:private`, which the dev client is granted.
     #[command(flatten)]
@@ -156,8 +161,13 @@ pub(super) async fn dev(args: DevArgs) -> Result<(), StartupError> {
     let config = settings.server_config()?;
     // Rules for methods of your own service only shape what the dev client
     // is granted: warned about, not refused.
-    let app = Application::builder(config.clone())
-        .add_demo_service()
+    let app = Application::builder(config.clone());
+    let app = if args.authz {
+        crate::authz::Authz::new().install(app)
+    } else {
+        app.add_demo_service()
+    };
+    let app = app
         .warn_on_unknown_rules()
         .bind()
         .await
@@ -211,7 +221,12 @@ pub(super) async fn dev(args: DevArgs) -> Result<(), StartupError> {
             .map_err(|e| StartupError::Config(format!("cannot write {}: {e}", path.display())))?;
     }
     let rules: Vec<ScopeRule> = settings.require_scope.iter().map(|r| r.0.clone()).collect();
-    print_dev_banner(&DevBanner {
+    let banner = if args.authz {
+        print_authz_banner
+    } else {
+        print_dev_banner
+    };
+    banner(&DevBanner {
         tokens: &tokens,
         audience: &args.audience,
         client_id: &args.client_id,

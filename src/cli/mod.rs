@@ -1,4 +1,4 @@
-//! The command line: `authgate serve`, `proxy`, `dev`, `token` and `call`, their
+//! The command line: `authgate serve`, `proxy`, `authz`, `dev`, `token` and `call`, their
 //! flags and environment, parsed and checked here once and handed to the
 //! library as typed configuration.
 
@@ -20,6 +20,7 @@ use crate::{
     },
 };
 
+mod authz;
 mod banner;
 mod client;
 mod config;
@@ -31,6 +32,7 @@ mod serve;
 mod settings;
 mod values;
 
+pub use authz::AuthzArgs;
 pub use client::{CallArgs, ClientArgs, TokenArgs};
 pub use dev::{DEV_METRICS_LISTEN, DEV_SCOPE_RULE, DevArgs};
 pub use proxy::{ProtocolArg, ProxyArgs};
@@ -75,6 +77,10 @@ pub enum Command {
     /// Guard a service in any language: forward each request the gate lets
     /// in to --upstream, with the caller's identity in x-authgate-* headers.
     Proxy(ProxyArgs),
+    /// Answer a proxy you already run (Envoy ext_authz Check, nginx
+    /// auth_request, Traefik forwardAuth, Caddy forward_auth) whether a
+    /// request may pass, and who made it, in x-authgate-* headers.
+    Authz(AuthzArgs),
     /// Run a local issuer and the server wired to it: no account anywhere.
     Dev(DevArgs),
     /// Print an access token from the client-credentials grant.
@@ -102,6 +108,7 @@ pub fn run(cli: Cli) -> ExitCode {
         match cli.command {
             Command::Serve(args) => Ok(serve::serve(args).await?),
             Command::Proxy(args) => Ok(proxy::proxy(args).await?),
+            Command::Authz(args) => Ok(authz::authz(args).await?),
             Command::Dev(args) => Ok(dev::dev(args).await?),
             Command::Token(args) => client::token(args).await,
             Command::Call(args) => client::call(args).await,

@@ -60,7 +60,7 @@ pub enum ProtocolArg {
     Http1,
 }
 
-fn parse_public(s: &str) -> Result<String, String> {
+pub(super) fn parse_public(s: &str) -> Result<String, String> {
     crate::GateLayer::check_path(s.trim()).map(|()| s.trim().to_owned())
 }
 

@@ -140,7 +140,22 @@ impl GateLayer {
         grpc: bool,
         rules_path: Option<&str>,
     ) -> Result<Option<Deadline>, Refusal> {
-        let path = request.uri().path();
+        // A clone of the URI shares its bytes: no allocation per call.
+        let uri = request.uri().clone();
+        self.admit_at(request, uri.path(), grpc, rules_path)
+    }
+
+    /// [`GateLayer::admit`] for a request whose path is `path`, not its
+    /// URI's: a request a proxy asks about (`authz`), whose path arrives as
+    /// text that need not parse as a URI. `request` gives the method, the
+    /// headers and the extensions.
+    pub(crate) fn admit_at<B>(
+        &self,
+        request: &mut http::Request<B>,
+        path: &str,
+        grpc: bool,
+        rules_path: Option<&str>,
+    ) -> Result<Option<Deadline>, Refusal> {
         if self.refuse_ambiguous
             && let Some(why) = ambiguity(path)
         {

@@ -74,23 +74,30 @@ pub(crate) fn remove_identity(headers: &mut HeaderMap) {
 /// gate authenticated, sets them from `principal`. Public paths have none.
 pub(crate) fn set_identity(headers: &mut HeaderMap, principal: Option<&Principal>) {
     remove_identity(headers);
-    let Some(principal) = principal else {
-        return;
-    };
-    let mut set = |name: &'static str, value: String| {
-        // Every byte of `value` is printable ASCII, so this never fails.
-        if let Ok(value) = HeaderValue::try_from(value) {
-            headers.insert(HeaderName::from_static(name), value);
+    if let Some(principal) = principal {
+        for (name, value) in identity(principal) {
+            headers.insert(name, value);
         }
-    };
-    set(SUBJECT_HEADER, printable(principal.subject()));
-    set(ISSUER_HEADER, printable(principal.issuer()));
+    }
+}
+
+/// The identity headers for `principal`, each of [`IDENTITY_HEADERS`]
+/// once: what `proxy` sets on the request and `authz` tells the proxy in
+/// front to set.
+pub(crate) fn identity(principal: &Principal) -> [(HeaderName, HeaderValue); 4] {
+    // Every byte of each value is printable ASCII, so this never fails.
+    let value = |text: String| HeaderValue::try_from(text).unwrap_or(HeaderValue::from_static(""));
     let scopes: Vec<String> = principal.scopes().map(printable).collect();
-    set(SCOPES_HEADER, scopes.join(" "));
-    set(
-        CLAIMS_HEADER,
-        URL_SAFE_NO_PAD.encode(principal.claims_json()),
-    );
+    [
+        (SUBJECT_HEADER, value(printable(principal.subject()))),
+        (ISSUER_HEADER, value(printable(principal.issuer()))),
+        (SCOPES_HEADER, value(scopes.join(" "))),
+        (
+            CLAIMS_HEADER,
+            value(URL_SAFE_NO_PAD.encode(principal.claims_json())),
+        ),
+    ]
+    .map(|(name, value)| (HeaderName::from_static(name), value))
 }
 
 /// `text` as a header value: printable ASCII as it is, every other byte

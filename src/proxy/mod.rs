@@ -32,7 +32,7 @@ mod forwarded;
 mod hop_by_hop;
 mod http1;
 mod http2;
-mod identity;
+pub(crate) mod identity;
 mod trailers;
 mod upstream;
 

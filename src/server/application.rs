@@ -8,12 +8,13 @@ use tonic::service::Routes;
 
 use super::{
     CorsOrigins, Drain, GrpcMetrics, HttpRoutes, Limits, ServerConfig, connections,
+    decider::Decider,
     fallback::{self, Fallback, fallback},
     health::{HealthGate, Readiness},
     incoming,
     metrics::{self, Metrics},
     serve::Serving,
-    stack::{Stack, local_public_services},
+    stack::{Front, Stack, local_public_services},
 };
 use crate::{Clock, Gate, StartupError, keys::KeyStore, keys::Refresher};
 
@@ -39,6 +40,8 @@ pub struct Application {
     pub(super) private_root: bool,
     /// Where requests no service claims go: set, the server is a proxy.
     pub(super) forward: Option<Fallback>,
+    /// What answers for other proxies: set, the server decides for them.
+    pub(super) decider: Option<Decider>,
     /// Paths open without a token besides health and reflection, checked.
     pub(super) public: Vec<String>,
 }
@@ -168,18 +171,28 @@ impl Application {
             cors: self.cors,
             metrics: self.grpc_metrics,
         };
-        let app = match self.forward {
+        let app = match (self.forward, self.decider) {
             // A proxy: health and reflection are the upstream's, but for
             // health while this side is not ready.
-            Some(forward) => {
+            (Some(forward), _) => {
                 let health_gate = fallback(HealthGate::new(forward.clone(), ready_now));
                 let routes = self
                     .routes
                     .into_axum_router()
                     .fallback_service(fallback::for_axum(health_gate));
-                stack.build(Routes::from(routes), forward, true)?
+                stack.build(Routes::from(routes), Front::Proxy(forward))?
             }
-            None => {
+            // Answering for other proxies: health and reflection are ours.
+            (None, Some(decider)) => {
+                let routes = local_public_services(
+                    self.routes,
+                    health,
+                    &self.descriptor_sets,
+                    &self.limits,
+                )?;
+                stack.build(routes, Front::Decide(decider))?
+            }
+            (None, None) => {
                 let routes = local_public_services(
                     self.routes,
                     health,
@@ -191,7 +204,7 @@ impl Application {
                 } else {
                     HttpRoutes::not_found()
                 };
-                stack.build(routes, fallback(root), false)?
+                stack.build(routes, Front::Serve(fallback(root)))?
             }
         };
 

@@ -9,6 +9,7 @@ use tonic::{body::Body, server::NamedService, service::RoutesBuilder};
 
 use super::{
     Application, CorsOrigins, GrpcMetrics, PrivateService, ServerConfig,
+    decider::Decider,
     fallback::{self, Fallback},
     rules::check_rules,
 };
@@ -33,6 +34,7 @@ impl Application {
             warn_unknown_rules: false,
             private_root: false,
             forward: None,
+            decider: None,
             public: Vec::new(),
             metrics_sets: Vec::new(),
         }
@@ -57,6 +59,8 @@ pub struct ApplicationBuilder {
     pub(super) private_root: bool,
     /// Where requests no service claims go: set, the server is a proxy.
     pub(super) forward: Option<Fallback>,
+    /// What answers for other proxies: set, the server decides for them.
+    pub(super) decider: Option<Decider>,
     /// Paths open without a token besides health and reflection, as written.
     pub(super) public: Vec<String>,
     /// Descriptor sets that name methods for the metrics alone.
@@ -149,6 +153,16 @@ impl ApplicationBuilder {
         self
     }
 
+    /// Makes this server answer for other proxies (`authgate authz`):
+    /// `decider`'s gRPC services beside health and reflection, its own
+    /// service for every other request. Scope rules may then name any path.
+    #[cfg_attr(not(feature = "authz"), allow(dead_code))]
+    pub(crate) fn decide_for_others(mut self, decider: Decider) -> Self {
+        self.guarded.extend(decider.services);
+        self.decider = Some(decider);
+        self
+    }
+
     /// Also lets requests for `path` through without a token: a path
     /// exactly, or `/prefix/*` for every path under it (see
     /// [`GateLayer::allow_path`](crate::GateLayer::allow_path)). A pattern
@@ -210,6 +224,10 @@ impl ApplicationBuilder {
             .map_err(|e| StartupError::Config(format!("descriptor sets: {e}")))?;
         let mut warnings = self.warnings();
         let upstream_described = self.forward.is_some() && !self.metrics_sets.is_empty();
+        if self.decider.is_some() {
+            // Its rules are about another proxy's paths, which it cannot know.
+            return Ok(warnings);
+        }
         match check_rules(&policy, &self.guarded, &methods, upstream_described) {
             Err(StartupError::Config(why)) if self.warn_unknown_rules => warnings.push(why),
             checked => checked?,
@@ -280,6 +298,7 @@ impl ApplicationBuilder {
             clock,
             private_root,
             forward,
+            decider,
             public,
             ..
         } = self;
@@ -319,6 +338,7 @@ impl ApplicationBuilder {
             cors,
             private_root,
             forward,
+            decider,
             public,
         })
     }

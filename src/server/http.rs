@@ -123,20 +123,34 @@ where
 /// status, challenge and `{"detail": "<the gRPC message>"}`. Messages never
 /// hold the token, so neither does this.
 pub(crate) fn refusal_response(error: &AuthError) -> Response<Body> {
+    let (status, headers, body) = refusal_parts(error);
+    let mut response = Response::new(Body::new(body));
+    *response.status_mut() = status;
+    *response.headers_mut() = headers;
+    response
+}
+
+/// [`refusal_response`] in parts: its status, headers (`content-type`,
+/// and `www-authenticate` or `retry-after`) and body, for a front that
+/// writes them in its own protocol (`authz`'s `Check`).
+pub(crate) fn refusal_parts(error: &AuthError) -> (StatusCode, http::HeaderMap, String) {
     let status = match error.code() {
         Code::Unauthenticated => StatusCode::UNAUTHORIZED,
         Code::PermissionDenied => StatusCode::FORBIDDEN,
         Code::InvalidArgument => StatusCode::BAD_REQUEST,
         _ => StatusCode::SERVICE_UNAVAILABLE,
     };
-    let mut response = detail_response(status, &error.to_string());
-    let headers = response.headers_mut();
+    let mut headers = http::HeaderMap::with_capacity(2);
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     if let Some(challenge) = challenge(error) {
         headers.insert(header::WWW_AUTHENTICATE, challenge);
     } else if status == StatusCode::SERVICE_UNAVAILABLE {
         headers.insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
     }
-    response
+    (status, headers, detail(&error.to_string()))
 }
 
 /// A plain HTTP error as FastAPI writes one: `status`, `application/json`,

@@ -20,6 +20,7 @@ mod application;
 mod builder;
 mod config;
 mod connections;
+mod decider;
 mod fallback;
 mod first_bytes;
 mod health;
@@ -45,6 +46,8 @@ pub use health::LIVENESS_SERVICE;
 #[cfg(feature = "proxy")]
 pub(crate) use http::detail_response;
 use http::{HttpGate, HttpRoutes};
+#[cfg(feature = "authz")]
+pub(crate) use http::{refusal_parts, refusal_response};
 pub use metrics::{GrpcMetrics, GrpcMetricsLayer};
 #[cfg(feature = "proxy")]
 pub(crate) use serve::ArrivedOverTls;
@@ -55,3 +58,8 @@ pub(crate) use web::CorsOrigins;
 #[cfg(feature = "proxy")]
 pub(crate) use web::is_grpc;
 use web::{OnePort, OnePortLayer};
+#[cfg(feature = "authz")]
+pub(crate) use {
+    decider::{BuildDecider, Decider},
+    fallback::fallback,
+};

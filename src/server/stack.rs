@@ -5,15 +5,17 @@
 use std::sync::Arc;
 
 use tonic::service::Routes;
+use tower::util::Either;
 use tower_layer::Layer;
 
 use super::{
     CorsOrigins, GET_PRIVATE_METHOD, GrpcMetrics, GrpcMetricsLayer, HttpGate, Limits, OnePort,
     OnePortLayer,
+    decider::Decider,
     fallback::Fallback,
     timeout::{GrpcTimeout, GrpcTimeoutLayer, HttpTimeout},
 };
-use crate::{Gate, StartupError};
+use crate::{Gate, GateLayer, StartupError};
 
 /// What the server's stack is built from.
 pub(super) struct Stack<'a> {
@@ -28,11 +30,23 @@ pub(super) struct Stack<'a> {
 /// front, for the idle timeout).
 pub(super) type App = OnePort<
     super::metrics::layer::GrpcMetricsService<GrpcTimeout<crate::GateService<Routes>>>,
-    HttpTimeout<HttpGate<Fallback>>,
+    HttpTimeout<Either<HttpGate<Fallback>, Fallback>>,
 >;
 
+/// What answers besides the gRPC routes, and so how the gate is set.
+pub(super) enum Front {
+    /// `serve`: plain HTTP to these routes, behind the gate.
+    Serve(Fallback),
+    /// A proxy: everything no route claims to this, behind the gate, with
+    /// paths its upstream may read otherwise refused first.
+    Proxy(Fallback),
+    /// A server that answers for other proxies: its routes and its plain
+    /// HTTP make the decision themselves, about the requests asked about.
+    Decide(Decider),
+}
+
 impl Stack<'_> {
-    /// The layers in front of `routes` (gRPC) and `http` (plain HTTP),
+    /// The layers in front of `routes` (gRPC) and `front` (plain HTTP),
     /// outermost first:
     ///
     /// 1. CORS for the allowed origins, so that preflights need no token
@@ -44,37 +58,56 @@ impl Stack<'_> {
     ///    shorter), plain HTTP: the request timeout;
     /// 4. the gate's one decision, rendered for gRPC or plain HTTP; for a
     ///    proxy, refusing first the paths its upstream may read otherwise;
+    ///    a decider renders it itself, for the requests it is asked about;
     /// 5. the services, or what answers plain HTTP.
-    pub(super) fn build(
-        self,
-        routes: Routes,
-        http: Fallback,
-        proxy: bool,
-    ) -> Result<App, StartupError> {
+    pub(super) fn build(self, routes: Routes, front: Front) -> Result<App, StartupError> {
         let gate = self
             .public
             .iter()
             .try_fold(self.gate.layer(), |layer, path| layer.allow_path(path))
             .map_err(|e| StartupError::Config(format!("public path: {e}")))?
             .public_stream_max_age(self.limits.public_stream_max_age);
-        let gate = if proxy {
-            gate.refuse_ambiguous_paths()
-        } else {
-            gate
+        let http_gate =
+            |http, gate: &GateLayer| HttpGate::new(self.gate.clone(), http).public_as(gate);
+        let (grpc_gate, routes, http, grpc_under) = match front {
+            Front::Serve(http) => {
+                // `GET /` is the seed's `GetPrivate` (the routes answer 404
+                // to other paths and without the demo service).
+                let http = http_gate(http, &gate).check_as("/", GET_PRIVATE_METHOD);
+                (gate, routes, Either::Left(http), None)
+            }
+            Front::Proxy(http) => {
+                let gate = gate.refuse_ambiguous_paths();
+                let http = http_gate(http, &gate);
+                (gate, routes, Either::Left(http), None)
+            }
+            Front::Decide(decider) => {
+                // The requests asked about are another proxy's: paths it
+                // may read otherwise are refused, as a proxy's are.
+                let decision = gate.clone().refuse_ambiguous_paths();
+                let (routes, http) = (decider.build)(&decision, routes, self.limits);
+                // Only the decider's own services and health and
+                // reflection are gRPC here; any other call is a question.
+                let services = decider.services.iter().chain(&crate::PUBLIC_SERVICES);
+                let under = services.clone().map(|s| format!("/{s}/")).collect();
+                let gate = decider
+                    .services
+                    .iter()
+                    .fold(gate, |gate, service| gate.allow_unauthenticated(service));
+                (gate, routes, Either::Right(http), Some(under))
+            }
         };
-        let mut http = HttpGate::new(self.gate.clone(), http).public_as(&gate);
-        if !proxy {
-            // `GET /` is the seed's `GetPrivate` (the routes answer 404 to
-            // other paths and without the demo service).
-            http = http.check_as("/", GET_PRIVATE_METHOD);
-        }
         let timeout = self.limits.request_timeout;
         let grpc = GrpcMetricsLayer::new(self.metrics)
-            .layer(GrpcTimeoutLayer(timeout).layer(gate.layer(routes)));
+            .layer(GrpcTimeoutLayer(timeout).layer(grpc_gate.layer(routes)));
         let http = HttpTimeout::new(http, timeout);
-        Ok(OnePortLayer::new(http, self.cors)
-            .max_header_list_bytes(self.limits.max_header_list_bytes as usize)
-            .layer(grpc))
+        let one_port = OnePortLayer::new(http, self.cors)
+            .max_header_list_bytes(self.limits.max_header_list_bytes as usize);
+        let one_port = match grpc_under {
+            Some(under) => one_port.grpc_only_under(under),
+            None => one_port,
+        };
+        Ok(one_port.layer(grpc))
     }
 }
 

@@ -152,6 +152,8 @@ pub(crate) struct OnePortLayer<H> {
     /// The header list HTTP/1 requests may send, as HTTP/2's
     /// `SETTINGS_MAX_HEADER_LIST_SIZE` bounds it for HTTP/2.
     max_header_list_bytes: usize,
+    /// When set, only gRPC calls under these path prefixes are gRPC's.
+    grpc_under: Option<Arc<[String]>>,
 }
 
 impl<H> OnePortLayer<H> {
@@ -161,7 +163,18 @@ impl<H> OnePortLayer<H> {
             http,
             cors,
             max_header_list_bytes: usize::MAX,
+            grpc_under: None,
         }
+    }
+
+    /// Sends to the gRPC side only the gRPC calls under one of `prefixes`
+    /// (`/package.Service/`); every other request goes to `http`, whatever
+    /// its media type: for a server that answers about other requests
+    /// (`authz`'s forward auth), whose questions arrive with the original
+    /// request's headers, `content-type: application/grpc` included.
+    pub(crate) fn grpc_only_under(mut self, prefixes: Vec<String>) -> OnePortLayer<H> {
+        self.grpc_under = Some(prefixes.into());
+        self
     }
 
     /// Answers 431 to an HTTP/1 request whose headers, counted as HTTP/2
@@ -180,6 +193,7 @@ impl<S: Clone, H: Clone> Layer<S> for OnePortLayer<H> {
         let split = Split {
             grpc: GrpcWebLayer::new().layer(inner),
             http: self.http.clone(),
+            grpc_under: self.grpc_under.clone(),
         };
         OnePort {
             max_header_list_bytes: self.max_header_list_bytes,
@@ -269,6 +283,8 @@ where
 pub(crate) struct Split<S, H> {
     grpc: GrpcWebService<S>,
     http: H,
+    /// When set, only gRPC calls under these path prefixes are gRPC's.
+    grpc_under: Option<Arc<[String]>>,
 }
 
 impl<S, H, B> Service<Request<B>> for Split<S, H>
@@ -292,7 +308,11 @@ where
     }
 
     fn call(&mut self, mut request: Request<B>) -> Self::Future {
-        if is_grpc(&request) {
+        let ours = |path: &str| match &self.grpc_under {
+            Some(prefixes) => prefixes.iter().any(|p| path.starts_with(&**p)),
+            None => true,
+        };
+        if is_grpc(&request) && ours(request.uri().path()) {
             lowercase_media_type(request.headers_mut());
             Either::Left(self.grpc.call(request))
         } else {

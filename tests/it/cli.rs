@@ -778,3 +778,37 @@ async fn dev_keeps_its_signing_key_in_a_file_across_restarts() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn dev_authz_prints_a_question_that_is_answered() {
+    let (mut child, lines) = dev_banner(&["--authz"]).await;
+    let curl = lines
+        .iter()
+        .find(|l| l.contains("X-Forwarded-Uri"))
+        .expect("a curl that asks authz");
+    // curl -i -H 'Authorization: Bearer TOKEN' -H 'X-Forwarded-Uri: /items' URL
+    let words: Vec<&str> = curl.split_whitespace().collect();
+    let token = words[5].trim_end_matches('\'');
+    let url = words[9];
+    let ask = |token: Option<&str>| {
+        let mut request = reqwest::Client::new()
+            .get(url)
+            .header("x-forwarded-uri", "/items");
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send()
+    };
+    let allowed = ask(Some(token)).await.unwrap();
+    assert_eq!(allowed.status(), 200);
+    assert_eq!(
+        allowed.headers()["x-authgate-subject"],
+        "authgate-dev@clients"
+    );
+    assert_eq!(ask(None).await.unwrap().status(), 401);
+    assert!(lines.iter().any(|l| l.contains("auth_request /_authgate;")));
+
+    signal(&child, libc::SIGINT);
+    let status = wait(&mut child).await;
+    assert_eq!(status.code(), Some(0), "{status:?}");
+}

@@ -2,6 +2,7 @@
 //! server on 127.0.0.1:0 and calls them over real HTTP and gRPC. One test
 //! binary, so the suite links once (but for tests/logs, which read the logs).
 
+mod authz;
 mod cache;
 mod cli;
 mod client;

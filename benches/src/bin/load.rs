@@ -62,6 +62,11 @@ enum Command {
         seconds: u64,
         #[arg(long, default_value_t = 2)]
         warmup: u64,
+        /// Send each token inside an ext_authz `CheckRequest`, as Envoy
+        /// asks `authgate authz` (`--path /envoy.service.auth.v3.Authorization/Check`),
+        /// instead of in `authorization`.
+        #[arg(long)]
+        check: bool,
     },
     /// Wait until health answers SERVING.
     Wait {
@@ -89,12 +94,21 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 streams,
                 seconds,
                 warmup,
+                check,
             } => {
                 let calls = match tokens {
                     Some(file) => std::fs::read_to_string(file)?
                         .lines()
                         .filter(|l| !l.is_empty())
-                        .map(|t| Call::bearer(t, None, "token"))
+                        .map(|t| match check {
+                            true => Call {
+                                authorization: None,
+                                expect: None,
+                                class: "check",
+                                body: Some(check_request(t)),
+                            },
+                            false => Call::bearer(t, None, "token"),
+                        })
                         .collect(),
                     None => Vec::new(),
                 };
@@ -191,4 +205,35 @@ async fn wait(addr: String) -> Result<(), Box<dyn std::error::Error>> {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// A `CheckRequest` as Envoy fills it for `GET /items` with `token`,
+/// length-prefixed as a gRPC message.
+fn check_request(token: &str) -> Bytes {
+    use envoy_types::pb::envoy::service::auth::v3::{
+        AttributeContext, CheckRequest, attribute_context,
+    };
+    let http = attribute_context::HttpRequest {
+        method: "GET".into(),
+        path: "/items".into(),
+        host: "api.example.com".into(),
+        scheme: "https".into(),
+        headers: [("authorization".to_owned(), format!("Bearer {token}"))].into(),
+        ..Default::default()
+    };
+    let request = CheckRequest {
+        attributes: Some(AttributeContext {
+            request: Some(attribute_context::Request {
+                http: Some(http),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+    };
+    let message = request.encode_to_vec();
+    let mut framed = Vec::with_capacity(5 + message.len());
+    framed.push(0);
+    framed.extend_from_slice(&(message.len() as u32).to_be_bytes());
+    framed.extend_from_slice(&message);
+    Bytes::from(framed)
 }

@@ -295,6 +295,7 @@ fn hostile_calls(issuer: &DevIssuer) -> Vec<Call> {
         authorization: None,
         expect: Some(UNAUTHENTICATED),
         class: "no token",
+        body: None,
     });
     calls.push(Call::bearer(
         &issuer.mint(&issuer.claims("x", &[])),
