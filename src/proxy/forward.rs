@@ -151,7 +151,7 @@ impl tower_service::Service<http::Request<Body>> for Forward {
     /// (`forwarded.rs`); `authorization` and who called (`identity.rs`);
     /// the request trailers (`trailers.rs`); then sent by the client of the
     /// upstream's protocol (`http2.rs`, `http1.rs`), a failure rendered by
-    /// [`Shared::unavailable`].
+    /// `Shared::unavailable`.
     fn call(&mut self, mut request: http::Request<Body>) -> ForwardFuture {
         let grpc = is_grpc(&request);
         let principal = request.extensions().get::<Principal>().cloned();

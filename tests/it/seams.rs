@@ -80,7 +80,11 @@ impl Reporter {
                     let service = hyper::service::service_fn(move |r| answer(r, tx.clone()));
                     let builder = auto::Builder::new(TokioExecutor::new());
                     let _ = match acceptor {
-                        None => builder.serve_connection(TokioIo::new(stream), service).await,
+                        None => {
+                            builder
+                                .serve_connection(TokioIo::new(stream), service)
+                                .await
+                        }
                         Some(acceptor) => {
                             let Ok(tls) = acceptor.accept(stream).await else {
                                 return;
