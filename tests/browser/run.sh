@@ -23,9 +23,10 @@ rm -rf "$work" && mkdir -p "$work/site"
 cp "$authgate" "$work/authgate"
 
 # The page: the client generated from the proto (buf compiles it; no network
-# needed), then client.ts bundled with it for the browser.
+# needed), then client.ts bundled with it for the browser. Only authgate's
+# own protos: proto/envoy-authz has its own import root (authz's).
 export BUF_CACHE_DIR="$root/$work/buf-cache"
-"$modules/.bin/buf" generate proto --template "{\"version\":\"v2\",\"plugins\":[{\"local\":\"$modules/.bin/protoc-gen-es\",\"out\":\"$work/gen\",\"opt\":[\"target=ts\"]}]}"
+"$modules/.bin/buf" generate proto --path proto/authgate --template "{\"version\":\"v2\",\"plugins\":[{\"local\":\"$modules/.bin/protoc-gen-es\",\"out\":\"$work/gen\",\"opt\":[\"target=ts\"]}]}"
 cp tests/browser/client.ts "$work/client.ts"
 NODE_PATH="$modules" "$modules/.bin/esbuild" "$work/client.ts" --bundle --format=iife --target=chrome120 \
   --log-level=warning --outfile="$work/site/bundle.js"
