@@ -4,14 +4,9 @@
 //! names the original request. The real nginx and Caddy are
 //! tests/authz/run.sh's.
 
-use std::{collections::HashMap, net::SocketAddr, time::Duration};
+use std::{collections::HashMap, net::SocketAddr};
 
-use authgate::{
-    IssuerConfig, ScopePolicy, ScopeRule,
-    authz::Authz,
-    issuer::DevIssuer,
-    server::{Application, ServerConfig},
-};
+use authgate::{ScopePolicy, ScopeRule, authz::Authz, issuer::DevIssuer, server::Application};
 use envoy_types::ext_authz::v3::pb::{
     CheckRequest, CheckResponse, HeaderAppendAction, HttpResponse,
 };
@@ -26,7 +21,7 @@ use tonic::{Code, transport::Channel};
 use tonic_health::pb::{HealthCheckRequest, health_check_response, health_client::HealthClient};
 
 use crate::common::{
-    Options, eventually, held_address, metric_value, patience, spawn_issuer, start_issuer_on,
+    eventually, held_address, metric_value, patience, spawn_issuer, start_issuer_on,
 };
 
 struct TestAuthz {
@@ -55,16 +50,8 @@ impl Default for AuthzOptions {
 }
 
 async fn spawn_authz(issuer_url: &str, options: AuthzOptions) -> TestAuthz {
-    let mut config = ServerConfig::listening("127.0.0.1:0".parse().unwrap());
-    config.issuers = vec![
-        IssuerConfig::discovered(
-            issuer_url,
-            vec![authgate::issuer::DevIssuerConfig::for_tests().audience],
-            Duration::from_secs(30),
-        )
-        .unwrap(),
-    ];
-    config.refresh = Options::default().refresh;
+    // The same gate settings as the proxy's tests: one dev issuer.
+    let mut config = crate::proxy::server_config(issuer_url);
     let rules: Vec<ScopeRule> = options.rules.iter().map(|r| r.parse().unwrap()).collect();
     config.policy = ScopePolicy::new(rules);
     config.metrics_listen = Some("127.0.0.1:0".parse().unwrap());

@@ -208,7 +208,7 @@ impl Default for ProxyOptions {
 
 /// The server settings of a proxy on 127.0.0.1:0 trusting the dev issuer
 /// at `issuer_url` (which need not be up yet).
-fn server_config(issuer_url: &str) -> ServerConfig {
+pub(crate) fn server_config(issuer_url: &str) -> ServerConfig {
     let mut config = ServerConfig::listening("127.0.0.1:0".parse().unwrap());
     config.issuers = vec![
         IssuerConfig::discovered(
